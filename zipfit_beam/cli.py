@@ -1,0 +1,41 @@
+"""``zipfit-beam`` console script: ``zipfit-beam select ...`` (see ``--help``)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import List, Optional
+
+USAGE = """usage: zipfit-beam <command> [flags]
+
+commands:
+  select   score a source corpus against a target set and write the top-K documents
+           (zipfit-beam select --help)
+  example  run select on the small example bundled with the package
+"""
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command == "select":
+        from zipfit_beam.pipeline import run
+    elif command == "example":
+        from zipfit_beam.example import run_example as run
+    else:
+        print(f"zipfit-beam: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+        return 2
+    try:
+        run(rest)
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
+        print(f"zipfit-beam {command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

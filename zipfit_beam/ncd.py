@@ -1,0 +1,105 @@
+"""Normalized compression distance and ZIP-FIT alignment. Pure Python: no Beam.
+
+    C(s)        = len(gzip.compress(s, level))                  (bytes; s is UTF-8)
+    NCD(x, y)   = (C(x + y) - min(C(x), C(y))) / max(C(x), C(y))  source x first, no separator
+    align(x)    = 1 - mean_j NCD(x, y_j)
+
+A gzip member is a 10-byte header, a raw deflate stream and an 8-byte trailer, so
+``len(gzip.compress(b, L)) == len(zlib.compress(b, L, -15)) + 18`` exactly; we compute
+the latter (no header bytes built, same number). For gzip level 1 an optional C
+kernel (``zipfit_beam._gzip1``) reproduces zlib's lengths exactly and much faster; it is
+used only when the zlib Python links is the one it reproduces and a self-check at
+import agrees, otherwise zlib itself is called. Either way the lengths, and so the
+scores, are identical.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Callable, Sequence
+
+GZIP_FRAMING_BYTES = 18  # 10-byte gzip header + 8-byte CRC32/ISIZE trailer
+
+COMPRESSORS = ("gzip",)
+
+
+def gzip_length(data: bytes, level: int = 1) -> int:
+    """``len(gzip.compress(data, level))``, without building the gzip framing."""
+    return len(zlib.compress(data, level, -15)) + GZIP_FRAMING_BYTES
+
+
+def ncd(c_x: int, c_y: int, c_xy: int) -> float:
+    """Normalized compression distance from the three compressed lengths."""
+    return (c_xy - min(c_x, c_y)) / max(c_x, c_y)
+
+
+def check_compressor(compressor: str, level: int) -> None:
+    """Raise ValueError for a compressor/level that cannot give meaningful scores."""
+    if compressor not in COMPRESSORS:
+        raise ValueError(f"unknown compressor {compressor!r}; choose one of {', '.join(COMPRESSORS)}")
+    if level == 0:
+        raise ValueError(
+            "gzip level 0 stores the data without compressing it, so every NCD would track "
+            "document length only and the selection would be meaningless; use level 1 "
+            "(the ZIP-FIT paper's best) or higher"
+        )
+    if not 1 <= level <= 9:
+        raise ValueError(f"gzip level must be between 1 and 9, got {level}")
+
+
+def _load_kernel():
+    """The C gzip-1 kernel module, or None when it is not built or not exact here."""
+    try:
+        from zipfit_beam import _gzip1  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    if _gzip1.ZLIB_COMPAT != zlib.ZLIB_RUNTIME_VERSION:
+        return None
+    # A cheap guard against a zlib that claims the version but parses differently.
+    probe = [b"", b"a", b"abcabcabcabc" * 40, bytes(range(256)) * 3]
+    kernel = _gzip1.Gzip1Targets(probe)
+    for x in probe:
+        if kernel.concat_lengths(x) != [gzip_length(x + y, 1) for y in probe]:
+            return None
+    return _gzip1
+
+
+_KERNEL = _load_kernel()
+
+
+def kernel_name(compressor: str = "gzip", level: int = 1) -> str:
+    """Which implementation scores this compressor/level here: 'c-gzip1' or 'zlib'."""
+    return "c-gzip1" if (_KERNEL is not None and compressor == "gzip" and level == 1) else "zlib"
+
+
+class TargetSet:
+    """A target set prepared once per worker: encoded texts and their compressed lengths.
+
+    ``alignment(x)`` scores one UTF-8 source document against every target; it is
+    thread-safe (the C kernel releases the GIL, so threads scale across cores).
+    """
+
+    def __init__(self, texts: Sequence[bytes], compressor: str = "gzip", level: int = 1,
+                 use_kernel: bool = True):
+        check_compressor(compressor, level)
+        if not texts:
+            raise ValueError("the target set is empty")
+        self.texts = [bytes(t) for t in texts]
+        self.compressor, self.level = compressor, level
+        self.lengths = [gzip_length(t, level) for t in self.texts]
+        self._concat_lengths: Callable[[bytes], list[int]]
+        if use_kernel and kernel_name(compressor, level) == "c-gzip1":
+            self._concat_lengths = _KERNEL.Gzip1Targets(self.texts).concat_lengths
+        else:
+            self._concat_lengths = self._zlib_concat_lengths
+
+    def _zlib_concat_lengths(self, x: bytes) -> list[int]:
+        return [gzip_length(x + y, self.level) for y in self.texts]
+
+    def alignment(self, x: bytes) -> float:
+        """1 - mean NCD(x, y_j); the sum runs in target order so it is reproducible."""
+        c_x = gzip_length(x, self.level)
+        total = 0.0
+        for c_y, c_xy in zip(self.lengths, self._concat_lengths(x)):
+            total += ncd(c_x, c_y, c_xy)
+        return 1.0 - total / len(self.lengths)

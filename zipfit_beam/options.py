@@ -1,0 +1,75 @@
+"""Command-line flags <-> SelectConfig + Beam PipelineOptions. The only module that parses.
+
+Our flags are parsed here; every other ``--flag`` is handed to Beam's PipelineOptions
+unchanged (``--runner``, ``--project``, worker counts, ...).
+
+With no ``--runner``, the job runs locally on Beam's FnApiRunner (the engine behind
+the DirectRunner for batch pipelines) in in-memory mode: one process, no listening
+ports, no network. The DirectRunner itself first tries to download the Prism runner
+from GitHub, which we avoid. Parallelism then comes from scoring threads, one per core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import List, Optional, Tuple
+
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+
+from zipfit_beam.config import SelectConfig
+
+LOCAL_RUNNERS = {None, "FnApiRunner", "DirectRunner", "BundleBasedDirectRunner"}
+DEFAULT_LOCAL_RUNNER = "FnApiRunner"
+
+
+def select_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="zipfit-beam select",
+        description="Select the source documents best aligned with a target set by ZIP-FIT. "
+                    "Unknown --flags go to Beam's PipelineOptions.")
+    p.add_argument("--source", action="append", required=True, metavar="PATTERN",
+                   help="source JSONL files (glob; .gz/.zst by extension); repeatable")
+    p.add_argument("--target", action="append", required=True, metavar="PATTERN",
+                   help="target JSONL files (glob); repeatable")
+    p.add_argument("--output", required=True, metavar="DIR",
+                   help="output directory: selected-*, rejected-*, manifest.json")
+    p.add_argument("--top-k", type=int, required=True, metavar="N",
+                   help="number of documents to select")
+    p.add_argument("--text-field", default="text", help="record field holding the text (default: text)")
+    p.add_argument("--target-text-field", default=None,
+                   help="text field of target records (default: --text-field)")
+    p.add_argument("--id-field", default="id",
+                   help="record field holding a stable id (default: id); "
+                        "records without one get a hash of their text")
+    p.add_argument("--compressor", default="gzip", choices=["gzip"], help="compressor (default: gzip)")
+    p.add_argument("--level", type=int, default=1, help="compression level (default: 1; 0 is refused)")
+    p.add_argument("--num-shards", type=int, default=0, help="output shards (default: runner decides)")
+    p.add_argument("--output-suffix", default=".jsonl", choices=[".jsonl", ".jsonl.gz"],
+                   help="suffix, and so compression, of the output shards (default: .jsonl)")
+    p.add_argument("--scoring-threads", type=int, default=None,
+                   help="scoring threads per worker process (default: all cores on a local "
+                        "run, 1 on a distributed runner, which runs a process per core)")
+    p.add_argument("--batch-size", type=int, default=64, help="documents per scoring batch")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the output of a previous run in --output")
+    return p
+
+
+def parse_select_args(argv: Optional[List[str]]) -> Tuple[SelectConfig, PipelineOptions]:
+    """argv -> (SelectConfig, PipelineOptions). Raises SystemExit/ValueError on bad flags."""
+    args, beam_args = select_parser().parse_known_args(argv)
+    options = PipelineOptions(beam_args)
+    standard = options.view_as(StandardOptions)
+    local = standard.runner in LOCAL_RUNNERS
+    if standard.runner is None:
+        standard.runner = DEFAULT_LOCAL_RUNNER
+        options.view_as(DirectOptions).direct_running_mode = "in_memory"
+    threads = args.scoring_threads or ((os.cpu_count() or 1) if local else 1)
+    config = SelectConfig(
+        sources=tuple(args.source), targets=tuple(args.target), output=args.output.rstrip("/"),
+        top_k=args.top_k, text_field=args.text_field, id_field=args.id_field,
+        target_text_field=args.target_text_field, compressor=args.compressor, level=args.level,
+        num_shards=args.num_shards, output_suffix=args.output_suffix, scoring_threads=threads,
+        batch_size=args.batch_size, overwrite=args.overwrite)
+    return config, options

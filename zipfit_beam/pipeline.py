@@ -1,0 +1,114 @@
+"""Build and run the selection job: read -> parse -> score -> select -> write -> publish.
+
+Run it from the command line (``zipfit-beam select ...``) or from Python::
+
+    from zipfit_beam.pipeline import run
+    run(["--source", "corpus/*.jsonl", "--target", "humaneval.jsonl", "--output", "out",
+         "--top-k", "1000"])
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import posixpath
+import uuid
+import zlib
+from typing import List, Optional, Sequence
+
+import apache_beam as beam
+from apache_beam.pvalue import AsList, AsSingleton
+
+import zipfit_beam
+from zipfit_beam import io, ncd
+from zipfit_beam.config import SelectConfig
+from zipfit_beam.parsing import dead_letter_json, with_score
+from zipfit_beam.records import Document
+from zipfit_beam.transforms import ZipFitSelect
+
+_LOG = logging.getLogger(__name__)
+
+
+def versions() -> dict:
+    return {"zipfit_beam": zipfit_beam.__version__, "apache_beam": beam.__version__,
+            "zlib": zlib.ZLIB_RUNTIME_VERSION, "python": platform.python_version()}
+
+
+def _threshold_json(key) -> Optional[dict]:
+    if key is None:
+        return None
+    neg_score, doc_id, source, position = key
+    return {"score": -neg_score, "id": doc_id, "source": source, "position": position}
+
+
+def build_pipeline(p: beam.Pipeline, config: SelectConfig, files: Sequence[str],
+                   targets: Sequence[Document]):
+    """Add the whole job to ``p``. ``files``: the resolved source files; ``targets``: the
+    parsed target documents (see ``io.load_targets``). Returns the ZipFitResult."""
+    staging = posixpath.join(config.output, f"_staging-{uuid.uuid4().hex[:12]}")
+    result = p | "ZipFitSelect" >> ZipFitSelect(
+        files, targets, config.top_k, config.text_field, config.id_field, config.compressor,
+        config.level, config.scoring_threads, config.batch_size)
+
+    def write(pcoll, name, to_line):
+        return (pcoll
+                | f"Format{name}" >> beam.Map(to_line)
+                | f"Write{name}" >> beam.io.WriteToText(
+                    posixpath.join(staging, name.lower()), file_name_suffix=config.output_suffix,
+                    num_shards=config.num_shards, shard_name_template="-SSSSS-of-NNNNN"))
+
+    selected_files = write(result.selected, "Selected", lambda d: with_score(d.record, d.score))
+    rejected_files = write(result.rejected, "Rejected", dead_letter_json)
+
+    def count(pcoll, name):
+        return AsSingleton(pcoll | f"Count{name}" >> beam.combiners.Count.Globally())
+
+    manifest = {"config": config.to_dict(), "versions": versions(),
+                "kernel": ncd.kernel_name(config.compressor, config.level),
+                "targets": {"count": len(targets), "files": sorted({d.source for d in targets})},
+                "sources": {"files": len(files)}}
+    staged = (selected_files, rejected_files) | "AllStaged" >> beam.Flatten()
+    reasons = (result.rejected
+               | "RejectReasons" >> beam.Map(lambda d: d.reason)
+               | "CountByReason" >> beam.combiners.Count.PerElement()
+               | "ReasonsAsDict" >> beam.combiners.ToDict())
+    (p
+     | "PublishTrigger" >> beam.Create([None])
+     | "PublishOutput" >> beam.ParDo(
+         _PublishWithCountsDoFn(config.output, staging, manifest),
+         AsList(staged),
+         read=AsSingleton(result.read), scored=count(result.scored, "Scored"),
+         rejected=count(result.rejected, "Rejected"), selected=count(result.selected, "Selected"),
+         reasons=AsSingleton(reasons), threshold=AsSingleton(result.threshold)))
+    return result
+
+
+class _PublishWithCountsDoFn(io.PublishOutputDoFn):
+    """Assembles the manifest facts (counts, threshold) from the side inputs."""
+
+    def process(self, unused, staged_files, read, scored, rejected, selected, reasons, threshold):
+        counts = {"read": read, "scored": scored, "rejected": rejected, "selected": selected}
+        yield from super().process(unused, staged_files, counts=counts,
+                                   rejected_by_reason=dict(sorted(reasons.items())),
+                                   threshold=_threshold_json(threshold))
+
+
+def run(argv: Optional[List[str]] = None):
+    """Parse flags, check inputs, build and run the job; returns the PipelineResult."""
+    from zipfit_beam.options import parse_select_args
+
+    config, pipeline_options = parse_select_args(argv)
+    files = io.resolve_inputs(config.sources, "--source")
+    targets = io.load_targets(config.targets, config.target_field, config.id_field)
+    old = io.existing_outputs(config.output)
+    if old and not config.overwrite:
+        raise FileExistsError(
+            f"{config.output} already holds the output of a previous run ({len(old)} files, e.g. "
+            f"{old[0]}); choose another --output or pass --overwrite")
+    _LOG.info("zipfit-beam: %d source files, %d targets, kernel=%s", len(files), len(targets),
+              ncd.kernel_name(config.compressor, config.level))
+    p = beam.Pipeline(options=pipeline_options)
+    build_pipeline(p, config, files, targets)
+    result = p.run()
+    result.wait_until_finish()
+    return result
