@@ -1,0 +1,76 @@
+import gzip
+import math
+
+import pytest
+
+from zipfit_beam import ncd
+from zipfit_beam.ncd import TargetSet, gzip_length
+
+from tests.conftest import oracle_scores
+
+
+def test_gzip_length_equals_gzip_module():
+    for data in [b"", b"a", b"hello world" * 50, bytes(range(256)) * 20, "naïve ∑".encode()]:
+        for level in (1, 6, 9):
+            assert gzip_length(data, level) == len(gzip.compress(data, level))
+
+
+def test_golden_lengths():
+    # Captured from gzip.compress on zlib 1.2.13; the framing alone is 18 bytes and an
+    # empty deflate stream is 2 more.
+    assert gzip_length(b"") == 20
+    assert gzip_length(b"a") == 21
+    assert gzip_length(b"abc" * 100) == 28  # 3 literals, then one long match chain
+
+
+def test_ncd_formula_golden():
+    assert ncd.ncd(100, 50, 120) == pytest.approx(0.7)     # (120 - 50) / 100
+    assert ncd.ncd(50, 100, 120) == pytest.approx(0.7)     # symmetric in the two lengths
+    assert ncd.ncd(40, 40, 40) == 0.0
+
+
+def test_alignment_matches_definition_and_prefers_related_text():
+    code = [b"def add(a, b):\n    return a + b\n", b"def mul(a, b):\n    return a * b\n"]
+    ts = TargetSet(code, use_kernel=False)
+    related = ts.alignment(b"def sub(a, b):\n    return a - b\n")
+    unrelated = ts.alignment(b"The quick brown fox jumps over the lazy dog, twice over.")
+    assert related > unrelated
+    x = b"def sub(a, b):\n    return a - b\n"
+    expect = 1 - sum((len(gzip.compress(x + y, 1)) - min(len(gzip.compress(x, 1)), len(gzip.compress(y, 1))))
+                     / max(len(gzip.compress(x, 1)), len(gzip.compress(y, 1))) for y in code) / 2
+    assert related == pytest.approx(expect, abs=1e-15)
+
+
+def test_alignment_on_fixture_equals_oracle(sources, targets):
+    ts = TargetSet([t["text"].encode() for t in targets])
+    oracle = oracle_scores(sources, targets)
+    for s in sources:
+        assert math.isclose(ts.alignment(s["text"].encode()), oracle[s["id"]], abs_tol=1e-12)
+
+
+def test_kernel_and_zlib_paths_agree(sources, targets):
+    texts = [t["text"].encode() for t in targets]
+    fast, slow = TargetSet(texts), TargetSet(texts, use_kernel=False)
+    for s in sources:
+        assert fast.alignment(s["text"].encode()) == slow.alignment(s["text"].encode())
+
+
+def test_concatenation_order_is_source_first():
+    x, y = b"alpha beta gamma " * 3, b"zeta eta theta " * 3
+    ts = TargetSet([y], use_kernel=False)
+    c_x, c_y = gzip_length(x), gzip_length(y)
+    assert ts.alignment(x) == 1 - ncd.ncd(c_x, c_y, gzip_length(x + y))
+
+
+def test_level_zero_is_refused_with_reason():
+    with pytest.raises(ValueError, match="stores the data without compressing"):
+        TargetSet([b"x"], level=0)
+    with pytest.raises(ValueError, match="between 1 and 9"):
+        ncd.check_compressor("gzip", 10)
+    with pytest.raises(ValueError, match="unknown compressor"):
+        ncd.check_compressor("rar", 1)
+
+
+def test_empty_target_set_is_an_error():
+    with pytest.raises(ValueError, match="empty"):
+        TargetSet([])

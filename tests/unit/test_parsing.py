@@ -1,0 +1,53 @@
+import json
+
+import pytest
+
+from zipfit_beam.parsing import content_id, dead_letter_json, parse_record, with_score
+from zipfit_beam.records import DeadLetter, Document, RawRecord, ScoredDocument, is_selected, rank_key, threshold_from_top
+
+from tests.conftest import BAD_LINES
+
+
+def raw(data: bytes, pos=1) -> RawRecord:
+    return RawRecord("f.jsonl", pos, data)
+
+
+@pytest.mark.parametrize("line,reason", BAD_LINES)
+def test_every_bad_line_gets_its_reason(line, reason):
+    out = parse_record(raw(line, 7), "text", "id")
+    assert isinstance(out, DeadLetter)
+    assert (out.reason, out.source, out.position, out.record) == (reason, "f.jsonl", 7, line)
+    assert json.loads(dead_letter_json(out))["reason"] == reason
+
+
+def test_good_record_and_id_rules():
+    doc = parse_record(raw(b'{"id": "a/1", "text": "x = 1"}'), "text", "id")
+    assert isinstance(doc, Document) and (doc.id, doc.text) == ("a/1", "x = 1")
+    assert parse_record(raw(b'{"id": 17, "text": "x"}'), "text", "id").id == "17"
+    no_id = parse_record(raw(b'{"text": "x = 1"}'), "text", "id")
+    assert no_id.id == content_id("x = 1") and no_id.id.startswith("sha256:")
+    assert parse_record(raw(b'{"k": "c", "body": "y"}'), "body", "k").id == "c"
+
+
+def test_with_score_keeps_the_record_byte_for_byte():
+    rec = b'{"b": 1.50, "a": "\\u00e9", "text": "t"}  '
+    out = with_score(rec, 0.25)
+    assert out.startswith(b'{"b": 1.50, "a": "\\u00e9", "text": "t"')
+    assert json.loads(out) == {"b": 1.5, "a": "é", "text": "t", "zipfit_score": 0.25}
+    # an existing field is replaced, not duplicated
+    assert json.loads(with_score(b'{"text": "t", "zipfit_score": 9}', 0.5)) == {"text": "t", "zipfit_score": 0.5}
+
+
+def test_score_round_trips_exactly():
+    s = 0.1234567890123456789
+    assert json.loads(with_score(b'{"text": "t"}', s))["zipfit_score"] == s
+
+
+def test_ranking_key_orders_score_then_id_and_threshold():
+    docs = [ScoredDocument(i, s, "f", n, b"") for n, (i, s) in
+            enumerate([("b", 0.5), ("a", 0.5), ("c", 0.9), ("d", 0.1)])]
+    keys = sorted(rank_key(d) for d in docs)
+    assert [k[1] for k in keys] == ["c", "a", "b", "d"]
+    t = threshold_from_top(keys, 2)
+    assert [d.id for d in docs if is_selected(rank_key(d), t)] == ["a", "c"]
+    assert threshold_from_top(keys, 10) is None and is_selected(keys[-1], None)
