@@ -1,0 +1,961 @@
+/*
+ * zipfit_beam._gzip1 -- exact gzip level-1 compressed lengths, computed without compressing.
+ *
+ * len(gzip.compress(data, 1)) == len(zlib.compress(data, 1, -15)) + 18.  The raw deflate part
+ * is what zlib 1.2.12 .. 1.3.1 produce at level 1 (its "fast" parser, windowBits 15, memLevel 8,
+ * one deflate() call with Z_FINISH, as Python's zlib.compress makes).  This module re-implements
+ * that parser and the per-block encoding choice (stored / fixed / dynamic Huffman) and counts
+ * bits instead of writing them, so the lengths are bit-for-bit the ones zlib produces.
+ *
+ * Independent implementation written from the algorithm's description; no zlib code is used.
+ *
+ * Two engines:
+ *   - the "flat" engine, for inputs shorter than 32768 + 32506 bytes, where zlib never slides
+ *     its window: positions are absolute offsets into one contiguous buffer.
+ *   - the "window" engine, a faithful model of the 64 KiB sliding window (reads, slides, hash
+ *     rebasing, stale bytes, the zeroed high-water area) for longer inputs.
+ *
+ * Gzip1Targets.concat_lengths(x) parses x once up to the point where what follows x can start
+ * to matter, then resumes from that snapshot for every target, undoing the hash-table writes
+ * after each target.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include "pythread.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------------------------ */
+/* deflate constants for level 1, windowBits 15, memLevel 8                                   */
+
+#define WSIZE 32768u
+#define WMASK (WSIZE - 1u)
+#define HBITS 15u
+#define HSIZE (1u << HBITS)
+#define HMASK (HSIZE - 1u)
+#define MINM 3u
+#define MAXM 258u
+#define MIN_LOOK (MAXM + MINM + 1u)          /* 262 */
+#define MAXDIST (WSIZE - MIN_LOOK)           /* 32506 */
+#define SLIDE_AT (WSIZE + MAXDIST)           /* 65274: strstart that triggers a slide */
+#define WINSZ (2u * WSIZE)
+#define BLOCK_SYMS 16383u                    /* (lit_bufsize - 1): symbols per block */
+#define CHAIN 4
+#define NICE 8u
+#define MAX_INSERT 4u
+
+#define L_CODES 286
+#define D_CODES 30
+#define BL_CODES 19
+#define HEAP_SIZE (2 * L_CODES + 1)
+
+#define PAD 320u                             /* slack after data for word-wise compares */
+
+/* ------------------------------------------------------------------------------------------ */
+/* static tables                                                                              */
+
+static const uint8_t lbits_extra[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2,
+                                        2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
+static const uint8_t dbits_extra[D_CODES] = {0, 0, 0, 0, 1, 1, 2, 2,  3,  3,  4,  4,  5,  5,  6,
+                                             6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
+static const uint8_t blbits_extra[BL_CODES] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                               0, 0, 0, 0, 0, 0, 2, 3, 7};
+static const uint8_t bl_rank[BL_CODES] = {16, 17, 18, 0, 8, 7, 9, 6, 10, 5,
+                                          11, 4, 12, 3, 13, 2, 14, 1, 15};
+
+static uint8_t len_sym[MAXM + 1];    /* match length -> length code 0..28 */
+static uint8_t fixed_llen[288];      /* fixed-code lengths of the literal/length alphabet */
+
+static void init_tables(void)
+{
+    int code, n, len = 3;
+    for (code = 0; code < 28; code++) {
+        for (n = 0; n < (1 << lbits_extra[code]); n++) {
+            if (len <= (int)MAXM) len_sym[len] = (uint8_t)code;
+            len++;
+        }
+    }
+    len_sym[MAXM] = 28; /* 258 has its own code */
+    for (n = 0; n < 288; n++)
+        fixed_llen[n] = (uint8_t)(n < 144 ? 8 : n < 256 ? 9 : n < 280 ? 7 : 8);
+}
+
+/* distance code of (distance - 1) */
+static inline unsigned dist_sym(unsigned d)
+{
+    if (d < 4) return d;
+    unsigned nb = 31u - (unsigned)__builtin_clz(d);
+    return 2u * nb + ((d >> (nb - 1u)) & 1u);
+}
+
+static inline unsigned hash3(const uint8_t *p)
+{
+    return (((unsigned)p[0] << 10) ^ ((unsigned)p[1] << 5) ^ (unsigned)p[2]) & HMASK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Huffman code lengths, reproducing the tree construction of zlib's trees.c exactly:          */
+/* heap ordered by (frequency, depth) with its particular sift order, forced second code,     */
+/* length limit with the overflow repair that re-deals lengths in heap order.                 */
+
+typedef struct {
+    int heap[HEAP_SIZE];
+    uint32_t key[HEAP_SIZE]; /* freq << 8 | depth */
+    uint16_t dad[HEAP_SIZE];
+    uint16_t len[HEAP_SIZE + 1];
+    int bl_count[16];
+} hwork;
+
+static inline void sift(hwork *w, int hl, int k)
+{
+    int *heap = w->heap;
+    const uint32_t *key = w->key;
+    int v = heap[k];
+    uint32_t kv = key[v];
+    int j = k << 1;
+    while (j <= hl) {
+        if (j < hl && key[heap[j + 1]] <= key[heap[j]]) j++;
+        if (kv <= key[heap[j]]) break;
+        heap[k] = heap[j];
+        k = j;
+        j <<= 1;
+    }
+    heap[k] = v;
+}
+
+/*
+ * Builds the lengths for freq[0..elems) into w->len; returns the contribution to zlib's opt_len
+ * (sum freq*(len + extra), with zlib's -1 per forced code); *static_part gets the contribution to
+ * static_len when fixed_len is given; *max_code_out the largest used code.
+ */
+static int64_t build_lengths(hwork *w, const uint32_t *freq, int elems, int max_length,
+                             const uint8_t *extra, int extra_base, const uint8_t *fixed_len,
+                             int fixed_const, int64_t *static_part, int *max_code_out)
+{
+    int n, m, hl = 0, hmax = HEAP_SIZE, max_code = -1, node, h;
+    int64_t opt = 0, stat = 0;
+    uint32_t f1[2]; /* not used; keeps compilers quiet about unused paths */
+    (void)f1;
+
+    for (n = 0; n < elems; n++) {
+        if (freq[n] != 0) {
+            w->heap[++hl] = max_code = n;
+            w->key[n] = freq[n] << 8;
+        } else {
+            w->len[n] = 0;
+        }
+    }
+    while (hl < 2) {
+        node = w->heap[++hl] = (max_code < 2 ? ++max_code : 0);
+        w->key[node] = 1u << 8;
+        opt -= 1;
+        if (fixed_len) stat -= fixed_len[node];
+        else if (fixed_const) stat -= fixed_const;
+    }
+    *max_code_out = max_code;
+    for (n = hl / 2; n >= 1; n--) sift(w, hl, n);
+
+    node = elems;
+    do {
+        n = w->heap[1];
+        w->heap[1] = w->heap[hl--];
+        sift(w, hl, 1);
+        m = w->heap[1];
+        w->heap[--hmax] = n;
+        w->heap[--hmax] = m;
+        {
+            uint32_t kn = w->key[n], km = w->key[m];
+            uint32_t dn = kn & 0xffu, dm = km & 0xffu;
+            uint32_t d = (dn >= dm ? dn : dm) + 1u;
+            w->key[node] = (((kn >> 8) + (km >> 8)) << 8) | (d & 0xffu);
+        }
+        w->dad[n] = w->dad[m] = (uint16_t)node;
+        w->heap[1] = node++;
+        sift(w, hl, 1);
+    } while (hl >= 2);
+    w->heap[--hmax] = w->heap[1];
+
+    /* gen_bitlen */
+    {
+        int bits, overflow = 0, xb;
+        for (bits = 0; bits <= 15; bits++) w->bl_count[bits] = 0;
+        w->len[w->heap[hmax]] = 0;
+        for (h = hmax + 1; h < HEAP_SIZE; h++) {
+            n = w->heap[h];
+            bits = w->len[w->dad[n]] + 1;
+            if (bits > max_length) bits = max_length, overflow++;
+            w->len[n] = (uint16_t)bits;
+            if (n > max_code) continue;
+            w->bl_count[bits]++;
+            xb = (n >= extra_base) ? extra[n - extra_base] : 0;
+            {
+                int64_t f = (int64_t)(w->key[n] >> 8);
+                opt += f * (bits + xb);
+                if (fixed_len) stat += f * (fixed_len[n] + xb);
+                else if (fixed_const) stat += f * (fixed_const + xb);
+            }
+        }
+        if (overflow) {
+            do {
+                bits = max_length - 1;
+                while (w->bl_count[bits] == 0) bits--;
+                w->bl_count[bits]--;
+                w->bl_count[bits + 1] += 2;
+                w->bl_count[max_length]--;
+                overflow -= 2;
+            } while (overflow > 0);
+            h = HEAP_SIZE;
+            for (bits = max_length; bits != 0; bits--) {
+                n = w->bl_count[bits];
+                while (n != 0) {
+                    m = w->heap[--h];
+                    if (m > max_code) continue;
+                    if (w->len[m] != (unsigned)bits) {
+                        opt += ((int64_t)bits - (int64_t)w->len[m]) * (int64_t)(w->key[m] >> 8);
+                        w->len[m] = (uint16_t)bits;
+                    }
+                    n--;
+                }
+            }
+        }
+    }
+    if (static_part) *static_part = stat;
+    return opt;
+}
+
+/* bit-length-alphabet frequencies of one code-length sequence (zlib's scan_tree) */
+static void scan_lengths(uint16_t *len, int max_code, uint32_t *blf)
+{
+    int n, prevlen = -1, curlen, nextlen = len[0], count = 0, maxc = 7, minc = 4;
+    if (nextlen == 0) maxc = 138, minc = 3;
+    len[max_code + 1] = 0xffff; /* guard */
+    for (n = 0; n <= max_code; n++) {
+        curlen = nextlen;
+        nextlen = len[n + 1];
+        if (++count < maxc && curlen == nextlen) continue;
+        if (count < minc) blf[curlen] += (uint32_t)count;
+        else if (curlen != 0) {
+            if (curlen != prevlen) blf[curlen]++;
+            blf[16]++;
+        } else if (count <= 10) blf[17]++;
+        else blf[18]++;
+        count = 0;
+        prevlen = curlen;
+        if (nextlen == 0) maxc = 138, minc = 3;
+        else if (curlen == nextlen) maxc = 6, minc = 3;
+        else maxc = 7, minc = 4;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* block accounting                                                                           */
+
+typedef struct {
+    uint32_t lf[L_CODES + 2];
+    uint32_t df[D_CODES + 2];
+    uint32_t nsym;
+    uint64_t bits; /* bits of all completed blocks */
+} bstate;
+
+static inline void bs_reset_block(bstate *b)
+{
+    memset(b->lf, 0, sizeof b->lf);
+    memset(b->df, 0, sizeof b->df);
+    b->lf[256] = 1;
+    b->nsym = 0;
+}
+
+static inline void bs_init(bstate *b)
+{
+    bs_reset_block(b);
+    b->bits = 0;
+}
+
+/* Ends the current block as zlib's _tr_flush_block would, adding its size to b->bits. */
+static void bs_flush(bstate *b, uint64_t stored_len, int have_buf, int last)
+{
+    hwork w;
+    uint32_t blf[BL_CODES + 2];
+    int64_t opt, stat, st_d, optl, optd;
+    int lmax, dmax, blmax, max_blindex;
+    uint64_t opt_lenb, static_lenb;
+    uint16_t llen[L_CODES + 2], dlen[D_CODES + 2];
+
+    optl = build_lengths(&w, b->lf, L_CODES, 15, lbits_extra, 257, fixed_llen, 0, &stat, &lmax);
+    memcpy(llen, w.len, sizeof(uint16_t) * L_CODES);
+    optd = build_lengths(&w, b->df, D_CODES, 15, dbits_extra, 0, NULL, 5, &st_d, &dmax);
+    memcpy(dlen, w.len, sizeof(uint16_t) * D_CODES);
+    stat += st_d;
+    opt = optl + optd;
+
+    memset(blf, 0, sizeof blf);
+    scan_lengths(llen, lmax, blf);
+    scan_lengths(dlen, dmax, blf);
+    opt += build_lengths(&w, blf, BL_CODES, 7, blbits_extra, 0, NULL, 0, NULL, &blmax);
+    for (max_blindex = BL_CODES - 1; max_blindex >= 3; max_blindex--)
+        if (w.len[bl_rank[max_blindex]] != 0) break;
+    opt += 3 * ((int64_t)max_blindex + 1) + 5 + 5 + 4;
+
+    opt_lenb = ((uint64_t)opt + 3 + 7) >> 3;
+    static_lenb = ((uint64_t)stat + 3 + 7) >> 3;
+    if (static_lenb <= opt_lenb) opt_lenb = static_lenb;
+    if (stored_len + 4 <= opt_lenb && have_buf) {
+        b->bits = ((b->bits + 3 + 7) & ~(uint64_t)7) + 32 + 8 * stored_len;
+    } else if (static_lenb == opt_lenb) {
+        b->bits += 3 + (uint64_t)stat;
+    } else {
+        b->bits += 3 + (uint64_t)opt;
+    }
+    bs_reset_block(b);
+    if (last) b->bits = (b->bits + 7) & ~(uint64_t)7;
+}
+
+static inline int bs_tally_lit(bstate *b, unsigned c)
+{
+    b->lf[c]++;
+    return ++b->nsym == BLOCK_SYMS;
+}
+
+static inline int bs_tally_match(bstate *b, unsigned dist, unsigned len)
+{
+    b->lf[257 + len_sym[len]]++;
+    b->df[dist_sym(dist - 1)]++;
+    return ++b->nsym == BLOCK_SYMS;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* flat engine: no slides (total length < SLIDE_AT), absolute positions in one buffer          */
+
+static inline unsigned load_diff_len(const uint8_t *s, const uint8_t *m, unsigned maxl)
+{
+    unsigned i = 0;
+    while (i < maxl) {
+        uint64_t a, c;
+        memcpy(&a, s + i, 8);
+        memcpy(&c, m + i, 8);
+        a ^= c;
+        if (a) {
+            i += (unsigned)__builtin_ctzll(a) >> 3;
+            return i < maxl ? i : maxl;
+        }
+        i += 8;
+    }
+    return maxl;
+}
+
+/* zlib's longest_match at level 1 (chain 4, nice 8, prev_length 2), limited to the data */
+static inline unsigned flat_match(const uint8_t *buf, const uint16_t *prev, unsigned p,
+                                  unsigned cur, unsigned la, unsigned *mstart)
+{
+    const uint8_t *s = buf + p;
+    unsigned limit = p > MAXDIST ? p - MAXDIST : 0;
+    unsigned nice = la < NICE ? la : NICE;
+    unsigned maxl = la < MAXM ? la : MAXM;
+    unsigned best = 2;
+    int chain = CHAIN;
+    do {
+        const uint8_t *m = buf + cur;
+        if (m[best] == s[best] && m[best - 1] == s[best - 1] && m[0] == s[0] && m[1] == s[1]) {
+            unsigned len = load_diff_len(s, m, maxl);
+            if (len > best) {
+                *mstart = cur;
+                best = len;
+                if (len >= nice) break;
+            }
+        }
+    } while ((cur = prev[cur & WMASK]) > limit && --chain != 0);
+    return best;
+}
+
+typedef struct {
+    uint32_t *v;
+    size_t n, cap;
+} ulog;
+
+/*
+ * Runs zlib's deflate_fast steps on buf[0..total) from step start *pp while the step start is
+ * below `until`.  Blocks that fill up are flushed into b.  When lg is given, every head[]
+ * write is logged as (hash << 16 | old value).
+ */
+static void flat_run(const uint8_t *buf, unsigned total, unsigned *pp, unsigned until,
+                     unsigned *block_start, uint16_t *head, uint16_t *prev, bstate *b, ulog *lg)
+{
+    unsigned p = *pp;
+    uint32_t *logv = lg ? lg->v + lg->n : NULL;
+    while (p < until) {
+        unsigned la = total - p, hh = 0, mlen = 0, ms = 0;
+        int fl;
+        if (la >= MINM) {
+            unsigned h = hash3(buf + p);
+            hh = head[h];
+            if (logv) *logv++ = (h << 16) | hh;
+            prev[p & WMASK] = (uint16_t)hh;
+            head[h] = (uint16_t)p;
+        }
+        if (hh != 0 && p - hh <= MAXDIST) mlen = flat_match(buf, prev, p, hh, la, &ms);
+        if (mlen >= MINM) {
+            fl = bs_tally_match(b, p - ms, mlen);
+            if (mlen <= MAX_INSERT && la - mlen >= MINM) {
+                unsigned q;
+                for (q = p + 1; q < p + mlen; q++) {
+                    unsigned h = hash3(buf + q);
+                    unsigned o = head[h];
+                    if (logv) *logv++ = (h << 16) | o;
+                    prev[q & WMASK] = (uint16_t)o;
+                    head[h] = (uint16_t)q;
+                }
+            }
+            p += mlen;
+        } else {
+            fl = bs_tally_lit(b, buf[p]);
+            p++;
+        }
+        if (fl) {
+            bs_flush(b, p - *block_start, 1, 0);
+            *block_start = p;
+        }
+    }
+    if (lg) lg->n = (size_t)(logv - lg->v);
+    *pp = p;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* window engine: faithful model of zlib's 64 KiB window for inputs of any length             */
+
+typedef struct {
+    uint8_t win[WINSZ + 16];
+    uint16_t head[HSIZE];
+    uint16_t prev[WSIZE];
+} wmem;
+
+typedef struct {
+    const uint8_t *seg[2];
+    size_t seglen[2];
+    int si;
+    size_t off;
+    uint64_t avail;
+} instream;
+
+static unsigned in_read(instream *in, uint8_t *dst, unsigned want)
+{
+    unsigned got = 0;
+    while (got < want && in->si < 2) {
+        size_t left = in->seglen[in->si] - in->off;
+        size_t take = want - got;
+        if (take > left) take = left;
+        if (take) memcpy(dst + got, in->seg[in->si] + in->off, take);
+        got += (unsigned)take;
+        in->off += take;
+        if (in->off == in->seglen[in->si]) {
+            in->si++;
+            in->off = 0;
+        }
+    }
+    in->avail -= got;
+    return got;
+}
+
+/* the string at window position `pos` (relative) */
+static uint64_t window_bits(wmem *wm, const uint8_t *a, size_t alen, const uint8_t *bb, size_t blen)
+{
+    uint8_t *win = wm->win;
+    uint16_t *head = wm->head, *prev = wm->prev;
+    unsigned strstart = 0, lookahead = 0, match_length = MINM - 1, match_start = 0;
+    long block_start = 0;
+    uint64_t high_water = 0;
+    instream in;
+    bstate b;
+
+    in.seg[0] = a;
+    in.seglen[0] = alen;
+    in.seg[1] = bb;
+    in.seglen[1] = blen;
+    in.si = 0;
+    in.off = 0;
+    in.avail = (uint64_t)alen + blen;
+    if (alen == 0) in.si = 1;
+    if (alen == 0 && blen == 0) in.si = 2;
+
+    memset(head, 0, sizeof wm->head);
+    bs_init(&b);
+
+    for (;;) {
+        if (lookahead < MIN_LOOK) {
+            /* fill_window */
+            do {
+                unsigned more = WINSZ - lookahead - strstart;
+                if (strstart >= SLIDE_AT) {
+                    unsigned n;
+                    memcpy(win, win + WSIZE, WSIZE - more);
+                    match_start -= WSIZE;
+                    strstart -= WSIZE;
+                    block_start -= (long)WSIZE;
+                    for (n = 0; n < HSIZE; n++) head[n] = (uint16_t)(head[n] >= WSIZE ? head[n] - WSIZE : 0);
+                    for (n = 0; n < WSIZE; n++) prev[n] = (uint16_t)(prev[n] >= WSIZE ? prev[n] - WSIZE : 0);
+                    more += WSIZE;
+                }
+                if (in.avail == 0) break;
+                lookahead += in_read(&in, win + strstart + lookahead, more);
+            } while (lookahead < MIN_LOOK && in.avail != 0);
+            if (high_water < WINSZ) {
+                uint64_t curr = (uint64_t)strstart + lookahead, init;
+                if (high_water < curr) {
+                    init = WINSZ - curr;
+                    if (init > MAXM) init = MAXM;
+                    memset(win + curr, 0, (size_t)init);
+                    high_water = curr + init;
+                } else if (high_water < curr + MAXM) {
+                    init = curr + MAXM - high_water;
+                    if (init > WINSZ - high_water) init = WINSZ - high_water;
+                    memset(win + high_water, 0, (size_t)init);
+                    high_water += init;
+                }
+            }
+            if (lookahead == 0) break;
+        }
+        {
+            unsigned hh = 0;
+            int fl;
+            if (lookahead >= MINM) {
+                unsigned h = hash3(win + strstart);
+                hh = head[h];
+                prev[strstart & WMASK] = (uint16_t)hh;
+                head[h] = (uint16_t)strstart;
+            }
+            if (hh != 0 && strstart - hh <= MAXDIST) {
+                /* longest_match, reading the window as zlib does (possibly past the data) */
+                const uint8_t *s = win + strstart;
+                unsigned limit = strstart > MAXDIST ? strstart - MAXDIST : 0;
+                unsigned nice = lookahead < NICE ? lookahead : NICE;
+                unsigned best = MINM - 1, cur = hh;
+                int chain = CHAIN;
+                do {
+                    const uint8_t *m = win + cur;
+                    if (m[best] == s[best] && m[best - 1] == s[best - 1] && m[0] == s[0] &&
+                        m[1] == s[1]) {
+                        unsigned len = 3;
+                        while (len < MAXM && s[len] == m[len]) len++;
+                        if (len > best) {
+                            match_start = cur;
+                            best = len;
+                            if (len >= nice) break;
+                        }
+                    }
+                } while ((cur = prev[cur & WMASK]) > limit && --chain != 0);
+                match_length = best <= lookahead ? best : lookahead;
+            }
+            if (match_length >= MINM) {
+                fl = bs_tally_match(&b, strstart - match_start, match_length);
+                lookahead -= match_length;
+                if (match_length <= MAX_INSERT && lookahead >= MINM) {
+                    match_length--;
+                    do {
+                        unsigned h;
+                        strstart++;
+                        h = hash3(win + strstart);
+                        prev[strstart & WMASK] = head[h];
+                        head[h] = (uint16_t)strstart;
+                    } while (--match_length != 0);
+                    strstart++;
+                } else {
+                    strstart += match_length;
+                    match_length = 0;
+                }
+            } else {
+                fl = bs_tally_lit(&b, win[strstart]);
+                lookahead--;
+                strstart++;
+            }
+            if (fl) {
+                bs_flush(&b, (uint64_t)((long)strstart - block_start), block_start >= 0, 0);
+                block_start = (long)strstart;
+            }
+        }
+    }
+    bs_flush(&b, (uint64_t)((long)strstart - block_start), block_start >= 0, 1);
+    return b.bits;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* per-call scratch                                                                           */
+
+typedef struct scratch {
+    struct scratch *next;
+    uint16_t head[HSIZE];
+    uint16_t prev[WSIZE];
+    uint16_t psave[WSIZE];
+    uint8_t *buf;
+    size_t bufcap;
+    ulog lg;
+    wmem *wm;
+} scratch;
+
+static scratch *scratch_new(void)
+{
+    scratch *s = (scratch *)calloc(1, sizeof(scratch));
+    return s;
+}
+
+static void scratch_free(scratch *s)
+{
+    if (!s) return;
+    free(s->buf);
+    free(s->lg.v);
+    free(s->wm);
+    free(s);
+}
+
+static int scratch_reserve(scratch *s, size_t buflen, size_t logn)
+{
+    if (s->bufcap < buflen) {
+        uint8_t *nb = (uint8_t *)realloc(s->buf, buflen);
+        if (!nb) return -1;
+        s->buf = nb;
+        s->bufcap = buflen;
+    }
+    if (s->lg.cap < logn) {
+        uint32_t *nv = (uint32_t *)realloc(s->lg.v, logn * sizeof(uint32_t));
+        if (!nv) return -1;
+        s->lg.v = nv;
+        s->lg.cap = logn;
+    }
+    return 0;
+}
+
+static wmem *scratch_wmem(scratch *s)
+{
+    if (!s->wm) s->wm = (wmem *)calloc(1, sizeof(wmem));
+    return s->wm;
+}
+
+/* total deflate bytes (raw) for the concatenation a||b, any length; -1 on memory failure */
+static int64_t raw_len_any(scratch *s, const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+    uint64_t total = (uint64_t)alen + blen;
+    if (total < SLIDE_AT) {
+        unsigned p = 0, bs0 = 0;
+        bstate st;
+        if (scratch_reserve(s, (size_t)total + PAD, 0)) return -1;
+        if (alen) memcpy(s->buf, a, alen);
+        if (blen) memcpy(s->buf + alen, b, blen);
+        memset(s->head, 0, sizeof s->head);
+        bs_init(&st);
+        flat_run(s->buf, (unsigned)total, &p, (unsigned)total, &bs0, s->head, s->prev, &st, NULL);
+        bs_flush(&st, (uint64_t)(total - bs0), 1, 1);
+        return (int64_t)(st.bits >> 3);
+    } else {
+        wmem *wm = scratch_wmem(s);
+        if (!wm) return -1;
+        return (int64_t)(window_bits(wm, a, alen, b, blen) >> 3);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Python: gzip1_length                                                                       */
+
+#define GZIP_OVERHEAD 18
+
+static PyObject *py_gzip1_length(PyObject *self, PyObject *arg)
+{
+    Py_buffer view;
+    scratch *s;
+    int64_t r;
+    (void)self;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    s = scratch_new();
+    if (!s) {
+        PyBuffer_Release(&view);
+        return PyErr_NoMemory();
+    }
+    Py_BEGIN_ALLOW_THREADS
+    r = raw_len_any(s, (const uint8_t *)view.buf, (size_t)view.len, NULL, 0);
+    Py_END_ALLOW_THREADS
+    scratch_free(s);
+    PyBuffer_Release(&view);
+    if (r < 0) return PyErr_NoMemory();
+    return PyLong_FromLongLong((long long)r + GZIP_OVERHEAD);
+}
+
+/* faithful window engine on any input (for tests) */
+static PyObject *py_window_length(PyObject *self, PyObject *arg)
+{
+    Py_buffer view;
+    wmem *wm;
+    uint64_t bits;
+    (void)self;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    wm = (wmem *)calloc(1, sizeof(wmem));
+    if (!wm) {
+        PyBuffer_Release(&view);
+        return PyErr_NoMemory();
+    }
+    Py_BEGIN_ALLOW_THREADS
+    bits = window_bits(wm, (const uint8_t *)view.buf, (size_t)view.len, NULL, 0);
+    Py_END_ALLOW_THREADS
+    free(wm);
+    PyBuffer_Release(&view);
+    return PyLong_FromLongLong((long long)(bits >> 3) + GZIP_OVERHEAD);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Python: Gzip1Targets                                                                       */
+
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t n;
+    uint8_t *arena;
+    size_t *off;
+    size_t *len;
+    size_t maxlen;
+    PyThread_type_lock lock;
+    scratch *pool;
+} TargetsObject;
+
+static void targets_dealloc(TargetsObject *self)
+{
+    scratch *s = self->pool;
+    while (s) {
+        scratch *nx = s->next;
+        scratch_free(s);
+        s = nx;
+    }
+    if (self->lock) PyThread_free_lock(self->lock);
+    free(self->arena);
+    free(self->off);
+    free(self->len);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int targets_init(TargetsObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"targets", NULL};
+    PyObject *seq, *fast;
+    Py_ssize_t i, n;
+    size_t total = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O:Gzip1Targets", kwlist, &seq)) return -1;
+    if (self->arena || self->off) {
+        PyErr_SetString(PyExc_RuntimeError, "Gzip1Targets already initialised");
+        return -1;
+    }
+    fast = PySequence_Fast(seq, "targets must be a sequence of bytes");
+    if (!fast) return -1;
+    n = PySequence_Fast_GET_SIZE(fast);
+    for (i = 0; i < n; i++) {
+        PyObject *o = PySequence_Fast_GET_ITEM(fast, i);
+        if (!PyBytes_Check(o)) {
+            PyErr_Format(PyExc_TypeError, "target %zd is not bytes", i);
+            Py_DECREF(fast);
+            return -1;
+        }
+        total += (size_t)PyBytes_GET_SIZE(o);
+    }
+    self->arena = (uint8_t *)malloc(total ? total : 1);
+    self->off = (size_t *)malloc(sizeof(size_t) * (size_t)(n ? n : 1));
+    self->len = (size_t *)malloc(sizeof(size_t) * (size_t)(n ? n : 1));
+    if (!self->arena || !self->off || !self->len) {
+        Py_DECREF(fast);
+        PyErr_NoMemory();
+        return -1;
+    }
+    total = 0;
+    self->maxlen = 0;
+    for (i = 0; i < n; i++) {
+        PyObject *o = PySequence_Fast_GET_ITEM(fast, i);
+        size_t l = (size_t)PyBytes_GET_SIZE(o);
+        memcpy(self->arena + total, PyBytes_AS_STRING(o), l);
+        self->off[i] = total;
+        self->len[i] = l;
+        if (l > self->maxlen) self->maxlen = l;
+        total += l;
+    }
+    self->n = n;
+    Py_DECREF(fast);
+    self->lock = PyThread_allocate_lock();
+    if (!self->lock) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+static scratch *pool_get(TargetsObject *self)
+{
+    scratch *s;
+    PyThread_acquire_lock(self->lock, WAIT_LOCK);
+    s = self->pool;
+    if (s) self->pool = s->next;
+    PyThread_release_lock(self->lock);
+    if (!s) s = scratch_new();
+    return s;
+}
+
+static void pool_put(TargetsObject *self, scratch *s)
+{
+    PyThread_acquire_lock(self->lock, WAIT_LOCK);
+    s->next = self->pool;
+    self->pool = s;
+    PyThread_release_lock(self->lock);
+}
+
+/* compute all lengths (raw deflate bytes) for source x; 0 ok, -1 memory */
+static int compute_all(TargetsObject *self, scratch *s, const uint8_t *x, size_t L, int64_t *out)
+{
+    Py_ssize_t j;
+    if ((uint64_t)L >= SLIDE_AT) {
+        for (j = 0; j < self->n; j++) {
+            int64_t r = raw_len_any(s, x, L, self->arena + self->off[j], self->len[j]);
+            if (r < 0) return -1;
+            out[j] = r;
+        }
+        return 0;
+    }
+    {
+        unsigned P = 0, bstart0 = 0, Lu = (unsigned)L;
+        bstate b0, b;
+        size_t need = L + self->maxlen + PAD;
+        if (scratch_reserve(s, need, 2 * (self->maxlen + MAXM + 16))) return -1;
+        memcpy(s->buf, x, L);
+        memset(s->head, 0, sizeof s->head);
+        bs_init(&b0);
+        if (Lu > MAXM) flat_run(s->buf, Lu, &P, Lu - MAXM + 1, &bstart0, s->head, s->prev, &b0, NULL);
+        for (j = 0; j < self->n; j++) {
+            size_t yl = self->len[j];
+            uint64_t N = (uint64_t)L + yl;
+            if (N >= SLIDE_AT) {
+                int64_t r = raw_len_any(s, x, L, self->arena + self->off[j], yl);
+                /* raw_len_any may have used s->head for a flat run only when N < SLIDE_AT, not here */
+                if (r < 0) return -1;
+                out[j] = r;
+                continue;
+            }
+            {
+                unsigned p = P, bst = bstart0, Nu = (unsigned)N;
+                unsigned psave_lo = 0, psave_n = 0;
+                size_t k;
+                memcpy(s->buf + L, self->arena + self->off[j], yl);
+                memcpy(&b, &b0, sizeof b);
+                if (Nu > WSIZE) {
+                    unsigned lo = P > WSIZE ? P : WSIZE;
+                    psave_lo = lo - WSIZE;
+                    psave_n = Nu - lo;
+                    memcpy(s->psave, s->prev + psave_lo, psave_n * sizeof(uint16_t));
+                }
+                s->lg.n = 0;
+                flat_run(s->buf, Nu, &p, Nu, &bst, s->head, s->prev, &b, &s->lg);
+                bs_flush(&b, (uint64_t)(Nu - bst), 1, 1);
+                out[j] = (int64_t)(b.bits >> 3);
+                for (k = s->lg.n; k-- > 0;) {
+                    uint32_t e = s->lg.v[k];
+                    s->head[e >> 16] = (uint16_t)(e & 0xffffu);
+                }
+                if (psave_n) memcpy(s->prev + psave_lo, s->psave, psave_n * sizeof(uint16_t));
+            }
+        }
+    }
+    return 0;
+}
+
+static PyObject *targets_concat_lengths(TargetsObject *self, PyObject *arg)
+{
+    Py_buffer view;
+    scratch *s;
+    int64_t *out;
+    int rc;
+    PyObject *list;
+    Py_ssize_t j;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    out = (int64_t *)malloc(sizeof(int64_t) * (size_t)(self->n ? self->n : 1));
+    s = pool_get(self);
+    if (!out || !s) {
+        free(out);
+        if (s) pool_put(self, s);
+        PyBuffer_Release(&view);
+        return PyErr_NoMemory();
+    }
+    Py_BEGIN_ALLOW_THREADS
+    rc = compute_all(self, s, (const uint8_t *)view.buf, (size_t)view.len, out);
+    Py_END_ALLOW_THREADS
+    pool_put(self, s);
+    PyBuffer_Release(&view);
+    if (rc < 0) {
+        free(out);
+        return PyErr_NoMemory();
+    }
+    list = PyList_New(self->n);
+    if (!list) {
+        free(out);
+        return NULL;
+    }
+    for (j = 0; j < self->n; j++) {
+        PyObject *v = PyLong_FromLongLong((long long)out[j] + GZIP_OVERHEAD);
+        if (!v) {
+            Py_DECREF(list);
+            free(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, j, v);
+    }
+    free(out);
+    return list;
+}
+
+static PyObject *targets_len_(TargetsObject *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromSsize_t(self->n);
+}
+
+static PyMethodDef targets_methods[] = {
+    {"concat_lengths", (PyCFunction)targets_concat_lengths, METH_O,
+     "concat_lengths(source) -> list of len(gzip.compress(source + t, 1)) for every target t"},
+    {NULL, NULL, 0, NULL}};
+
+static PyGetSetDef targets_getset[] = {
+    {"n", (getter)targets_len_, NULL, "number of targets", NULL},
+    {NULL, NULL, NULL, NULL, NULL}};
+
+static PyTypeObject TargetsType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "zipfit_beam._gzip1.Gzip1Targets",
+    .tp_basicsize = sizeof(TargetsObject),
+    .tp_dealloc = (destructor)targets_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Gzip1Targets(targets): a fixed list of byte strings, prepared once; "
+              "concat_lengths(source) gives len(gzip.compress(source + t, 1)) for each.",
+    .tp_methods = targets_methods,
+    .tp_getset = targets_getset,
+    .tp_init = (initproc)targets_init,
+    .tp_new = PyType_GenericNew,
+};
+
+static PyMethodDef module_methods[] = {
+    {"gzip1_length", (PyCFunction)py_gzip1_length, METH_O,
+     "gzip1_length(data) -> len(gzip.compress(data, 1))"},
+    {"_window_length", (PyCFunction)py_window_length, METH_O,
+     "testing aid: gzip1_length computed with the sliding-window engine only"},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "_gzip1",
+                                       "Exact gzip level-1 compressed lengths (zlib 1.2.13 level 1).",
+                                       -1, module_methods};
+
+PyMODINIT_FUNC PyInit__gzip1(void)
+{
+    PyObject *m;
+    init_tables();
+    if (PyType_Ready(&TargetsType) < 0) return NULL;
+    m = PyModule_Create(&moduledef);
+    if (!m) return NULL;
+    Py_INCREF(&TargetsType);
+    if (PyModule_AddObject(m, "Gzip1Targets", (PyObject *)&TargetsType) < 0) {
+        Py_DECREF(&TargetsType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (PyModule_AddStringConstant(m, "ZLIB_COMPAT", "1.2.13") < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
