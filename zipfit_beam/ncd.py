@@ -15,12 +15,13 @@ scores, are identical.
 
 from __future__ import annotations
 
+import functools
+import importlib
+import threading
 import zlib
-from typing import Callable, Sequence
+from typing import Callable, Dict, NamedTuple, Optional, Sequence
 
 GZIP_FRAMING_BYTES = 18  # 10-byte gzip header + 8-byte CRC32/ISIZE trailer
-
-COMPRESSORS = ("gzip",)
 
 
 def gzip_length(data: bytes, level: int = 1) -> int:
@@ -28,23 +29,73 @@ def gzip_length(data: bytes, level: int = 1) -> int:
     return len(zlib.compress(data, level, -15)) + GZIP_FRAMING_BYTES
 
 
+def _lz4_length(data: bytes, level: int) -> int:
+    import lz4.frame  # the reference's call, so lz4 scores match zip-fit's lz4 mode
+    return len(lz4.frame.compress(data, compression_level=level))
+
+
+_zstd_local = threading.local()  # a ZstdCompressor must not be shared between threads
+
+
+def _zstd_length(data: bytes, level: int) -> int:
+    cache = _zstd_local.__dict__.setdefault("by_level", {})
+    if level not in cache:
+        import zstandard
+        cache[level] = zstandard.ZstdCompressor(level=level)
+    return len(cache[level].compress(data))
+
+
+def _isal_length(data: bytes, level: int) -> int:
+    from isal import isal_zlib  # DEFLATE by Intel ISA-L, framed like gzip
+    return len(isal_zlib.compress(data, level, -15)) + GZIP_FRAMING_BYTES
+
+
+class Compressor(NamedTuple):
+    """A compressed-length function with its valid and default levels."""
+    length: Callable[[bytes, int], int]
+    levels: range
+    default_level: int
+    module: str  # the import that provides it, for a clear error when missing
+
+
+COMPRESSORS: Dict[str, Compressor] = {
+    "gzip": Compressor(gzip_length, range(1, 10), 1, "zlib"),  # exact, the paper's default
+    "lz4": Compressor(_lz4_length, range(0, 17), 0, "lz4.frame"),  # the paper's ablation winner
+    "zstd": Compressor(_zstd_length, range(1, 23), 1, "zstandard"),
+    "isal": Compressor(_isal_length, range(0, 4), 1, "isal.isal_zlib"),
+}
+
+
+def default_level(compressor: str) -> int:
+    check_compressor(compressor, None)
+    return COMPRESSORS[compressor].default_level
+
+
 def ncd(c_x: int, c_y: int, c_xy: int) -> float:
     """Normalized compression distance from the three compressed lengths."""
     return (c_xy - min(c_x, c_y)) / max(c_x, c_y)
 
 
-def check_compressor(compressor: str, level: int) -> None:
+def check_compressor(compressor: str, level: Optional[int]) -> None:
     """Raise ValueError for a compressor/level that cannot give meaningful scores."""
     if compressor not in COMPRESSORS:
         raise ValueError(f"unknown compressor {compressor!r}; choose one of {', '.join(COMPRESSORS)}")
-    if level == 0:
+    if level is None:
+        return
+    if compressor == "gzip" and level == 0:
         raise ValueError(
             "gzip level 0 stores the data without compressing it, so every NCD would track "
             "document length only and the selection would be meaningless; use level 1 "
             "(the ZIP-FIT paper's best) or higher"
         )
-    if not 1 <= level <= 9:
-        raise ValueError(f"gzip level must be between 1 and 9, got {level}")
+    levels = COMPRESSORS[compressor].levels
+    if level not in levels:
+        raise ValueError(f"{compressor} level must be between {levels[0]} and {levels[-1]}, got {level}")
+    try:
+        importlib.import_module(COMPRESSORS[compressor].module)
+    except ImportError as e:
+        raise ValueError(f"compressor {compressor!r} needs the {COMPRESSORS[compressor].module} "
+                         f"module: {e}") from e
 
 
 def _load_kernel():
@@ -68,8 +119,11 @@ _KERNEL = _load_kernel()
 
 
 def kernel_name(compressor: str = "gzip", level: int = 1) -> str:
-    """Which implementation scores this compressor/level here: 'c-gzip1' or 'zlib'."""
-    return "c-gzip1" if (_KERNEL is not None and compressor == "gzip" and level == 1) else "zlib"
+    """Which implementation scores this compressor/level here: 'c-gzip1' (the exact C
+    kernel) or the compressor's own library ('zlib', 'lz4.frame', ...)."""
+    if _KERNEL is not None and compressor == "gzip" and level == 1:
+        return "c-gzip1"
+    return COMPRESSORS[compressor].module
 
 
 class TargetSet:
@@ -86,19 +140,21 @@ class TargetSet:
             raise ValueError("the target set is empty")
         self.texts = [bytes(t) for t in texts]
         self.compressor, self.level = compressor, level
-        self.lengths = [gzip_length(t, level) for t in self.texts]
+        self._length = functools.partial(COMPRESSORS[compressor].length, level=level)
+        self.lengths = [self._length(t) for t in self.texts]
         self._concat_lengths: Callable[[bytes], list[int]]
         if use_kernel and kernel_name(compressor, level) == "c-gzip1":
             self._concat_lengths = _KERNEL.Gzip1Targets(self.texts).concat_lengths
         else:
-            self._concat_lengths = self._zlib_concat_lengths
+            self._concat_lengths = self._generic_concat_lengths
 
-    def _zlib_concat_lengths(self, x: bytes) -> list[int]:
-        return [gzip_length(x + y, self.level) for y in self.texts]
+    def _generic_concat_lengths(self, x: bytes) -> list[int]:
+        length = self._length
+        return [length(x + y) for y in self.texts]
 
     def alignment(self, x: bytes) -> float:
         """1 - mean NCD(x, y_j); the sum runs in target order so it is reproducible."""
-        c_x = gzip_length(x, self.level)
+        c_x = self._length(x)
         total = 0.0
         for c_y, c_xy in zip(self.lengths, self._concat_lengths(x)):
             total += ncd(c_x, c_y, c_xy)

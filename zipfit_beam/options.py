@@ -17,6 +17,7 @@ from typing import List, Optional, Tuple
 
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
+from zipfit_beam import ncd
 from zipfit_beam.config import SelectConfig
 
 LOCAL_RUNNERS = {None, "FnApiRunner", "DirectRunner", "BundleBasedDirectRunner"}
@@ -42,8 +43,11 @@ def select_parser() -> argparse.ArgumentParser:
     p.add_argument("--id-field", default="id",
                    help="record field holding a stable id (default: id); "
                         "records without one get a hash of their text")
-    p.add_argument("--compressor", default="gzip", choices=["gzip"], help="compressor (default: gzip)")
-    p.add_argument("--level", type=int, default=1, help="compression level (default: 1; 0 is refused)")
+    p.add_argument("--compressor", default="gzip", choices=sorted(ncd.COMPRESSORS),
+                   help="gzip (exact, default), or a faster approximation: lz4 (the paper's "
+                        "best in its ablation), zstd, isal (DEFLATE by ISA-L)")
+    p.add_argument("--level", type=int, default=None,
+                   help="compression level (default: gzip 1, lz4 0, zstd 1, isal 1; gzip 0 is refused)")
     p.add_argument("--num-shards", type=int, default=0, help="output shards (default: runner decides)")
     p.add_argument("--output-suffix", default=".jsonl", choices=[".jsonl", ".jsonl.gz"],
                    help="suffix, and so compression, of the output shards (default: .jsonl)")
@@ -69,7 +73,8 @@ def parse_select_args(argv: Optional[List[str]]) -> Tuple[SelectConfig, Pipeline
     config = SelectConfig(
         sources=tuple(args.source), targets=tuple(args.target), output=args.output.rstrip("/"),
         top_k=args.top_k, text_field=args.text_field, id_field=args.id_field,
-        target_text_field=args.target_text_field, compressor=args.compressor, level=args.level,
+        target_text_field=args.target_text_field, compressor=args.compressor,
+        level=ncd.default_level(args.compressor) if args.level is None else args.level,
         num_shards=args.num_shards, output_suffix=args.output_suffix, scoring_threads=threads,
         batch_size=args.batch_size, overwrite=args.overwrite)
     return config, options

@@ -114,3 +114,20 @@ def test_cli_errors_are_clear(tmp_path, corpus, capsys):
                      "--output", str(tmp_path / "o"), "--top-k", "3"]) == 2
     assert "empty_text" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "o")
+
+
+@pytest.mark.parametrize("compressor", ["lz4", "zstd", "isal"])
+def test_fast_compressor_selection_equals_its_oracle(tmp_path, corpus, sources, targets, compressor):
+    from zipfit_beam.ncd import COMPRESSORS
+    files, target = corpus
+    comp = COMPRESSORS[compressor]
+    length = lambda s: comp.length(s.encode(), comp.default_level)  # noqa: E731
+    scores = {}
+    for s in sources:
+        c_x = length(s["text"])
+        ncds = [(length(s["text"] + t["text"]) - min(c_x, length(t["text"]))) / max(c_x, length(t["text"]))
+                for t in targets]
+        scores[s["id"]] = 1 - sum(ncds) / len(ncds)
+    selected, _, manifest = select(tmp_path, files, target, 7, f"--compressor={compressor}")
+    assert sorted(r["id"] for r in selected) == sorted(oracle_top_k(scores, 7))
+    assert manifest["config"]["compressor"] == compressor

@@ -65,7 +65,7 @@ def test_concatenation_order_is_source_first():
 def test_level_zero_is_refused_with_reason():
     with pytest.raises(ValueError, match="stores the data without compressing"):
         TargetSet([b"x"], level=0)
-    with pytest.raises(ValueError, match="between 1 and 9"):
+    with pytest.raises(ValueError, match="gzip level must be between 1 and 9"):
         ncd.check_compressor("gzip", 10)
     with pytest.raises(ValueError, match="unknown compressor"):
         ncd.check_compressor("rar", 1)
@@ -74,3 +74,18 @@ def test_level_zero_is_refused_with_reason():
 def test_empty_target_set_is_an_error():
     with pytest.raises(ValueError, match="empty"):
         TargetSet([])
+
+
+@pytest.mark.parametrize("compressor", ["lz4", "zstd", "isal"])
+def test_fast_compressors_rank_related_text_higher(compressor):
+    code = [b"def add(a, b):\n    return a + b\n" * 3, b"def mul(a, b):\n    return a * b\n" * 3]
+    ts = TargetSet(code, compressor, ncd.default_level(compressor))
+    assert ts.alignment(b"def sub(a, b):\n    return a - b\n" * 3) > \
+        ts.alignment(b"The quick brown fox jumps over the lazy dog, twice over, and again.")
+    assert ncd.kernel_name(compressor, ncd.default_level(compressor)) != "c-gzip1"
+
+
+def test_isal_lengths_are_gzip_framed():
+    from isal import igzip
+    data = b"some text to compress " * 20
+    assert ncd.COMPRESSORS["isal"].length(data, 1) == len(igzip.compress(data, 1))
