@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from zipfit_beam import ncd
+from zipfit_beam import contamination, ncd
 
 OUTPUT_SUFFIXES = (".jsonl", ".jsonl.gz")
 
@@ -33,6 +33,13 @@ class SelectConfig:
     scoring_threads: int = 1  # threads per worker process inside the scoring step
     batch_size: int = 64  # documents per scoring call (amortises per-element overhead)
     overwrite: bool = False
+    # Contamination guard: documents sharing a run of this many normalized tokens with a
+    # target are left out of the selection (kept with allow_contaminated); 0 turns it off.
+    contamination_ngram: int = contamination.DEFAULT_NGRAM
+    allow_contaminated: bool = False
+    group_field: Optional[str] = None  # record field the report breaks the corpus down by
+    report: bool = True  # write report.html + PNG plots next to the output
+    progress_interval: float = 0.0  # seconds between progress lines (0: off)
 
     def __post_init__(self):
         if not self.sources:
@@ -50,6 +57,12 @@ class SelectConfig:
             raise ValueError(f"output suffix must be one of {OUTPUT_SUFFIXES}")
         if self.scoring_threads < 1 or self.batch_size < 1:
             raise ValueError("scoring threads and batch size must be >= 1")
+        if self.contamination_ngram < 0:
+            raise ValueError("--contamination-ngram must be >= 0 (0 turns the guard off)")
+        if self.progress_interval < 0:
+            raise ValueError("--progress-interval must be >= 0")
+        if self.group_field == "":
+            raise ValueError("--group-field must not be empty")
         for name in ("text_field", "id_field"):
             if not getattr(self, name):
                 raise ValueError(f"--{name.replace('_', '-')} must not be empty")

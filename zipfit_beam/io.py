@@ -27,7 +27,8 @@ _LOG = logging.getLogger(__name__)
 
 REJECTED_TAG = "rejected"
 MANIFEST_NAME = "manifest.json"
-OUTPUT_PREFIXES = ("selected-", "rejected-")
+OUTPUT_PREFIXES = ("selected-", "rejected-", "report")  # report.html, report-*.png
+SUMMARY_NAME = "summary.json"
 
 
 def resolve_inputs(patterns: Sequence[str], what: str = "--source") -> List[str]:
@@ -91,6 +92,8 @@ class ReadLinesDoFn(beam.DoFn):
         except Exception as e:  # zlib.error, EOFError, OSError, ...
             _LOG.warning("%s: unreadable after line %d: %s", path, position, e)
             self._read.inc()
+            Metrics.counter("zipfit", "rejected").inc()
+            Metrics.counter("zipfit", "rejected_corrupt_file").inc()
             yield beam.pvalue.TaggedOutput(REJECTED_TAG, DeadLetter(
                 path, position + 1, "corrupt_file", f"{type(e).__name__}: {e}", b""))
 
@@ -141,7 +144,7 @@ def existing_outputs(output_dir: str) -> List[str]:
     except Exception:
         return []
     names = [m.path for m in found]
-    return sorted(p for p in names if posixpath.basename(p) == MANIFEST_NAME
+    return sorted(p for p in names if posixpath.basename(p) in (MANIFEST_NAME, SUMMARY_NAME)
                   or posixpath.basename(p).startswith(OUTPUT_PREFIXES))
 
 

@@ -17,11 +17,12 @@ from typing import List, Optional, Tuple
 
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from zipfit_beam import ncd
+from zipfit_beam import contamination, ncd
 from zipfit_beam.config import SelectConfig
 
 LOCAL_RUNNERS = {None, "FnApiRunner", "DirectRunner", "BundleBasedDirectRunner"}
 DEFAULT_LOCAL_RUNNER = "FnApiRunner"
+DEFAULT_PROGRESS_INTERVAL = 10.0  # seconds
 
 
 def select_parser() -> argparse.ArgumentParser:
@@ -57,6 +58,19 @@ def select_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64, help="documents per scoring batch")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the output of a previous run in --output")
+    p.add_argument("--contamination-ngram", type=int, default=contamination.DEFAULT_NGRAM,
+                   metavar="N", help="leave out documents sharing a run of N normalized tokens "
+                   f"with a target (default: {contamination.DEFAULT_NGRAM}; 0: no check)")
+    p.add_argument("--allow-contaminated", action="store_true",
+                   help="keep contaminated documents in the selection (still counted and listed)")
+    p.add_argument("--group-field", default=None, metavar="F",
+                   help="record field the report breaks the corpus and selection down by "
+                        "(e.g. source)")
+    p.add_argument("--no-report", dest="report", action="store_false",
+                   help="do not write report.html and its plots")
+    p.add_argument("--progress-interval", type=float, default=None, metavar="S",
+                   help="seconds between progress lines while scoring (default: 10 on a "
+                        "local run, 0 = off on a distributed runner)")
     return p
 
 
@@ -70,11 +84,16 @@ def parse_select_args(argv: Optional[List[str]]) -> Tuple[SelectConfig, Pipeline
         standard.runner = DEFAULT_LOCAL_RUNNER
         options.view_as(DirectOptions).direct_running_mode = "in_memory"
     threads = args.scoring_threads or ((os.cpu_count() or 1) if local else 1)
+    progress_interval = args.progress_interval
+    if progress_interval is None:
+        progress_interval = DEFAULT_PROGRESS_INTERVAL if local else 0.0
     config = SelectConfig(
         sources=tuple(args.source), targets=tuple(args.target), output=args.output.rstrip("/"),
         top_k=args.top_k, text_field=args.text_field, id_field=args.id_field,
         target_text_field=args.target_text_field, compressor=args.compressor,
         level=ncd.default_level(args.compressor) if args.level is None else args.level,
         num_shards=args.num_shards, output_suffix=args.output_suffix, scoring_threads=threads,
-        batch_size=args.batch_size, overwrite=args.overwrite)
+        batch_size=args.batch_size, overwrite=args.overwrite,
+        contamination_ngram=args.contamination_ngram, allow_contaminated=args.allow_contaminated,
+        group_field=args.group_field, report=args.report, progress_interval=progress_interval)
     return config, options

@@ -61,3 +61,13 @@ def threshold_from_top(top: list, k: int) -> Optional[RankKey]:
 
 def is_selected(key: RankKey, threshold: Optional[RankKey]) -> bool:
     return threshold is None or key <= threshold
+
+
+class ContaminationHit(NamedTuple):
+    """A scored source document that shares an n-gram with a target (see ``contamination``)."""
+    id: str
+    score: float
+    source: str
+    position: int
+    target_id: str  # the target of its first matching n-gram
+    windows: int  # how many of its n-grams match a target

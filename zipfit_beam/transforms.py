@@ -2,7 +2,8 @@
 
     files --ReadDocuments--> Document (+ DeadLetter)
           --ScoreDocuments(targets side input)--> ScoredDocument
-          --SelectTopK--> ScoredDocument (the K best) + threshold key
+          --GuardContamination(target n-grams side input)--> clean + contaminated
+          --SelectTopK--> ScoredDocument (the K best clean ones) + threshold key
 
 ``ZipFitSelect`` chains them; ``pipeline.build_pipeline`` adds the writers.
 """
@@ -10,6 +11,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import List, NamedTuple, Optional, Sequence
 
@@ -18,10 +20,11 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import AsList, AsSingleton, PCollection
 from apache_beam.utils import shared
 
+from zipfit_beam import contamination, progress
 from zipfit_beam.io import REJECTED_TAG, ParseDocumentDoFn, ReadLinesDoFn
 from zipfit_beam.ncd import TargetSet
-from zipfit_beam.records import (DeadLetter, Document, RankKey, RawRecord, ScoredDocument,
-                                 is_selected, rank_key, threshold_from_top)
+from zipfit_beam.records import (ContaminationHit, DeadLetter, Document, RankKey, RawRecord,
+                                 ScoredDocument, is_selected, rank_key, threshold_from_top)
 
 
 class ReadResult(NamedTuple):
@@ -82,16 +85,21 @@ class ScoreBatchDoFn(beam.DoFn):
 
     The prepared TargetSet (target bytes and their compressed lengths) is built once per
     worker process and shared by its threads; a batch is split over ``threads`` threads
-    (the C kernel and zlib release the GIL)."""
+    (the C kernel and zlib release the GIL). With ``progress_interval`` > 0 each batch is
+    reported to the process's progress reporter (local runs; see ``progress``)."""
 
-    def __init__(self, compressor: str, level: int, threads: int):
+    def __init__(self, compressor: str, level: int, threads: int, progress_interval: float = 0.0):
         self._compressor, self._level, self._threads = compressor, level, threads
+        self._progress_interval = progress_interval
+        self._progress: Optional[progress.ProgressReporter] = None
         self._shared = shared.Shared()
         self._pool: Optional[ThreadPoolExecutor] = None
         self._targets_seen, self._target_set = None, None
         self._scored = Metrics.counter("zipfit", "scored")
 
     def setup(self):
+        if self._progress_interval > 0:
+            self._progress = progress.process_reporter(self._progress_interval)
         if self._threads > 1:
             self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="zipfit-score")
 
@@ -115,6 +123,8 @@ class ScoreBatchDoFn(beam.DoFn):
             scores = [s for part in self._pool.map(
                 lambda chunk: [target_set.alignment(t) for t in chunk], chunks) for s in part]
         self._scored.inc(len(batch))
+        if self._progress is not None:
+            self._progress.add(len(batch))
         for d, score in zip(batch, scores):
             yield ScoredDocument(d.id, score, d.source, d.position, d.record)
 
@@ -124,17 +134,82 @@ class ScoreDocuments(beam.PTransform):
     (a PCollection[Document], used as a side input)."""
 
     def __init__(self, targets: PCollection, compressor: str = "gzip", level: int = 1,
-                 threads: int = 1, batch_size: int = 64):
+                 threads: int = 1, batch_size: int = 64, progress_interval: float = 0.0):
         super().__init__()
         self._targets = targets
         self._compressor, self._level = compressor, level
         self._threads, self._batch_size = threads, batch_size
+        self._progress_interval = progress_interval
 
     def expand(self, documents):
+        score = ScoreBatchDoFn(self._compressor, self._level, self._threads, self._progress_interval)
         return (documents
                 | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self._batch_size)
-                | "Score" >> beam.ParDo(ScoreBatchDoFn(self._compressor, self._level, self._threads),
-                                        AsList(self._targets)).with_output_types(ScoredDocument))
+                | "Score" >> beam.ParDo(score, AsList(self._targets)).with_output_types(ScoredDocument))
+
+
+CONTAMINATED_TAG = "contaminated"
+HITS_TAG = "hits"
+
+
+class FlagContaminatedDoFn(beam.DoFn):
+    """ScoredDocument + target n-grams side input (``contamination.TargetNgram`` tuples) ->
+    the document on the main output when it shares no n-gram with a target; otherwise the
+    document on the ``contaminated`` tag and a ``ContaminationHit`` on the ``hits`` tag.
+
+    The text is read back from the record (parsing accepted it, so it is a JSON object with
+    a string in ``text_field``). The index is built once per process (``shared.Shared``,
+    tagged with a fingerprint of the targets computed where the pipeline is built)."""
+
+    def __init__(self, text_field: str, index_tag: str):
+        self._text_field, self._index_tag = text_field, index_tag
+        self._shared = shared.Shared()
+        self._entries_seen, self._index = None, None
+        self._contaminated = Metrics.counter("zipfit", "contaminated")
+
+    def process(self, doc: ScoredDocument, entries):
+        if entries is not self._entries_seen:  # side input lists are reused across bundles
+            self._entries_seen = entries
+            self._index = self._shared.acquire(
+                lambda: _Holder(contamination.ContaminationIndex(entries)), tag=self._index_tag).value
+        match = self._index.match(json.loads(doc.record)[self._text_field])
+        if match is None:
+            yield doc
+            return
+        self._contaminated.inc()
+        yield beam.pvalue.TaggedOutput(CONTAMINATED_TAG, doc)
+        yield beam.pvalue.TaggedOutput(HITS_TAG, ContaminationHit(
+            doc.id, doc.score, doc.source, doc.position, match.target_id, match.windows))
+
+
+class Guarded(NamedTuple):
+    clean: PCollection  # PCollection[ScoredDocument]: shares no n-gram with a target
+    contaminated: PCollection  # PCollection[ScoredDocument]: shares one
+    hits: PCollection  # PCollection[ContaminationHit]: one per contaminated document
+
+
+class GuardContamination(beam.PTransform):
+    """PCollection[ScoredDocument] -> Guarded: splits off the documents that share an
+    ``ngram``-token run (normalized, see ``contamination``) with any of ``targets``.
+
+    The targets' n-gram hashes are computed in the pipeline from the targets PCollection
+    and reach every worker as a side input, so the check is spread over the corpus."""
+
+    def __init__(self, targets: PCollection, target_fingerprint: str, text_field: str = "text",
+                 ngram: int = contamination.DEFAULT_NGRAM):
+        super().__init__()
+        self._targets, self._fingerprint = targets, target_fingerprint
+        self._text_field, self._ngram = text_field, ngram
+
+    def expand(self, scored):
+        ngram = self._ngram
+        entries = (self._targets
+                   | "TargetNgrams" >> beam.FlatMap(
+                       lambda t: [tuple(e) for e in contamination.target_ngrams(t.id, t.text, ngram)]))
+        flagged = scored | "FlagContaminated" >> beam.ParDo(
+            FlagContaminatedDoFn(self._text_field, f"{self._fingerprint}:{ngram}"),
+            AsList(entries)).with_outputs(CONTAMINATED_TAG, HITS_TAG, main="clean")
+        return Guarded(flagged.clean, flagged[CONTAMINATED_TAG], flagged[HITS_TAG])
 
 
 class Selection(NamedTuple):
@@ -167,28 +242,41 @@ class SelectTopK(beam.PTransform):
 
 
 class ZipFitResult(NamedTuple):
-    scored: PCollection
+    scored: PCollection  # every scored document, contaminated or not
     selected: PCollection
     rejected: PCollection
     threshold: PCollection
     read: PCollection
+    guarded: Optional[Guarded] = None  # None when the contamination guard is off
 
 
 class ZipFitSelect(beam.PTransform):
-    """PBegin -> ZipFitResult: read, parse, score against ``targets`` and select top-K."""
+    """PBegin -> ZipFitResult: read, parse, score against ``targets``, set aside documents
+    that share a ``guard_ngram``-token run with a target (unless ``allow_contaminated``;
+    ``guard_ngram=0`` turns the check off) and select the top K of the rest."""
 
     def __init__(self, files: Sequence[str], targets: Sequence[Document], top_k: int,
                  text_field: str = "text", id_field: str = "id", compressor: str = "gzip",
-                 level: int = 1, threads: int = 1, batch_size: int = 64):
+                 level: int = 1, threads: int = 1, batch_size: int = 64,
+                 guard_ngram: int = contamination.DEFAULT_NGRAM, allow_contaminated: bool = False,
+                 progress_interval: float = 0.0):
         super().__init__()
         self._files, self._targets, self._k = files, list(targets), top_k
         self._fields = (text_field, id_field)
         self._score_args = dict(compressor=compressor, level=level, threads=threads,
-                                batch_size=batch_size)
+                                batch_size=batch_size, progress_interval=progress_interval)
+        self._guard_ngram, self._allow_contaminated = guard_ngram, allow_contaminated
 
     def expand(self, pbegin):
         read = pbegin | "ReadSources" >> ReadDocuments(self._files, *self._fields)
         targets = pbegin | "CreateTargets" >> beam.Create(self._targets).with_output_types(Document)
         scored = read.documents | "ScoreDocuments" >> ScoreDocuments(targets, **self._score_args)
-        selection = scored | "SelectTopK" >> SelectTopK(self._k)
-        return ZipFitResult(scored, selection.selected, read.rejected, selection.threshold, read.read)
+        candidates, guarded = scored, None
+        if self._guard_ngram:
+            guarded = scored | "GuardContamination" >> GuardContamination(
+                targets, _fingerprint(self._targets), self._fields[0], self._guard_ngram)
+            if not self._allow_contaminated:
+                candidates = guarded.clean
+        selection = candidates | "SelectTopK" >> SelectTopK(self._k)
+        return ZipFitResult(scored, selection.selected, read.rejected, selection.threshold,
+                            read.read, guarded)

@@ -56,7 +56,7 @@ def test_selection_equals_oracle(tmp_path, corpus, sources, targets, extra):
     assert all(r["source"].endswith("src-1.jsonl.gz") and r["position"] > 0 for r in rejected)
     c = manifest["counts"]
     assert c == {"read": len(sources) + len(BAD_LINES), "scored": len(sources),
-                 "rejected": len(BAD_LINES), "selected": k}
+                 "rejected": len(BAD_LINES), "selected": k, "contaminated": 0}
     assert c["read"] == c["scored"] + c["rejected"]
     assert manifest["threshold"]["id"] == oracle_top_k(oracle, k)[-1]
     assert manifest["config"]["top_k"] == k and manifest["versions"]["apache_beam"] == "2.77.0"
@@ -98,7 +98,9 @@ def test_existing_output_is_refused_then_replaced_with_overwrite(tmp_path, corpu
         select(tmp_path, files, target, 3)
     select(tmp_path, files, target, 3, "--num-shards=1", "--overwrite")
     names = sorted(os.listdir(tmp_path / "out"))
-    assert names == ["manifest.json", "rejected-00000-of-00001.jsonl", "selected-00000-of-00001.jsonl"]
+    assert names == ["manifest.json", "rejected-00000-of-00001.jsonl", "report-groups.png",
+                     "report-score-histogram.png", "report-score-vs-length.png", "report-tokens.png",
+                     "report.html", "selected-00000-of-00001.jsonl", "summary.json"]
 
 
 def test_cli_errors_are_clear(tmp_path, corpus, capsys):

@@ -1,0 +1,150 @@
+"""Benchmark contamination: which source documents share a long word run with a target.
+Pure: no Beam.
+
+ZIP-FIT ranks a verbatim copy of a target highest (a document compresses best with
+itself), so without a guard the benchmark leaks into the training data. We flag a source
+document when it shares an n-gram of normalized tokens (n = 13 by default, the usual
+decontamination window) with any target.
+
+    normalize:  lowercase, tokens = maximal runs of letters and digits (Unicode-aware;
+                punctuation, underscores and whitespace separate tokens)
+    token hash: blake2b(token, digest_size=8) as an unsigned 64-bit integer
+    n-gram hash: sum_j token_hash(w_j) * P^(n-1-j)  mod 2^64  (order-sensitive, P odd)
+
+The n-gram hash is a polynomial over the tokens' 64-bit hashes, so a whole document's
+windows are hashed with a few vectorized numpy operations instead of one hash call per
+window (2.5x faster on the example corpus); it depends only on the tokens, so launcher
+and workers on any machine agree.
+
+Short targets. A target with fewer than ``n`` tokens but at least ``MIN_TARGET_TOKENS`` (8)
+contributes its whole normalized token sequence as one shorter n-gram: a source document
+that contains the full short target is flagged. A target with fewer than 8 tokens cannot be
+told apart from coincidence (``return x`` occurs everywhere) and is not guarded; such
+targets are listed as unguarded, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+
+DEFAULT_NGRAM = 13
+MIN_TARGET_TOKENS = 8
+_TOKEN = re.compile(r"[^\W_]+")
+_P = np.uint64(0x100000001B3)  # the 64-bit FNV prime: odd, so multiplication mod 2^64 is a bijection
+
+
+def normalize(text: str) -> List[str]:
+    """Lowercased runs of letters and digits: ``"def Foo_bar(x):"`` -> ``["def", "foo", "bar", "x"]``."""
+    return _TOKEN.findall(text.lower())
+
+
+def token_hash(token: str) -> int:
+    return int.from_bytes(hashlib.blake2b(token.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+def _token_hashes(tokens: Sequence[str]) -> np.ndarray:
+    by_token = {t: token_hash(t) for t in set(tokens)}
+    return np.fromiter((by_token[t] for t in tokens), dtype=np.uint64, count=len(tokens))
+
+
+def window_hashes(tokens: Sequence[str], n: int) -> np.ndarray:
+    """The hash of every run of ``n`` consecutive tokens, in order (empty if fewer tokens)."""
+    if n < 1:
+        raise ValueError("n-gram size must be >= 1")
+    count = len(tokens) - n + 1
+    if count <= 0:
+        return np.zeros(0, dtype=np.uint64)
+    values = _token_hashes(tokens)
+    out = np.zeros(count, dtype=np.uint64)
+    with np.errstate(over="ignore"):  # arithmetic mod 2^64 is the point
+        for j in range(n):
+            out = out * _P + values[j:j + count]
+    return out
+
+
+def ngram_hash(tokens: Sequence[str]) -> int:
+    """The hash of one n-gram (``window_hashes`` of exactly those tokens)."""
+    return int(window_hashes(tokens, len(tokens))[0])
+
+
+class TargetNgram(NamedTuple):
+    """One entry of the contamination index: an n-gram hash of size ``n`` found in target
+    ``target_id``. These are the side input of the guard. ``hash`` holds the 64 bits as a
+    signed integer (two's complement), so it fits the int64 coders of every runner."""
+    n: int
+    hash: int
+    target_id: str
+
+
+def target_ngrams(target_id: str, text: str, n: int = DEFAULT_NGRAM) -> Iterator[TargetNgram]:
+    """The index entries of one target: every n-gram; the whole target when it has
+    ``MIN_TARGET_TOKENS`` <= tokens < n; nothing when it is shorter (see ``is_guarded``)."""
+    tokens = normalize(text)
+    size = n if len(tokens) >= n else len(tokens)
+    if size < min(n, MIN_TARGET_TOKENS):
+        return
+    for h in np.unique(window_hashes(tokens, size)).view(np.int64):
+        yield TargetNgram(size, int(h), target_id)
+
+
+def is_guarded(text: str, n: int = DEFAULT_NGRAM) -> bool:
+    """Whether a target is long enough for the guard to look for it."""
+    return len(normalize(text)) >= min(n, MIN_TARGET_TOKENS)
+
+
+class Match(NamedTuple):
+    target_id: str  # the target of the first matching window in the document
+    windows: int  # how many of the document's windows match some target
+
+
+class ContaminationIndex:
+    """Target n-gram hashes, grouped by n-gram size, for fast membership tests.
+
+    Built from ``TargetNgram`` entries (any order; a hash seen in several targets keeps
+    the smallest target id, so the answer does not depend on the order)."""
+
+    def __init__(self, entries: Iterable[Tuple[int, int, str]]):
+        best: Dict[Tuple[int, int], str] = {}
+        for n, h, target_id in entries:
+            key = (int(n), int(h))
+            if key not in best or target_id < best[key]:
+                best[key] = target_id
+        self._by_size: Dict[int, Tuple[np.ndarray, List[str]]] = {}
+        for size in sorted({n for n, _ in best}):
+            signed = np.array([h for n, h in best if n == size], dtype=np.int64)
+            order = np.argsort(signed.view(np.uint64), kind="stable")
+            hashes = signed.view(np.uint64)[order]
+            self._by_size[size] = (hashes, [best[(size, int(signed[i]))] for i in order])
+
+    def __len__(self) -> int:
+        return sum(len(hashes) for hashes, _ in self._by_size.values())
+
+    @property
+    def sizes(self) -> List[int]:
+        return list(self._by_size)
+
+    def match(self, text: str) -> Optional[Match]:
+        """The document's match against the targets, or None when it shares no n-gram."""
+        if not self._by_size:
+            return None
+        tokens = normalize(text)
+        first: Optional[Tuple[int, str]] = None  # (token position, target id)
+        windows = 0
+        for size, (hashes, ids) in self._by_size.items():
+            probe = window_hashes(tokens, size)
+            if not len(probe):
+                continue
+            where = np.searchsorted(hashes, probe)
+            where[where == len(hashes)] = 0
+            hit = hashes[where] == probe
+            found = np.flatnonzero(hit)
+            if len(found):
+                windows += len(found)
+                position = int(found[0])
+                if first is None or position < first[0]:
+                    first = (position, ids[int(where[position])])
+        return None if first is None else Match(first[1], windows)
