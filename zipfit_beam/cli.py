@@ -12,6 +12,9 @@ commands:
   select   score a source corpus against a target set and write the top-K documents
            (zipfit-beam select --help)
   example  run select on the small example bundled with the package
+  align    dataset-level ZIP-FIT alignment of a corpus with a target set, exact or sampled
+           (zipfit-beam align --help)
+  report   (re)write report.html and its plots for a finished selection
 """
 
 
@@ -26,6 +29,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         from zipfit_beam.pipeline import run
     elif command == "example":
         from zipfit_beam.example import run_example as run
+    elif command == "align":
+        from zipfit_beam.align import run_align as run
+    elif command == "report":
+        from zipfit_beam.report import run_report as run
     else:
         print(f"zipfit-beam: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2

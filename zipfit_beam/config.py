@@ -73,3 +73,41 @@ class SelectConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class AlignConfig:
+    """Settings of ``zipfit-beam align``: the dataset-level ZIP-FIT alignment of a source
+    corpus with a target set, over every source document or a deterministic sample of
+    ``sample`` of them (``seed`` picks which)."""
+    sources: Tuple[str, ...]
+    targets: Tuple[str, ...]
+    text_field: str = "text"
+    id_field: str = "id"
+    target_text_field: Optional[str] = None
+    compressor: str = "gzip"
+    level: int = 1
+    sample: Optional[int] = None  # None: every document
+    seed: int = 0
+    output: Optional[str] = None  # where the result JSON is written (default: printed only)
+    scoring_threads: int = 1
+    batch_size: int = 64
+    progress_interval: float = 0.0
+
+    def __post_init__(self):
+        if not self.sources:
+            raise ValueError("at least one --source pattern is required")
+        if not self.targets:
+            raise ValueError("at least one --target pattern is required")
+        ncd.check_compressor(self.compressor, self.level)
+        if self.sample is not None and self.sample < 2:
+            raise ValueError("--sample must be at least 2 (a standard error needs two documents)")
+        if self.scoring_threads < 1 or self.batch_size < 1:
+            raise ValueError("scoring threads and batch size must be >= 1")
+
+    @property
+    def target_field(self) -> str:
+        return self.target_text_field or self.text_field
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

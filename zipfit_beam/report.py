@@ -445,17 +445,16 @@ def write_report(output_dir: str) -> str:
     return path
 
 
-def main(argv: Optional[List[str]] = None) -> None:
+def run_report(argv: Optional[List[str]] = None) -> str:
     """``zipfit-beam report DIR``: (re)write the report of a finished selection."""
-    import argparse
-    p = argparse.ArgumentParser(prog="zipfit-beam report",
-                                description="Write report.html and its plots for a finished selection.")
-    p.add_argument("output", metavar="DIR", help="the --output directory of a finished run")
-    args = p.parse_args(argv)
-    output = args.output.rstrip("/")
     from apache_beam.io.filesystems import FileSystems
+
+    from zipfit_beam.options import parse_report_args
+    output = parse_report_args(argv)
     for name in (MANIFEST_NAME, SUMMARY_NAME):
         if not FileSystems.exists(posixpath.join(output, name)):
             raise FileNotFoundError(f"{output} has no {name}: not the output of a finished "
                                     f"selection (or one made before reports existed)")
-    print(write_report(output))
+    path = write_report(output)
+    print(path)
+    return path

@@ -71,3 +71,48 @@ def test_select_top_k_more_than_available_keeps_all(test_pipeline):
         sel = p | beam.Create(scored).with_output_types(ScoredDocument) | SelectTopK(50)
         assert_that(sel.selected | beam.Map(lambda d: d.id), equal_to([d.id for d in scored]), label="All")
         assert_that(sel.threshold, equal_to([None]), label="NoThreshold")
+
+
+def test_guard_contamination_splits_copies_off_with_their_target(sources, targets, test_pipeline):
+    from zipfit_beam.transforms import GuardContamination
+    planted = {"id": "copy", "text": "intro\n" + targets[2]["text"]}
+    scored = [ScoredDocument(d.id, 0.5, d.source, d.position, d.record)
+              for d in as_docs(sources[:10] + [planted])]
+    with test_pipeline as p:
+        tgts = p | "Targets" >> beam.Create(as_docs(targets, "targets.jsonl")).with_output_types(Document)
+        guarded = (p | "Docs" >> beam.Create(scored).with_output_types(ScoredDocument)
+                   | GuardContamination(tgts, "fingerprint"))
+        assert_that(guarded.clean | "CleanIds" >> beam.Map(lambda d: d.id),
+                    equal_to([s["id"] for s in sources[:10]]), label="Clean")
+        assert_that(guarded.contaminated | "DirtyIds" >> beam.Map(lambda d: d.id),
+                    equal_to(["copy"]), label="Contaminated")
+        assert_that(guarded.hits | "Hits" >> beam.Map(lambda h: (h.id, h.target_id, h.position)),
+                    equal_to([("copy", targets[2]["id"], 11)]), label="Hits")
+
+
+def test_summarize_selection_counts_and_examples(test_pipeline):
+    from zipfit_beam.stats import DocFacts
+    from zipfit_beam.summary import SummarizeSelection
+    facts = [DocFacts(f"d{i}", 0.01 * i, "s", i, 10 * i, i, "even" if i % 2 == 0 else "odd",
+                      False, i == 3, f"text {i}") for i in range(1, 21)]
+    chosen = [f._replace(selected=True) for f in facts if f.score >= 0.17]  # the top 4
+
+    def check(summaries):
+        (s,) = summaries
+        assert s["totals"]["corpus"] == {"docs": 20, "bytes": 2100, "tokens": 210}
+        assert s["totals"]["selected"] == {"docs": 4, "bytes": 740, "tokens": 74}
+        assert s["totals"]["contaminated"]["docs"] == 1
+        rows = {r["group"]: r for r in s["groups"]["rows"]}
+        assert rows["even"]["docs"] == 10 and rows["even"]["selected_docs"] == 2
+        assert [e["id"] for e in s["examples"]["top"]] == ["d20", "d19"]
+        assert [e["id"] for e in s["examples"]["boundary"]] == ["d17", "d18"]
+        assert [e["id"] for e in s["examples"]["bottom"]] == ["d1", "d2"]
+        assert sum(s["histogram"]["all"].values()) == 20
+        assert s["sample"]["size"] == 5 and all(
+            p["selected"] == (p["score"] >= 0.17) for p in s["sample"]["points"])
+
+    with test_pipeline as p:
+        scored = p | "Scored" >> beam.Create(facts).with_output_types(DocFacts)
+        selected = p | "Selected" >> beam.Create(chosen).with_output_types(DocFacts)
+        summary = (scored, selected) | SummarizeSelection("kind", sample_size=5, examples=2)
+        assert_that(summary, check)

@@ -1,0 +1,73 @@
+"""``zipfit-beam align``: dataset-level alignment, exact and sampled, against the oracle."""
+
+import json
+import statistics
+
+import pytest
+
+from zipfit_beam import stats
+from zipfit_beam.align import run_align
+from zipfit_beam.cli import main as cli_main
+
+from tests.conftest import BAD_LINES, oracle_scores, write_jsonl, write_lines
+
+
+@pytest.fixture
+def files(tmp_path, sources, targets):
+    src = write_lines(tmp_path / "src.jsonl.gz", [json.dumps(s).encode() for s in sources]
+                      + [line for line, _ in BAD_LINES])
+    return src, write_jsonl(tmp_path / "t.jsonl", targets)
+
+
+def test_full_alignment_is_the_mean_over_all_pairs(files, sources, targets):
+    src, tgt = files
+    r = run_align(["--source", src, "--target", tgt])
+    per_doc = oracle_scores(sources, targets)
+    # mean over (source, target) pairs of 1 - NCD == mean over documents of their alignment
+    assert r["alignment"] == pytest.approx(statistics.fmean(per_doc.values()), abs=1e-12)
+    assert r["mode"] == "full" and r["documents"] == r["population"] == len(sources)
+    assert r["pairs"] == len(sources) * len(targets) and r["standard_error"] == 0.0
+    assert r["rejected_records"] == len(BAD_LINES)
+
+
+def test_sampled_alignment_is_deterministic_and_its_error_is_honest(files, sources, targets, tmp_path):
+    src, tgt = files
+    per_doc = oracle_scores(sources, targets)
+    truth = statistics.fmean(per_doc.values())
+    out = tmp_path / "a.json"
+    a = run_align(["--source", src, "--target", tgt, "--sample", "15", "--output", str(out)])
+    b = run_align(["--source", src, "--target", tgt, "--sample", "15", "--scoring-threads", "3"])
+    c = run_align(["--source", src, "--target", tgt, "--sample", "15", "--seed", "1"])
+    assert a["mode"] == "sampled" and a["documents"] == 15 and a["population"] == len(sources)
+    assert a["alignment"] == pytest.approx(b["alignment"], abs=1e-15)  # same sample
+    assert a["alignment"] != c["alignment"]  # another seed, another sample
+    assert json.load(open(out))["alignment"] == a["alignment"]
+    for r, seed in ((a, 0), (c, 1)):
+        # The sample is the 15 documents with the smallest keys (file, line, seed) ...
+        keys = sorted((stats.sample_key(src, line, seed), doc["id"])
+                      for line, doc in enumerate(sources, start=1))
+        chosen = [per_doc[doc_id] for _, doc_id in keys[:15]]
+        assert r["alignment"] == pytest.approx(statistics.fmean(chosen), abs=1e-12)
+        assert r["std"] == pytest.approx(statistics.stdev(chosen), rel=1e-9)
+        assert min(per_doc.values()) <= r["alignment"] <= max(per_doc.values())
+        # ... and the stated error covers the full-corpus value.
+        assert r["standard_error"] > 0
+        assert abs(r["alignment"] - truth) <= 3 * r["standard_error"]
+        lo, hi = r["ci95"]
+        assert lo < r["alignment"] < hi
+
+
+def test_sample_at_least_the_corpus_is_exact(files, sources, targets):
+    src, tgt = files
+    r = run_align(["--source", src, "--target", tgt, "--sample", "1000"])
+    assert r["mode"] == "full" and r["documents"] == len(sources)
+    assert r["alignment"] == pytest.approx(statistics.fmean(oracle_scores(sources, targets).values()), abs=1e-12)
+
+
+def test_cli_align(files, capsys, tmp_path):
+    src, tgt = files
+    assert cli_main(["align", "--source", src, "--target", tgt, "--sample", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "ZIP-FIT dataset alignment:" in out and "95% confidence interval" in out
+    assert cli_main(["align", "--source", src, "--target", tgt, "--sample", "1"]) == 2
+    assert "--sample must be at least 2" in capsys.readouterr().err

@@ -1,0 +1,187 @@
+"""What a curator sees: the contamination guard, the report, metrics, progress and the
+summary table, end to end through ``run(argv)`` and the CLI."""
+
+import base64
+import glob
+import html.parser
+import io
+import json
+import logging
+import os
+import re
+
+import pytest
+from apache_beam.metrics.metric import MetricsFilter
+from PIL import Image
+
+from zipfit_beam import contamination, report
+from zipfit_beam.cli import main as cli_main
+from zipfit_beam.pipeline import run
+
+from tests.conftest import BAD_LINES, oracle_scores, oracle_top_k, read_jsonl, write_jsonl, write_lines
+
+K = 8
+
+
+@pytest.fixture
+def planted(tmp_path, sources, targets):
+    """The fixture corpus plus verbatim and disguised copies of targets, a near miss, and
+    markup in ids and text that the report must escape."""
+    t = targets
+    plants = [
+        {"id": "planted-exact", "text": t[0]["text"], "source": "benchmark"},
+        {"id": "planted-embedded", "source": "benchmark",
+         "text": "# helpers\nimport os\n\n" + t[1]["text"].upper().replace("    ", "\t") + "\n# end\n"},
+        {"id": "planted-<script>alert(1)</script>", "source": "benchmark",
+         "text": "<script>alert('pwned')</script>\n" + t[3]["text"]},
+    ]
+    near = contamination.normalize(t[2]["text"])[:12]  # one token short of a 13-gram
+    near_miss = {"id": "near-miss", "text": " ".join(near) + " and then something else", "source": "python"}
+    corpus = sources + plants + [near_miss]
+    src = write_lines(tmp_path / "src.jsonl.gz", [json.dumps(r).encode() for r in corpus]
+                      + [line for line, _ in BAD_LINES])
+    tgt = write_jsonl(tmp_path / "targets.jsonl", targets)
+    return src, tgt, corpus, [p["id"] for p in plants]
+
+
+def select(tmp_path, src, tgt, *extra, name="out"):
+    out = str(tmp_path / name)
+    result = run(["--source", src, "--target", tgt, "--output", out, "--top-k", str(K),
+                  "--group-field", "source", *extra])
+    selected = [r for p in sorted(glob.glob(f"{out}/selected-*")) for r in read_jsonl(p)]
+    return result, out, selected, json.load(open(os.path.join(out, "manifest.json")))
+
+
+def test_planted_target_copies_are_excluded_counted_and_named(tmp_path, planted, targets):
+    src, tgt, corpus, plant_ids = planted
+    _, out, selected, manifest = select(tmp_path, src, tgt)
+    # Excluded before the top-K: K clean documents are still selected, the clean oracle's top K.
+    clean = [r for r in corpus if r["id"] not in plant_ids]
+    assert sorted(r["id"] for r in selected) == sorted(oracle_top_k(oracle_scores(clean, targets), K))
+    # Counted and named, with the target each copy came from.
+    assert manifest["counts"]["contaminated"] == 3
+    assert manifest["counts"]["read"] == manifest["counts"]["scored"] + manifest["counts"]["rejected"]
+    listed = {d["id"]: d for d in manifest["contamination"]["documents"]}
+    assert set(listed) == set(plant_ids)
+    assert listed["planted-exact"]["target"] == targets[0]["id"]
+    assert listed["planted-embedded"]["target"] == targets[1]["id"]
+    assert manifest["contamination"]["excluded"] is True
+    # ... and in the report, escaped.
+    page = open(os.path.join(out, "report.html"), encoding="utf-8").read()
+    assert "planted-exact" in page and "planted-embedded" in page
+    assert "planted-&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<script>" not in page
+
+
+def test_allow_contaminated_keeps_them_and_they_rank_first(tmp_path, planted, sources, targets):
+    src, tgt, corpus, plant_ids = planted
+    _, out, selected, manifest = select(tmp_path, src, tgt, "--allow-contaminated")
+    ids = [r["id"] for r in sorted(selected, key=lambda r: -r["zipfit_score"])]
+    assert sorted(ids) == sorted(oracle_top_k(oracle_scores(corpus, targets), K))
+    # Why the guard exists: the two verbatim copies score highest of all. (The upper-cased
+    # copy compresses like any other text, yet the normalized n-grams still catch it.)
+    assert set(ids[:2]) == {"planted-exact", "planted-<script>alert(1)</script>"}
+    assert manifest["counts"]["contaminated"] == 3 and manifest["contamination"]["excluded"] is False
+    page = open(os.path.join(out, "report.html"), encoding="utf-8").read()
+    assert "&lt;script&gt;alert(&#x27;pwned&#x27;)&lt;/script&gt;" in page  # the text, escaped
+    assert "<script>" not in page
+
+
+def test_guard_off_checks_nothing(tmp_path, planted):
+    src, tgt, _, plant_ids = planted
+    _, _, selected, manifest = select(tmp_path, src, tgt, "--contamination-ngram", "0")
+    assert manifest["counts"]["contaminated"] is None
+    assert manifest["contamination"] == {"enabled": False}
+    assert {"planted-exact", "planted-<script>alert(1)</script>"} <= {r["id"] for r in selected}
+
+
+class Page(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images, self.tables, self.headings, self._h = [], [], [], None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs)
+        elif tag == "table":
+            self.tables.append(attrs.get("class", ""))
+        elif tag in ("h2", "h3"):
+            self._h = tag
+
+    def handle_data(self, data):
+        if self._h:
+            self.headings.append(data)
+            self._h = None
+
+
+def test_report_has_the_plots_and_tables(tmp_path, planted):
+    src, tgt, _, _ = planted
+    _, out, _, manifest = select(tmp_path, src, tgt)
+    page = Page()
+    page.feed(open(os.path.join(out, "report.html"), encoding="utf-8").read())
+    # Four plots, embedded (self-contained) and also written next to the page.
+    assert [img["id"] for img in page.images] == [f"plot-{k}" for k in
+                                                  ("histogram", "scatter", "groups", "tokens")]
+    for img in page.images:
+        assert img["src"].startswith("data:image/png;base64,")
+        png = base64.b64decode(img["src"].split(",", 1)[1])
+        with Image.open(io.BytesIO(png)) as im:
+            assert im.format == "PNG" and im.width >= 600 and im.height >= 150
+        assert open(os.path.join(out, img["data-file"]), "rb").read() == png
+    assert {"counts", "groups", "tokens", "contaminated", "examples", "config"} <= set(page.tables)
+    assert page.tables.count("examples") == 3
+    summary = json.load(open(os.path.join(out, "summary.json")))
+    # The tables agree with the counts: groups add up to the corpus and to the selection.
+    rows = summary["groups"]["rows"]
+    assert summary["groups"]["field"] == "source"
+    assert {r["group"] for r in rows} == {"python", "man", "c", "perl", "benchmark"}
+    assert sum(r["docs"] for r in rows) == manifest["counts"]["scored"]
+    assert sum(r["selected_docs"] for r in rows) == manifest["counts"]["selected"] == K
+    assert summary["totals"]["contaminated"]["docs"] == 3
+    assert sum(summary["histogram"]["all"].values()) == manifest["counts"]["scored"]
+    assert sum(summary["histogram"]["selected"].values()) == K
+    assert sum(p["selected"] for p in summary["sample"]["points"]) == K  # sample = whole corpus here
+    top = summary["examples"]["top"]
+    assert top[0]["score"] == max(r["score"] for r in summary["examples"]["boundary"] + top)
+    assert summary["examples"]["boundary"][0]["score"] == pytest.approx(manifest["threshold"]["score"])
+    # Re-rendering from the published files gives the same page (apart from its timestamp).
+    before = open(os.path.join(out, "report.html")).read()
+    assert cli_main(["report", out]) == 0
+    strip = lambda s: re.sub(r"rendered [^<]*", "", s)  # noqa: E731
+    assert strip(open(os.path.join(out, "report.html")).read()) == strip(before)
+
+
+def test_every_manifest_count_is_a_beam_metric(tmp_path, planted):
+    src, tgt, _, _ = planted
+    result, _, _, manifest = select(tmp_path, src, tgt, "--no-report")
+    counters = {r.key.metric.name: r.committed for r in
+                result.metrics().query(MetricsFilter().with_namespace("zipfit"))["counters"]}
+    for name, value in manifest["counts"].items():
+        assert counters.get(name) == value, name
+    for reason, value in manifest["rejected_by_reason"].items():
+        assert counters.get(f"rejected_{reason}") == value, reason
+
+
+def test_progress_lines_and_summary_table(tmp_path, planted, caplog, capsys):
+    src, tgt, corpus, _ = planted
+    caplog.set_level(logging.INFO, logger="zipfit_beam.progress")
+    _, out, _, manifest = select(tmp_path, src, tgt, "--progress-interval", "1e-9", "--batch-size", "4",
+                                 "--no-report")
+    lines = [r.getMessage() for r in caplog.records if r.name == "zipfit_beam.progress"]
+    total = len(corpus) + len(BAD_LINES)
+    assert lines and all(re.match(r"scored [\d,]+ (of ~[\d,]+ records|documents)", m) for m in lines)
+    assert any(f"of ~{total} records" in m and "docs/s" in m and "ETA" in m for m in lines)
+    table = capsys.readouterr().out
+    assert re.search(rf"contaminated\s+3\s+share a 13-gram", table)
+    assert re.search(rf"selected\s+{K}\s+threshold score", table)
+    assert f"read          {manifest['counts']['read']}" in table.replace("  ", "  ")
+    assert not os.path.exists(os.path.join(out, "report.html"))  # --no-report
+
+
+def test_format_summary_without_a_run():
+    text = report.format_summary({"counts": {"read": 5, "scored": 4, "rejected": 1, "selected": 4,
+                                             "contaminated": None},
+                                  "contamination": {"enabled": False}, "threshold": None,
+                                  "rejected_by_reason": {"invalid_json": 1}}, 2.0)
+    assert "not checked" in text and "invalid_json 1" in text and "every candidate" in text

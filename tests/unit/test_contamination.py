@@ -1,0 +1,93 @@
+"""The contamination guard's pure core: normalization, n-gram hashing, the index."""
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from zipfit_beam import contamination as c
+
+TARGET = ('def has_close_elements(numbers: List[float], threshold: float) -> bool:\n'
+          '    """ Check if in given list of numbers, are any two numbers closer to each other '
+          'than given threshold.\n    >>> has_close_elements([1.0, 2.0, 3.0], 0.5)\n    False\n    """\n')
+
+
+def slow_window_hash(tokens):
+    """The documented definition, one window at a time with Python integers."""
+    h = 0
+    for t in tokens:
+        th = int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "little")
+        h = (h * 0x100000001B3 + th) % 2 ** 64
+    return h
+
+
+def test_normalize_lowercases_and_splits_on_non_alphanumerics():
+    assert c.normalize("def Foo_bar(x, y2):\n\treturn x>=Y2  # Ünïcode café") == \
+        ["def", "foo", "bar", "x", "y2", "return", "x", "y2", "ünïcode", "café"]
+    assert c.normalize("  ...  ") == []
+
+
+def test_window_hashes_match_the_definition_and_are_order_sensitive():
+    tokens = c.normalize(TARGET)
+    got = c.window_hashes(tokens, 13)
+    assert len(got) == len(tokens) - 12
+    assert [int(h) for h in got] == [slow_window_hash(tokens[i:i + 13]) for i in range(len(got))]
+    assert c.ngram_hash(["a", "b", "c"]) != c.ngram_hash(["c", "b", "a"])
+    assert len(c.window_hashes(tokens[:12], 13)) == 0
+
+
+def test_signed_transport_round_trips_through_the_index():
+    entries = list(c.target_ngrams("T", TARGET))
+    assert any(e.hash < 0 for e in entries) and any(e.hash > 0 for e in entries)
+    assert all(-2 ** 63 <= e.hash < 2 ** 63 for e in entries)  # fits int64 coders
+    index = c.ContaminationIndex(entries)
+    assert len(index) == len({e.hash for e in entries})
+    assert index.match(TARGET) == c.Match("T", len(c.normalize(TARGET)) - 12)
+
+
+def test_copies_are_found_through_case_whitespace_and_punctuation_changes():
+    index = c.ContaminationIndex(c.target_ngrams("HumanEval/0", TARGET))
+    disguised = "Some preamble.\n" + TARGET.upper().replace("    ", "\t").replace(":", " ; ") + "\nmore"
+    match = index.match(disguised)
+    assert match is not None and match.target_id == "HumanEval/0"
+    assert index.match("def has_close_elements(numbers, threshold): return any()") is None
+
+
+def test_a_shared_run_one_token_short_is_not_contamination():
+    tokens = c.normalize(TARGET)
+    index = c.ContaminationIndex(c.target_ngrams("T", TARGET))
+    assert index.match(" ".join(tokens[5:17])) is None  # 12 tokens
+    assert index.match("x " + " ".join(tokens[5:18]) + " y").windows == 1  # 13 tokens
+
+
+def test_short_targets_match_whole_and_very_short_ones_are_unguarded():
+    nine = "alpha beta gamma delta epsilon zeta eta theta iota"
+    entries = list(c.target_ngrams("short", nine))
+    assert [e.n for e in entries] == [9]
+    index = c.ContaminationIndex(entries + list(c.target_ngrams("long", TARGET)))
+    assert index.sizes == [9, 13]
+    assert index.match("prefix ALPHA, beta; gamma delta epsilon zeta eta theta iota suffix").target_id == "short"
+    assert index.match("alpha beta gamma delta epsilon zeta eta theta") is None
+    assert c.is_guarded(nine) and not c.is_guarded("return x + 1")
+    assert list(c.target_ngrams("tiny", "return x + 1")) == []
+
+
+def test_shared_ngram_is_attributed_to_the_smallest_target_id_in_any_order():
+    entries = list(c.target_ngrams("b", TARGET)) + list(c.target_ngrams("a", TARGET + " extra words"))
+    for order in (entries, entries[::-1]):
+        assert c.ContaminationIndex(order).match(TARGET).target_id == "a"
+
+
+def test_first_matching_window_names_the_target():
+    other = "the quick brown fox jumps over the lazy dog again and again and again today"
+    index = c.ContaminationIndex(list(c.target_ngrams("fox", other)) + list(c.target_ngrams("he", TARGET)))
+    doc = other + " " + TARGET
+    assert index.match(doc).target_id == "fox"
+    assert index.match(TARGET + " " + other).target_id == "he"
+
+
+def test_empty_index_matches_nothing():
+    assert c.ContaminationIndex([]).match(TARGET) is None
+    with pytest.raises(ValueError):
+        c.window_hashes(["a"], 0)
+    assert c.window_hashes([], 3).dtype == np.uint64
