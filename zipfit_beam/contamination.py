@@ -46,9 +46,24 @@ def token_hash(token: str) -> int:
     return int.from_bytes(hashlib.blake2b(token.encode("utf-8"), digest_size=8).digest(), "little")
 
 
+# token -> token_hash, shared by the documents a process checks: token frequencies are
+# Zipfian, so nearly every lookup hits and blake2b runs once per distinct token, not once
+# per document. Cleared when it grows past the bound (plain dict operations are atomic
+# under the GIL, so the scoring threads can share it).
+_TOKEN_CACHE: Dict[str, int] = {}
+_TOKEN_CACHE_MAX = 1 << 20
+
+
 def _token_hashes(tokens: Sequence[str]) -> np.ndarray:
-    by_token = {t: token_hash(t) for t in set(tokens)}
-    return np.fromiter((by_token[t] for t in tokens), dtype=np.uint64, count=len(tokens))
+    cache = _TOKEN_CACHE
+    if len(cache) > _TOKEN_CACHE_MAX:
+        cache.clear()
+    values = list(map(cache.get, tokens))
+    if None in values:
+        for i, v in enumerate(values):
+            if v is None:
+                values[i] = cache[tokens[i]] = token_hash(tokens[i])
+    return np.array(values, dtype=np.uint64)
 
 
 def window_hashes(tokens: Sequence[str], n: int) -> np.ndarray:
@@ -97,28 +112,26 @@ def is_guarded(text: str, n: int = DEFAULT_NGRAM) -> bool:
 
 
 class Match(NamedTuple):
-    target_id: str  # the target of the first matching window in the document
+    target_id: str  # the target sharing the most n-grams with the document (ties: smallest id)
     windows: int  # how many of the document's windows match some target
 
 
 class ContaminationIndex:
     """Target n-gram hashes, grouped by n-gram size, for fast membership tests.
 
-    Built from ``TargetNgram`` entries (any order; a hash seen in several targets keeps
-    the smallest target id, so the answer does not depend on the order)."""
+    Built from ``TargetNgram`` entries in any order (the answers do not depend on it)."""
 
     def __init__(self, entries: Iterable[Tuple[int, int, str]]):
-        best: Dict[Tuple[int, int], str] = {}
+        owners: Dict[Tuple[int, int], set] = {}
         for n, h, target_id in entries:
-            key = (int(n), int(h))
-            if key not in best or target_id < best[key]:
-                best[key] = target_id
-        self._by_size: Dict[int, Tuple[np.ndarray, List[str]]] = {}
-        for size in sorted({n for n, _ in best}):
-            signed = np.array([h for n, h in best if n == size], dtype=np.int64)
+            owners.setdefault((int(n), int(h)), set()).add(target_id)
+        self._by_size: Dict[int, Tuple[np.ndarray, List[Tuple[str, ...]]]] = {}
+        for size in sorted({n for n, _ in owners}):
+            signed = np.array([h for n, h in owners if n == size], dtype=np.int64)
             order = np.argsort(signed.view(np.uint64), kind="stable")
             hashes = signed.view(np.uint64)[order]
-            self._by_size[size] = (hashes, [best[(size, int(signed[i]))] for i in order])
+            ids = [tuple(sorted(owners[(size, int(signed[i]))])) for i in order]
+            self._by_size[size] = (hashes, ids)
 
     def __len__(self) -> int:
         return sum(len(hashes) for hashes, _ in self._by_size.values())
@@ -132,7 +145,7 @@ class ContaminationIndex:
         if not self._by_size:
             return None
         tokens = normalize(text)
-        first: Optional[Tuple[int, str]] = None  # (token position, target id)
+        shared: Dict[str, int] = {}  # target id -> n-grams it shares with the document
         windows = 0
         for size, (hashes, ids) in self._by_size.items():
             probe = window_hashes(tokens, size)
@@ -140,11 +153,12 @@ class ContaminationIndex:
                 continue
             where = np.searchsorted(hashes, probe)
             where[where == len(hashes)] = 0
-            hit = hashes[where] == probe
-            found = np.flatnonzero(hit)
-            if len(found):
-                windows += len(found)
-                position = int(found[0])
-                if first is None or position < first[0]:
-                    first = (position, ids[int(where[position])])
-        return None if first is None else Match(first[1], windows)
+            found = np.flatnonzero(hashes[where] == probe)
+            windows += len(found)
+            for i in found:
+                for target_id in ids[int(where[i])]:
+                    shared[target_id] = shared.get(target_id, 0) + 1
+        if not windows:
+            return None
+        best = min(shared, key=lambda t: (-shared[t], t))
+        return Match(best, windows)

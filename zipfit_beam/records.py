@@ -69,5 +69,5 @@ class ContaminationHit(NamedTuple):
     score: float
     source: str
     position: int
-    target_id: str  # the target of its first matching n-gram
+    target_id: str  # the target it shares the most n-grams with
     windows: int  # how many of its n-grams match a target

@@ -120,9 +120,13 @@ def plot_histogram(summary: dict, manifest: dict) -> bytes:
     ax.bar(edges[:-1], all_c, widths, align="edge", color=COLORS["corpus"], label="corpus")
     ax.bar(edges[:-1], sel_c, widths, align="edge", color=COLORS["selected"], label="selected")
     if any(con_c):
-        ax.bar(edges[:-1], con_c, widths, align="edge", color=COLORS["contaminated"],
-               label="contaminated (left out)" if manifest["contamination"].get("excluded")
-               else "contaminated")
+        # A handful of documents is invisible as bars: mark their bins above the bars.
+        top = max(all_c)
+        xs = [(a + b) / 2 for a, b, c in zip(edges, edges[1:], con_c) if c]
+        ax.bar(edges[:-1], con_c, widths, align="edge", color=COLORS["contaminated"])
+        ax.plot(xs, [top * 1.04] * len(xs), "v", color=COLORS["contaminated"], markersize=7,
+                label=f"contaminated: {sum(con_c):,}"
+                + (" (left out)" if manifest["contamination"].get("excluded") else ""))
     threshold = manifest.get("threshold")
     if threshold:
         ax.axvline(threshold["score"], color=COLORS["threshold"], linestyle="--", linewidth=1.5,
@@ -132,7 +136,7 @@ def plot_histogram(summary: dict, manifest: dict) -> bytes:
     ax.set_xlabel("ZIP-FIT alignment (higher = closer to the targets)")
     ax.set_ylabel("documents")
     ax.set_title("Score distribution")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="best")
     return _png(fig)
 
 
