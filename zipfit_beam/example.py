@@ -18,5 +18,7 @@ def run_example(argv: Optional[List[str]] = None):
     argv = list(argv or [])
     if "--output" not in argv and not any(a.startswith("--output=") for a in argv):
         argv += ["--output", "zipfit-example-output"]
+    if not any(a == "--group-field" or a.startswith("--group-field=") for a in argv):
+        argv += ["--group-field", "source"]  # the example's records say where they come from
     return run(["--source", EXAMPLE_SOURCE, "--target", EXAMPLE_TARGETS, "--top-k", "20",
                 "--overwrite"] + argv)

@@ -185,7 +185,8 @@ def plot_groups(summary: dict) -> bytes:
     ax.set_xlabel("% of documents")
     field = groups["field"] or "(no --group-field)"
     ax.set_title(f"Groups by {field}: selection against corpus")
-    ax.legend(fontsize=8)
+    if rows:
+        ax.legend(fontsize=8)
     return _png(fig)
 
 
@@ -214,7 +215,8 @@ def plot_tokens(summary: dict) -> bytes:
     ax.set_xlim(0, 100)
     ax.set_xlabel("% of tokens (whitespace-separated)")
     ax.set_title("Token totals and where they come from")
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    if rows and totals["corpus"]["tokens"]:
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return _png(fig)
 
 

@@ -185,3 +185,16 @@ def test_format_summary_without_a_run():
                                   "contamination": {"enabled": False}, "threshold": None,
                                   "rejected_by_reason": {"invalid_json": 1}}, 2.0)
     assert "not checked" in text and "invalid_json 1" in text and "every candidate" in text
+
+
+def test_report_of_a_run_with_nothing_scored(tmp_path, targets, recwarn):
+    src = write_lines(tmp_path / "bad.jsonl", [line for line, _ in BAD_LINES])
+    tgt = write_jsonl(tmp_path / "t.jsonl", targets)
+    out = str(tmp_path / "out")
+    run(["--source", src, "--target", tgt, "--output", out, "--top-k", "3", "--group-field", "source"])
+    page = Page()
+    page.feed(open(os.path.join(out, "report.html"), encoding="utf-8").read())
+    assert len(page.images) == 4 and "counts" in page.tables
+    summary = json.load(open(os.path.join(out, "summary.json")))
+    assert summary["totals"]["corpus"]["docs"] == 0 and summary["examples"]["top"] == []
+    assert not [w for w in recwarn if "legend" in str(w.message)]
