@@ -296,10 +296,17 @@ def _img(key: str, png: bytes, alt: str) -> str:
             f'src="data:image/png;base64,{data}">')
 
 
-def _examples_table(examples: List[dict], field: Optional[str]) -> str:
+def _examples_table(examples: List[dict], field: Optional[str], flagged=frozenset()) -> str:
+    """``flagged``: (id, source, position) of documents the guard listed; marked in the table."""
     if not examples:
         return '<p class="muted">none</p>'
-    rows = [[e["score"], e["id"], f"{e['source']}:{e['position']}",
+
+    def name(e):
+        mark = (' <span class="warn">(contaminated)</span>'
+                if e.get("contaminated") or (e["id"], e["source"], e["position"]) in flagged else "")
+        return _Raw(_e(e["id"]) + mark)
+
+    rows = [[e["score"], name(e), f"{e['source']}:{e['position']}",
              *([e["group"]] if field else []), e["bytes"],
              _Raw(f"<pre>{_e(e['snippet'])}</pre>")] for e in examples]
     headers = ["score", "id", "source:line", *([field] if field else []), "bytes", "text (start)"]
@@ -409,10 +416,12 @@ def render_html(manifest: dict, summary: dict, plots: Dict[str, bytes]) -> str:
 
     # Examples
     ex = summary["examples"]
+    flagged = {(d["id"], d["source"], d["position"]) for d in guard.get("documents", [])}
     parts.append("<h2 id=\"examples\">Examples</h2>")
-    parts.append("<h3>Best selected</h3>" + _examples_table(ex["top"], field))
-    parts.append("<h3>Last selected (just above the threshold)</h3>" + _examples_table(ex["boundary"], field))
-    parts.append("<h3>Lowest scored in the corpus</h3>" + _examples_table(ex["bottom"], field))
+    parts.append("<h3>Best selected</h3>" + _examples_table(ex["top"], field, flagged))
+    parts.append("<h3>Last selected (just above the threshold)</h3>"
+                 + _examples_table(ex["boundary"], field, flagged))
+    parts.append("<h3>Lowest scored in the corpus</h3>" + _examples_table(ex["bottom"], field, flagged))
 
     # Configuration
     parts.append("<h2 id=\"config\">Configuration</h2>")

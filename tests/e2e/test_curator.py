@@ -85,6 +85,8 @@ def test_allow_contaminated_keeps_them_and_they_rank_first(tmp_path, planted, so
     page = open(os.path.join(out, "report.html"), encoding="utf-8").read()
     assert "&lt;script&gt;alert(&#x27;pwned&#x27;)&lt;/script&gt;" in page  # the text, escaped
     assert "<script>" not in page
+    # kept, but marked where they appear among the examples
+    assert 'planted-exact <span class="warn">(contaminated)</span>' in page
 
 
 def test_guard_off_checks_nothing(tmp_path, planted):
