@@ -101,24 +101,32 @@ static inline unsigned hash3(const uint8_t *p)
 /* length limit with the overflow repair that re-deals lengths in heap order.                 */
 
 typedef struct {
-    int heap[HEAP_SIZE];
-    uint32_t key[HEAP_SIZE]; /* freq << 8 | depth */
+    uint64_t heap[HEAP_SIZE + 2]; /* (freq << 18) | (depth << 10) | node */
+    uint16_t order[HEAP_SIZE];    /* nodes by increasing weight, filled from the top */
     uint16_t dad[HEAP_SIZE];
-    uint16_t len[HEAP_SIZE + 1];
+    uint8_t nlen[HEAP_SIZE + 2];  /* code length of every node */
+    uint16_t syms[L_CODES + 2];
     int bl_count[16];
 } hwork;
 
-static inline void sift(hwork *w, int hl, int k)
+#define HKEY_MASK 1023u /* low bits hold the node id; comparisons ignore them */
+
+/*
+ * zlib's smaller(): (freq, depth) lexicographically <=.  With the node id in the low 10 bits,
+ * a <= b on keys is  a <= (b | 1023).  heap[hl + 1] always holds ~0, so the right child of the
+ * last parent never wins.
+ */
+static inline void sift(uint64_t *heap, int hl, int k)
 {
-    int *heap = w->heap;
-    const uint32_t *key = w->key;
-    int v = heap[k];
-    uint32_t kv = key[v];
+    uint64_t v = heap[k];
     int j = k << 1;
     while (j <= hl) {
-        if (j < hl && key[heap[j + 1]] <= key[heap[j]]) j++;
-        if (kv <= key[heap[j]]) break;
-        heap[k] = heap[j];
+        uint64_t l = heap[j], r = heap[j + 1], c;
+        uint64_t right = r <= (l | HKEY_MASK);
+        c = l ^ ((l ^ r) & (0 - right)); /* branch-free: the choice is unpredictable */
+        j += (int)right;
+        if (v <= (c | HKEY_MASK)) break;
+        heap[k] = c;
         k = j;
         j <<= 1;
     }
@@ -126,111 +134,141 @@ static inline void sift(hwork *w, int hl, int k)
 }
 
 /*
- * Builds the lengths for freq[0..elems) into w->len; returns the contribution to zlib's opt_len
- * (sum freq*(len + extra), with zlib's -1 per forced code); *static_part gets the contribution to
- * static_len when fixed_len is given; *max_code_out the largest used code.
+ * Remove the root of the heap (zlib's pqremove): the last element takes its place and sinks.
+ * Done bottom-up: the hole walks down the smaller-child path (no compare with the moving
+ * element, so no unpredictable exit), then the element climbs back while the parent is not
+ * smaller.  Along that path keys are sorted, so the final layout is the same as sinking it
+ * from the top with zlib's rule (stop as soon as it is <= the smaller child).
  */
-static int64_t build_lengths(hwork *w, const uint32_t *freq, int elems, int max_length,
-                             const uint8_t *extra, int extra_base, const uint8_t *fixed_len,
-                             int fixed_const, int64_t *static_part, int *max_code_out)
+static inline void pop_root(uint64_t *heap, int *hlp)
 {
-    int n, m, hl = 0, hmax = HEAP_SIZE, max_code = -1, node, h;
-    int64_t opt = 0, stat = 0;
-    uint32_t f1[2]; /* not used; keeps compilers quiet about unused paths */
-    (void)f1;
+    int hl = *hlp, k = 1, j = 2;
+    uint64_t v = heap[hl];
+    heap[hl] = ~(uint64_t)0;
+    hl--;
+    while (j <= hl) {
+        uint64_t l = heap[j], r = heap[j + 1];
+        uint64_t right = r <= (l | HKEY_MASK);
+        heap[k] = l ^ ((l ^ r) & (0 - right));
+        k = j + (int)right;
+        j = k << 1;
+    }
+    while (k > 1) {
+        uint64_t p = heap[k >> 1];
+        if (!(v <= (p | HKEY_MASK))) break;
+        heap[k] = p;
+        k >>= 1;
+    }
+    heap[k] = v;
+    *hlp = hl;
+}
 
-    for (n = 0; n < elems; n++) {
-        if (freq[n] != 0) {
-            w->heap[++hl] = max_code = n;
-            w->key[n] = freq[n] << 8;
-        } else {
-            w->len[n] = 0;
-        }
+/*
+ * Code lengths for the used symbols syms[0..k) (ascending, freq > 0) of an alphabet of `elems`
+ * symbols, limited to max_length, exactly as zlib's build_tree/gen_bitlen make them.  Lengths go
+ * to w->nlen[0..elems) (0 for unused symbols).  Returns zlib's opt_len contribution without
+ * extra bits: sum freq*len, minus one per code forced in to make two.  *max_code_out gets the
+ * largest coded symbol (forced ones included).
+ */
+static int64_t huff_lengths(hwork *w, const uint32_t *freq, const uint16_t *syms, int k, int elems,
+                            int max_length, int *max_code_out)
+{
+    uint64_t *heap = w->heap;
+    uint16_t *order = w->order, *dad = w->dad;
+    uint8_t *nlen = w->nlen;
+    int hl = 0, max_code = -1, i, node, om = HEAP_SIZE, nforced = 0, n, m, h, bits, overflow = 0;
+    int64_t opt = 0;
+
+    memset(nlen, 0, (size_t)elems);
+    for (i = 0; i < k; i++) {
+        n = syms[i];
+        heap[++hl] = ((uint64_t)freq[n] << 18) | (uint64_t)n;
     }
+    if (k) max_code = syms[k - 1];
     while (hl < 2) {
-        node = w->heap[++hl] = (max_code < 2 ? ++max_code : 0);
-        w->key[node] = 1u << 8;
-        opt -= 1;
-        if (fixed_len) stat -= fixed_len[node];
-        else if (fixed_const) stat -= fixed_const;
+        node = (max_code < 2 ? ++max_code : 0);
+        heap[++hl] = ((uint64_t)1 << 18) | (uint64_t)node;
+        nforced++;
     }
+    heap[hl + 1] = ~(uint64_t)0;
     *max_code_out = max_code;
-    for (n = hl / 2; n >= 1; n--) sift(w, hl, n);
+    for (i = hl / 2; i >= 1; i--) sift(heap, hl, i);
 
     node = elems;
     do {
-        n = w->heap[1];
-        w->heap[1] = w->heap[hl--];
-        sift(w, hl, 1);
-        m = w->heap[1];
-        w->heap[--hmax] = n;
-        w->heap[--hmax] = m;
-        {
-            uint32_t kn = w->key[n], km = w->key[m];
-            uint32_t dn = kn & 0xffu, dm = km & 0xffu;
-            uint32_t d = (dn >= dm ? dn : dm) + 1u;
-            w->key[node] = (((kn >> 8) + (km >> 8)) << 8) | (d & 0xffu);
-        }
-        w->dad[n] = w->dad[m] = (uint16_t)node;
-        w->heap[1] = node++;
-        sift(w, hl, 1);
+        uint64_t a = heap[1], b, da, db, d;
+        pop_root(heap, &hl);
+        b = heap[1];
+        n = (int)(a & HKEY_MASK);
+        m = (int)(b & HKEY_MASK);
+        order[--om] = (uint16_t)n;
+        order[--om] = (uint16_t)m;
+        da = (a >> 10) & 0xffu;
+        db = (b >> 10) & 0xffu;
+        d = ((da >= db ? da : db) + 1u) & 0xffu;
+        dad[n] = dad[m] = (uint16_t)node;
+        heap[1] = (((a >> 18) + (b >> 18)) << 18) | (d << 10) | (uint64_t)node;
+        node++;
+        sift(heap, hl, 1);
     } while (hl >= 2);
-    w->heap[--hmax] = w->heap[1];
+    order[--om] = (uint16_t)(heap[1] & HKEY_MASK);
 
     /* gen_bitlen */
-    {
-        int bits, overflow = 0, xb;
-        for (bits = 0; bits <= 15; bits++) w->bl_count[bits] = 0;
-        w->len[w->heap[hmax]] = 0;
-        for (h = hmax + 1; h < HEAP_SIZE; h++) {
-            n = w->heap[h];
-            bits = w->len[w->dad[n]] + 1;
-            if (bits > max_length) bits = max_length, overflow++;
-            w->len[n] = (uint16_t)bits;
-            if (n > max_code) continue;
-            w->bl_count[bits]++;
-            xb = (n >= extra_base) ? extra[n - extra_base] : 0;
-            {
-                int64_t f = (int64_t)(w->key[n] >> 8);
-                opt += f * (bits + xb);
-                if (fixed_len) stat += f * (fixed_len[n] + xb);
-                else if (fixed_const) stat += f * (fixed_const + xb);
-            }
-        }
-        if (overflow) {
-            do {
-                bits = max_length - 1;
-                while (w->bl_count[bits] == 0) bits--;
-                w->bl_count[bits]--;
-                w->bl_count[bits + 1] += 2;
-                w->bl_count[max_length]--;
-                overflow -= 2;
-            } while (overflow > 0);
-            h = HEAP_SIZE;
-            for (bits = max_length; bits != 0; bits--) {
-                n = w->bl_count[bits];
-                while (n != 0) {
-                    m = w->heap[--h];
-                    if (m > max_code) continue;
-                    if (w->len[m] != (unsigned)bits) {
-                        opt += ((int64_t)bits - (int64_t)w->len[m]) * (int64_t)(w->key[m] >> 8);
-                        w->len[m] = (uint16_t)bits;
-                    }
-                    n--;
+    for (bits = 0; bits <= 15; bits++) w->bl_count[bits] = 0;
+    nlen[order[om]] = 0;
+    for (h = om + 1; h < HEAP_SIZE; h++) {
+        n = order[h];
+        bits = nlen[dad[n]] + 1;
+        if (bits > max_length) bits = max_length, overflow++;
+        nlen[n] = (uint8_t)bits;
+        if (n > max_code) continue;
+        w->bl_count[bits]++;
+        opt += (int64_t)(freq[n] ? freq[n] : 1u) * bits;
+    }
+    opt -= nforced;
+    if (overflow) {
+        do {
+            bits = max_length - 1;
+            while (w->bl_count[bits] == 0) bits--;
+            w->bl_count[bits]--;
+            w->bl_count[bits + 1] += 2;
+            w->bl_count[max_length]--;
+            overflow -= 2;
+        } while (overflow > 0);
+        h = HEAP_SIZE;
+        for (bits = max_length; bits != 0; bits--) {
+            n = w->bl_count[bits];
+            while (n != 0) {
+                m = order[--h];
+                if (m > max_code) continue;
+                if (nlen[m] != (unsigned)bits) {
+                    opt += ((int64_t)bits - (int64_t)nlen[m]) * (int64_t)(freq[m] ? freq[m] : 1u);
+                    nlen[m] = (uint8_t)bits;
                 }
+                n--;
             }
         }
     }
-    if (static_part) *static_part = stat;
     return opt;
 }
 
+/* ascending list of the symbols with nonzero frequency */
+static inline int used_syms(const uint32_t *freq, int elems, uint16_t *syms)
+{
+    int n, k = 0;
+    for (n = 0; n < elems; n++) {
+        syms[k] = (uint16_t)n;
+        k += freq[n] != 0;
+    }
+    return k;
+}
+
 /* bit-length-alphabet frequencies of one code-length sequence (zlib's scan_tree) */
-static void scan_lengths(uint16_t *len, int max_code, uint32_t *blf)
+static void scan_lengths(uint8_t *len, int max_code, uint32_t *blf)
 {
     int n, prevlen = -1, curlen, nextlen = len[0], count = 0, maxc = 7, minc = 4;
     if (nextlen == 0) maxc = 138, minc = 3;
-    len[max_code + 1] = 0xffff; /* guard */
+    len[max_code + 1] = 0xff; /* guard: never a real length */
     for (n = 0; n <= max_code; n++) {
         curlen = nextlen;
         nextlen = len[n + 1];
@@ -273,31 +311,59 @@ static inline void bs_init(bstate *b)
     b->bits = 0;
 }
 
-/* Ends the current block as zlib's _tr_flush_block would, adding its size to b->bits. */
-static void bs_flush(bstate *b, uint64_t stored_len, int have_buf, int last)
+/*
+ * Sizes of the current block as zlib's _tr_flush_block sees them: *opt_out is opt_len (dynamic
+ * trees, tree description included), *stat_out is static_len; both without the 3 header bits.
+ */
+static void block_costs(const uint32_t *lf, const uint32_t *df, int64_t *opt_out, int64_t *stat_out)
 {
     hwork w;
     uint32_t blf[BL_CODES + 2];
-    int64_t opt, stat, st_d, optl, optd;
-    int lmax, dmax, blmax, max_blindex;
-    uint64_t opt_lenb, static_lenb;
-    uint16_t llen[L_CODES + 2], dlen[D_CODES + 2];
+    uint8_t llen[L_CODES + 2], dlen[D_CODES + 2];
+    int64_t opt, stat = 0, xs = 0;
+    int k, i, lmax, dmax, blmax, max_blindex;
 
-    optl = build_lengths(&w, b->lf, L_CODES, 15, lbits_extra, 257, fixed_llen, 0, &stat, &lmax);
-    memcpy(llen, w.len, sizeof(uint16_t) * L_CODES);
-    optd = build_lengths(&w, b->df, D_CODES, 15, dbits_extra, 0, NULL, 5, &st_d, &dmax);
-    memcpy(dlen, w.len, sizeof(uint16_t) * D_CODES);
-    stat += st_d;
-    opt = optl + optd;
+    k = used_syms(lf, L_CODES, w.syms);
+    for (i = 0; i < k; i++) {
+        int n = w.syms[i];
+        int64_t f = lf[n];
+        stat += f * fixed_llen[n];
+        if (n >= 257) xs += f * lbits_extra[n - 257];
+    }
+    opt = huff_lengths(&w, lf, w.syms, k, L_CODES, 15, &lmax);
+    memcpy(llen, w.nlen, L_CODES);
+
+    k = used_syms(df, D_CODES, w.syms);
+    for (i = 0; i < k; i++) {
+        int n = w.syms[i];
+        int64_t f = df[n];
+        stat += f * 5;
+        xs += f * dbits_extra[n];
+    }
+    opt += huff_lengths(&w, df, w.syms, k, D_CODES, 15, &dmax);
+    memcpy(dlen, w.nlen, D_CODES);
+    opt += xs;
+    stat += xs;
 
     memset(blf, 0, sizeof blf);
     scan_lengths(llen, lmax, blf);
     scan_lengths(dlen, dmax, blf);
-    opt += build_lengths(&w, blf, BL_CODES, 7, blbits_extra, 0, NULL, 0, NULL, &blmax);
+    k = used_syms(blf, BL_CODES, w.syms);
+    opt += huff_lengths(&w, blf, w.syms, k, BL_CODES, 7, &blmax);
+    opt += 2 * (int64_t)blf[16] + 3 * (int64_t)blf[17] + 7 * (int64_t)blf[18];
     for (max_blindex = BL_CODES - 1; max_blindex >= 3; max_blindex--)
-        if (w.len[bl_rank[max_blindex]] != 0) break;
+        if (w.nlen[bl_rank[max_blindex]] != 0) break;
     opt += 3 * ((int64_t)max_blindex + 1) + 5 + 5 + 4;
+    *opt_out = opt;
+    *stat_out = stat;
+}
 
+/* Ends the current block as zlib's _tr_flush_block would, adding its size to b->bits. */
+static void bs_flush(bstate *b, uint64_t stored_len, int have_buf, int last)
+{
+    int64_t opt, stat;
+    uint64_t opt_lenb, static_lenb;
+    block_costs(b->lf, b->df, &opt, &stat);
     opt_lenb = ((uint64_t)opt + 3 + 7) >> 3;
     static_lenb = ((uint64_t)stat + 3 + 7) >> 3;
     if (static_lenb <= opt_lenb) opt_lenb = static_lenb;
@@ -418,6 +484,70 @@ static void flat_run(const uint8_t *buf, unsigned total, unsigned *pp, unsigned 
         }
     }
     if (lg) lg->n = (size_t)(logv - lg->v);
+    *pp = p;
+}
+
+/*
+ * Continues the source-only parse of buf[0..L) past the point where a match search can see the
+ * end of the source: a step at p is the same whatever follows the source as long as p + 9 <= L
+ * (then nice_match is 8 and the hashed and quick-checked bytes are all source bytes) and no
+ * candidate comparison runs up to the end of the source.  Stops before the first step that
+ * would compare up to buf[L], undoing that step's hash insertion.
+ */
+static void flat_extend(const uint8_t *buf, unsigned L, unsigned *pp, unsigned *block_start,
+                        uint16_t *head, uint16_t *prev, bstate *b)
+{
+    unsigned p = *pp;
+    while (p + 9 <= L) {
+        unsigned la = L - p, hh, mlen = 0, ms = 0, h = hash3(buf + p), oldprev = prev[p & WMASK];
+        int fl;
+        hh = head[h];
+        prev[p & WMASK] = (uint16_t)hh;
+        head[h] = (uint16_t)p;
+        if (hh != 0 && p - hh <= MAXDIST) {
+            const uint8_t *s = buf + p;
+            unsigned limit = p > MAXDIST ? p - MAXDIST : 0, cur = hh;
+            unsigned maxl = la < MAXM ? la : MAXM, best = 2;
+            int chain = CHAIN, hit = 0;
+            do {
+                const uint8_t *m = buf + cur;
+                if (m[best] == s[best] && m[best - 1] == s[best - 1] && m[0] == s[0] && m[1] == s[1]) {
+                    unsigned len = load_diff_len(s, m, maxl);
+                    if (len == la) { hit = 1; break; } /* reached the end of the source */
+                    if (len > best) {
+                        ms = cur;
+                        best = len;
+                        if (len >= NICE) break;
+                    }
+                }
+            } while ((cur = prev[cur & WMASK]) > limit && --chain != 0);
+            if (hit) {
+                head[h] = (uint16_t)hh;
+                prev[p & WMASK] = (uint16_t)oldprev;
+                break;
+            }
+            mlen = best;
+        }
+        if (mlen >= MINM) {
+            fl = bs_tally_match(b, p - ms, mlen);
+            if (mlen <= MAX_INSERT) { /* la - mlen >= 5 here */
+                unsigned q;
+                for (q = p + 1; q < p + mlen; q++) {
+                    unsigned hq = hash3(buf + q);
+                    prev[q & WMASK] = head[hq];
+                    head[hq] = (uint16_t)q;
+                }
+            }
+            p += mlen;
+        } else {
+            fl = bs_tally_lit(b, buf[p]);
+            p++;
+        }
+        if (fl) {
+            bs_flush(b, p - *block_start, 1, 0);
+            *block_start = p;
+        }
+    }
     *pp = p;
 }
 
@@ -820,6 +950,7 @@ static int compute_all(TargetsObject *self, scratch *s, const uint8_t *x, size_t
         memset(s->head, 0, sizeof s->head);
         bs_init(&b0);
         if (Lu > MAXM) flat_run(s->buf, Lu, &P, Lu - MAXM + 1, &bstart0, s->head, s->prev, &b0, NULL);
+        flat_extend(s->buf, Lu, &P, &bstart0, s->head, s->prev, &b0);
         for (j = 0; j < self->n; j++) {
             size_t yl = self->len[j];
             uint64_t N = (uint64_t)L + yl;
