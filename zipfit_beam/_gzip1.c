@@ -101,7 +101,7 @@ static inline unsigned hash3(const uint8_t *p)
 /* length limit with the overflow repair that re-deals lengths in heap order.                 */
 
 typedef struct {
-    uint64_t heap[HEAP_SIZE + 2]; /* (freq << 18) | (depth << 10) | node */
+    uint64_t heap[4 * HEAP_SIZE + 16]; /* (freq << 18) | (depth << 10) | node, then ~0 */
     uint16_t order[HEAP_SIZE];    /* nodes by increasing weight, filled from the top */
     uint16_t dad[HEAP_SIZE];
     uint8_t nlen[HEAP_SIZE + 2];  /* code length of every node */
@@ -134,33 +134,37 @@ static inline void sift(uint64_t *heap, int hl, int k)
 }
 
 /*
- * Remove the root of the heap (zlib's pqremove): the last element takes its place and sinks.
- * Done bottom-up: the hole walks down the smaller-child path (no compare with the moving
- * element, so no unpredictable exit), then the element climbs back while the parent is not
- * smaller.  Along that path keys are sorted, so the final layout is the same as sinking it
- * from the top with zlib's rule (stop as soon as it is <= the smaller child).
+ * Sinks v from the root (zlib's pqdownheap(1)) with a fixed number of levels, D = floor(log2(hl)),
+ * and no data-dependent branches: the walk always follows the smaller-child path to the bottom,
+ * moving children up only while v is larger (the same rule as zlib: stop once v <= the smaller
+ * child, the right child winning ties).  The heap beyond hl holds ~0 (never smaller, never
+ * moved) up to 4*hl + 8, so the grandchildren can be loaded one level ahead.
  */
-static inline void pop_root(uint64_t *heap, int *hlp)
+static inline void sink_root(uint64_t *heap, int D, uint64_t v)
 {
-    int hl = *hlp, k = 1, j = 2;
-    uint64_t v = heap[hl];
-    heap[hl] = ~(uint64_t)0;
-    hl--;
-    while (j <= hl) {
-        uint64_t l = heap[j], r = heap[j + 1];
-        uint64_t right = r <= (l | HKEY_MASK);
-        heap[k] = l ^ ((l ^ r) & (0 - right));
-        k = j + (int)right;
-        j = k << 1;
-    }
-    while (k > 1) {
-        uint64_t p = heap[k >> 1];
-        if (!(v <= (p | HKEY_MASK))) break;
-        heap[k] = p;
-        k >>= 1;
+    uint64_t l = heap[2], r = heap[3], active = ~(uint64_t)0;
+    size_t k = 1, j = 2;
+    int t;
+    for (t = 0; t < D; t++) {
+        const uint64_t *g = heap + 2 * j;
+        uint64_t g0 = g[0], g1 = g[1], g2 = g[2], g3 = g[3];
+        uint64_t rm = 0 - (uint64_t)(r <= (l | HKEY_MASK));
+        uint64_t c = l ^ ((l ^ r) & rm);
+        size_t jj = j + (size_t)(rm & 1u);
+        uint64_t mv = active & (0 - (uint64_t)(v > (c | HKEY_MASK)));
+        heap[k] = (c & mv) | (v & ~mv);
+        k ^= (k ^ jj) & (size_t)mv;
+        active = mv;
+        l = g0 ^ ((g0 ^ g2) & rm);
+        r = g1 ^ ((g1 ^ g3) & rm);
+        j = 2 * jj;
     }
     heap[k] = v;
-    *hlp = hl;
+}
+
+static inline int ilog2u(unsigned x)
+{
+    return 31 - __builtin_clz(x);
 }
 
 /*
@@ -190,14 +194,18 @@ static int64_t huff_lengths(hwork *w, const uint32_t *freq, const uint16_t *syms
         heap[++hl] = ((uint64_t)1 << 18) | (uint64_t)node;
         nforced++;
     }
-    heap[hl + 1] = ~(uint64_t)0;
+    for (i = hl + 1; i < 4 * hl + 12; i++) heap[i] = ~(uint64_t)0;
     *max_code_out = max_code;
     for (i = hl / 2; i >= 1; i--) sift(heap, hl, i);
 
     node = elems;
     do {
-        uint64_t a = heap[1], b, da, db, d;
-        pop_root(heap, &hl);
+        uint64_t a = heap[1], b, da, db, d, last = heap[hl];
+        int D;
+        heap[hl] = ~(uint64_t)0;
+        hl--;
+        D = ilog2u((unsigned)hl);
+        sink_root(heap, D, last);
         b = heap[1];
         n = (int)(a & HKEY_MASK);
         m = (int)(b & HKEY_MASK);
@@ -207,9 +215,8 @@ static int64_t huff_lengths(hwork *w, const uint32_t *freq, const uint16_t *syms
         db = (b >> 10) & 0xffu;
         d = ((da >= db ? da : db) + 1u) & 0xffu;
         dad[n] = dad[m] = (uint16_t)node;
-        heap[1] = (((a >> 18) + (b >> 18)) << 18) | (d << 10) | (uint64_t)node;
+        sink_root(heap, D, (((a >> 18) + (b >> 18)) << 18) | (d << 10) | (uint64_t)node);
         node++;
-        sift(heap, hl, 1);
     } while (hl >= 2);
     order[--om] = (uint16_t)(heap[1] & HKEY_MASK);
 
