@@ -134,32 +134,34 @@ static inline void sift(uint64_t *heap, int hl, int k)
 }
 
 /*
- * Sinks v from the root (zlib's pqdownheap(1)) with a fixed number of levels, D = floor(log2(hl)),
- * and no data-dependent branches: the walk always follows the smaller-child path to the bottom,
- * moving children up only while v is larger (the same rule as zlib: stop once v <= the smaller
- * child, the right child winning ties).  The heap beyond hl holds ~0 (never smaller, never
- * moved) up to 4*hl + 8, so the grandchildren can be loaded one level ahead.
+ * Sinks v from the root (zlib's pqdownheap(1)) through a fixed number of levels,
+ * D = floor(log2(hl)), without data-dependent branches.  The walk always follows the
+ * smaller-child path (the right child wins ties, as in zlib) down to the bottom; children move
+ * up while v is larger, and v stops at the first node where it is <= the smaller child (zlib's
+ * rule).  Each path node is rewritten with its final content (the moved-up child, v, or its own
+ * old value), so store addresses depend only on the path, not on where v stops; the four
+ * grandchildren are loaded one level ahead.  The heap beyond hl holds ~0 (never smaller, never
+ * moved) up to index 4*hl + 8.
  */
 static inline void sink_root(uint64_t *heap, int D, uint64_t v)
 {
-    uint64_t l = heap[2], r = heap[3], active = ~(uint64_t)0;
-    size_t k = 1, j = 2;
+    uint64_t active = ~(uint64_t)0, cprev = v, l = heap[2], r = heap[3];
+    size_t P = 1;
     int t;
     for (t = 0; t < D; t++) {
-        const uint64_t *g = heap + 2 * j;
+        const uint64_t *g = heap + 4 * P;
         uint64_t g0 = g[0], g1 = g[1], g2 = g[2], g3 = g[3];
         uint64_t rm = 0 - (uint64_t)(r <= (l | HKEY_MASK));
         uint64_t c = l ^ ((l ^ r) & rm);
-        size_t jj = j + (size_t)(rm & 1u);
         uint64_t mv = active & (0 - (uint64_t)(v > (c | HKEY_MASK)));
-        heap[k] = (c & mv) | (v & ~mv);
-        k ^= (k ^ jj) & (size_t)mv;
+        heap[P] = (c & mv) | (v & active & ~mv) | (cprev & ~active);
         active = mv;
+        cprev = c;
+        P = 2 * P + (size_t)(rm & 1u);
         l = g0 ^ ((g0 ^ g2) & rm);
         r = g1 ^ ((g1 ^ g3) & rm);
-        j = 2 * jj;
     }
-    heap[k] = v;
+    heap[P] = (v & active) | (cprev & ~active);
 }
 
 static inline int ilog2u(unsigned x)
@@ -269,6 +271,225 @@ static inline int used_syms(const uint32_t *freq, int elems, uint16_t *syms)
     }
     return k;
 }
+
+/*
+ * The same lengths, computed faster.  zlib's heap pops nodes in (frequency, depth) order; only
+ * the order among nodes with equal keys depends on the heap layout.  A two-queue Huffman run
+ * (sorted leaves + FIFO of merged nodes) pops the same keys in the same sequence, so it gives
+ * every pop position its code length.  Where all nodes sharing a key get the same length, the
+ * heap's tie order cannot matter; where they do not ("ambiguous" groups, typically among the
+ * rarest symbols, popped first), the real heap is simulated up to the end of the last such
+ * group and the rest of the tree is completed by the two-queue run from the heap's state.
+ * Anything unusual (fewer than 3 symbols, lengths over the limit) takes the full simulation.
+ */
+#define TQ_SMALL 128
+
+static int64_t huff_lengths_fast(hwork *w, const uint32_t *freq, const uint16_t *syms, int k,
+                                 int elems, int max_length, int *max_code_out)
+{
+    uint16_t sl[L_CODES + 3];        /* leaves sorted by frequency */
+    uint16_t pk[2 * L_CODES];        /* two-queue pop sequence: node ids */
+    uint32_t pkey[2 * L_CODES];      /* their keys: freq << 8 | height */
+    uint32_t ikey[L_CODES + 2];      /* keys of merged nodes, by creation index */
+    uint16_t ipos[L_CODES + 2];      /* pop position of each merged node ([L_CODES]: scratch) */
+    uint8_t idep[L_CODES];           /* depth of each merged node */
+    uint16_t cnt[TQ_SMALL];
+    int i, t, li, ih, ni, np, T, nbig = 0, maxdep = 0;
+    uint8_t *nlen = w->nlen;
+    int64_t opt = 0;
+
+    if (k < 3) return huff_lengths(w, freq, syms, k, elems, max_length, max_code_out);
+
+    /* counting sort of the leaves by frequency (stable); big frequencies by insertion */
+    memset(cnt, 0, sizeof cnt);
+    for (i = 0; i < k; i++) {
+        uint32_t f = freq[syms[i]];
+        if (f < TQ_SMALL) cnt[f]++;
+        else nbig++;
+    }
+    {
+        int acc = 0;
+        for (i = 0; i < TQ_SMALL; i++) {
+            int c = cnt[i];
+            cnt[i] = (uint16_t)acc;
+            acc += c;
+        }
+        for (i = 0; i < k; i++) {
+            int s = syms[i];
+            uint32_t f = freq[s];
+            if (f < TQ_SMALL) sl[cnt[f]++] = (uint16_t)s;
+            else {
+                int j = acc++; /* insertion into the sorted big tail */
+                while (j > k - nbig && freq[sl[j - 1]] > f) {
+                    sl[j] = sl[j - 1];
+                    j--;
+                }
+                sl[j] = (uint16_t)s;
+            }
+        }
+    }
+
+    /* two-queue run, branch-free: leaf keys (freq << 8) always win ties against merged keys */
+    {
+        uint32_t lkey[L_CODES + 3];
+        for (i = 0; i < k; i++) lkey[i] = freq[sl[i]] << 8;
+        lkey[k] = UINT32_MAX;
+        sl[k] = 0;
+        ikey[0] = UINT32_MAX;
+        li = ih = ni = np = 0;
+        for (i = 0; i < k - 1; i++) {
+            uint32_t kk[2], da, db;
+            int q;
+            for (q = 0; q < 2; q++) {
+                uint32_t lk = lkey[li], ik = ikey[ih];
+                int tl = lk <= ik;
+                kk[q] = tl ? lk : ik;
+                pk[np] = (uint16_t)(tl ? sl[li] : elems + ih);
+                ipos[tl ? L_CODES : ih] = (uint16_t)np;
+                pkey[np] = kk[q];
+                li += tl;
+                ih += !tl;
+                np++;
+            }
+            da = kk[0] & 0xffu;
+            db = kk[1] & 0xffu;
+            ikey[ni++] = (((kk[0] >> 8) + (kk[1] >> 8)) << 8) | (((da >= db ? da : db) + 1u) & 0xffu);
+            ikey[ni] = UINT32_MAX;
+        }
+    }
+    /* depths of merged nodes (root is the last one) */
+    idep[ni - 1] = 0;
+    for (i = ni - 2; i >= 0; i--) idep[i] = (uint8_t)(idep[ipos[i] >> 1] + 1);
+    /* ambiguous groups (equal keys, unequal depths); T = end of the last one */
+    {
+        uint32_t prevkey = UINT32_MAX;
+        int gd = 0, ambg = 0, lastamb = -1;
+        for (t = 0; t < np; t++) {
+            int d = idep[t >> 1] + 1;
+            int newg = pkey[t] != prevkey;
+            gd = newg ? d : gd;
+            ambg = newg ? 0 : (ambg | (d != gd));
+            lastamb = ambg ? t : lastamb;
+            maxdep = d > maxdep ? d : maxdep;
+            prevkey = pkey[t];
+        }
+        T = lastamb + 1;
+    }
+    *max_code_out = syms[k - 1];
+    if (maxdep > max_length) return huff_lengths(w, freq, syms, k, elems, max_length, max_code_out);
+
+    if (T == 0) {
+        memset(nlen, 0, (size_t)elems);
+        for (t = 0; t < np; t++) {
+            int n = pk[t];
+            if (n < elems) {
+                int d = idep[t >> 1] + 1;
+                nlen[n] = (uint8_t)d;
+                opt += (int64_t)freq[n] * d;
+            }
+        }
+        return opt;
+    }
+
+    /* simulate zlib's heap for the first T pops */
+    {
+        uint64_t *heap = w->heap;
+        uint16_t *order = w->order, *dad = w->dad;
+        uint8_t done[HEAP_SIZE];
+        uint16_t iq[L_CODES + 3];
+        int hl = 0, node = elems, om = HEAP_SIZE, pops = 0, nq = 0, qh = 0, bits, h, n;
+        uint32_t nkey[HEAP_SIZE]; /* keys of heap-made nodes, by node id - elems */
+
+        for (i = 0; i < k; i++) {
+            n = syms[i];
+            heap[++hl] = ((uint64_t)freq[n] << 18) | (uint64_t)n;
+            done[n] = 0;
+        }
+        for (i = hl + 1; i < 4 * hl + 12; i++) heap[i] = ~(uint64_t)0;
+        for (i = hl / 2; i >= 1; i--) sift(heap, hl, i);
+        do {
+            uint64_t a = heap[1], b, da, db, d, last = heap[hl];
+            int D, m;
+            heap[hl] = ~(uint64_t)0;
+            hl--;
+            D = ilog2u((unsigned)hl);
+            sink_root(heap, D, last);
+            b = heap[1];
+            n = (int)(a & HKEY_MASK);
+            m = (int)(b & HKEY_MASK);
+            order[--om] = (uint16_t)n;
+            order[--om] = (uint16_t)m;
+            done[n] = done[m] = 1;
+            da = (a >> 10) & 0xffu;
+            db = (b >> 10) & 0xffu;
+            d = ((da >= db ? da : db) + 1u) & 0xffu;
+            dad[n] = dad[m] = (uint16_t)node;
+            nkey[node - elems] = (uint32_t)((((a >> 18) + (b >> 18)) << 8) | d);
+            done[node] = 0;
+            sink_root(heap, D, (((a >> 18) + (b >> 18)) << 18) | (d << 10) | (uint64_t)node);
+            node++;
+            pops += 2;
+        } while (hl >= 2 && pops < T);
+
+        /* finish with two queues from the heap's state */
+        {
+            uint16_t rl[L_CODES + 3];
+            uint32_t rkey[L_CODES + 3], qkey[L_CODES + 3];
+            int nr = 0;
+            for (i = 0; i < k; i++) {
+                rl[nr] = sl[i];
+                rkey[nr] = freq[sl[i]] << 8;
+                nr += !done[sl[i]];
+            }
+            rkey[nr] = UINT32_MAX;
+            rl[nr] = 0;
+            for (i = elems; i < node; i++) {
+                iq[nq] = (uint16_t)i;
+                qkey[nq] = nkey[i - elems];
+                nq += !done[i];
+            }
+            qkey[nq] = UINT32_MAX;
+            li = 0;
+            while (hl >= 2) {
+                int pq[2], q;
+                uint32_t kk[2], da, db;
+                for (q = 0; q < 2; q++) {
+                    uint32_t lk = rkey[li], ik = qkey[qh];
+                    int tl = lk <= ik;
+                    kk[q] = tl ? lk : ik;
+                    pq[q] = tl ? rl[li] : iq[qh];
+                    li += tl;
+                    qh += !tl;
+                }
+                order[--om] = (uint16_t)pq[0];
+                order[--om] = (uint16_t)pq[1];
+                dad[pq[0]] = dad[pq[1]] = (uint16_t)node;
+                da = kk[0] & 0xffu;
+                db = kk[1] & 0xffu;
+                iq[nq] = (uint16_t)node;
+                qkey[nq++] = (((kk[0] >> 8) + (kk[1] >> 8)) << 8) | (((da >= db ? da : db) + 1u) & 0xffu);
+                qkey[nq] = UINT32_MAX;
+                node++;
+                hl--;
+            }
+            /* the root: the one node left in the queues */
+            order[--om] = (uint16_t)(rkey[li] <= qkey[qh] ? rl[li] : iq[qh]);
+        }
+
+        /* gen_bitlen, no overflow allowed here */
+        memset(nlen, 0, (size_t)elems);
+        nlen[order[om]] = 0;
+        for (h = om + 1; h < HEAP_SIZE; h++) {
+            n = order[h];
+            bits = nlen[dad[n]] + 1;
+            if (bits > max_length) return huff_lengths(w, freq, syms, k, elems, max_length, max_code_out);
+            nlen[n] = (uint8_t)bits;
+            if (n < elems) opt += (int64_t)freq[n] * bits;
+        }
+        return opt;
+    }
+}
+
 
 /* bit-length-alphabet frequencies of one code-length sequence (zlib's scan_tree) */
 static void scan_lengths(uint8_t *len, int max_code, uint32_t *blf)

@@ -20,7 +20,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from zipfit_beam.parsing import parse_record
+from zipfit_beam.parsing import parse_record, with_score
 from zipfit_beam.records import DeadLetter, Document, RawRecord
 
 _LOG = logging.getLogger(__name__)
@@ -73,10 +73,15 @@ def iter_records(path: str) -> Iterator[RawRecord]:
             yield RawRecord(path, position, line.rstrip(b"\r\n"))
 
 
+READ_COUNT_TAG = "read_count"
+
+
 class ReadLinesDoFn(beam.DoFn):
     """file path -> RawRecord per line; a file that fails mid-read (a corrupt gzip member,
     a truncated stream) yields one ``corrupt_file`` dead letter at the failing line, on the
-    ``rejected`` tag, after the records that were readable."""
+    ``rejected`` tag, after the records that were readable. The number of records read from
+    the file (the dead letter included) goes to the ``read_count`` tag: counting there keeps
+    the record stream single-consumer, so runners need not buffer it."""
 
     def __init__(self):
         self._read = Metrics.counter("zipfit", "read")
@@ -86,13 +91,14 @@ class ReadLinesDoFn(beam.DoFn):
         try:
             for record in iter_records(path):
                 position = record.position
-                self._read.inc()
                 yield record
         except Exception as e:  # zlib.error, EOFError, OSError, ...
             _LOG.warning("%s: unreadable after line %d: %s", path, position, e)
-            self._read.inc()
+            position += 1
             yield beam.pvalue.TaggedOutput(REJECTED_TAG, DeadLetter(
-                path, position + 1, "corrupt_file", f"{type(e).__name__}: {e}", b""))
+                path, position, "corrupt_file", f"{type(e).__name__}: {e}", b""))
+        self._read.inc(position)
+        yield beam.pvalue.TaggedOutput(READ_COUNT_TAG, position)
 
 
 class ParseDocumentDoFn(beam.DoFn):
@@ -109,6 +115,34 @@ class ParseDocumentDoFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(REJECTED_TAG, parsed)
         else:
             yield parsed
+
+
+class FetchRecordsDoFn(beam.DoFn):
+    """(source file, [(position, id, score), ...]) -> the selected records of that file, each
+    a JSON line with ``zipfit_score`` spliced in. Reads the file once, in order; checks that
+    each fetched record still parses to the id that was scored, so a source file that
+    changed during the job is an error rather than a wrong selection."""
+
+    def __init__(self, text_field: str, id_field: str):
+        self._text_field, self._id_field = text_field, id_field
+
+    def process(self, element):
+        path, wanted = element
+        by_position = {position: (doc_id, score) for position, doc_id, score in wanted}
+        found = 0
+        for raw in iter_records(path):
+            if raw.position in by_position:
+                doc_id, score = by_position[raw.position]
+                parsed = parse_record(raw, self._text_field, self._id_field)
+                if getattr(parsed, "id", None) != doc_id:
+                    raise RuntimeError(f"{path}:{raw.position} changed during the job "
+                                       f"(scored as id {doc_id!r})")
+                found += 1
+                yield with_score(raw.data, score)
+                if found == len(by_position):
+                    return
+        raise RuntimeError(f"{path}: {len(by_position) - found} selected records are missing; "
+                           "the file changed during the job")
 
 
 def load_targets(patterns: Sequence[str], text_field: str, id_field: str) -> List[Document]:

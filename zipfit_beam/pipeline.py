@@ -22,7 +22,7 @@ from apache_beam.pvalue import AsList, AsSingleton
 import zipfit_beam
 from zipfit_beam import io, ncd
 from zipfit_beam.config import SelectConfig
-from zipfit_beam.parsing import dead_letter_json, with_score
+from zipfit_beam.parsing import dead_letter_json
 from zipfit_beam.records import Document
 from zipfit_beam.transforms import ZipFitSelect
 
@@ -50,15 +50,14 @@ def build_pipeline(p: beam.Pipeline, config: SelectConfig, files: Sequence[str],
         files, targets, config.top_k, config.text_field, config.id_field, config.compressor,
         config.level, config.scoring_threads, config.batch_size)
 
-    def write(pcoll, name, to_line):
-        return (pcoll
-                | f"Format{name}" >> beam.Map(to_line)
+    def write(lines, name):
+        return (lines
                 | f"Write{name}" >> beam.io.WriteToText(
                     posixpath.join(staging, name.lower()), file_name_suffix=config.output_suffix,
                     num_shards=config.num_shards, shard_name_template="-SSSSS-of-NNNNN"))
 
-    selected_files = write(result.selected, "Selected", lambda d: with_score(d.record, d.score))
-    rejected_files = write(result.rejected, "Rejected", dead_letter_json)
+    selected_files = write(result.selected_records, "Selected")
+    rejected_files = write(result.rejected | "FormatRejected" >> beam.Map(dead_letter_json), "Rejected")
 
     def count(pcoll, name):
         return AsSingleton(pcoll | f"Count{name}" >> beam.combiners.Count.Globally())

@@ -27,12 +27,13 @@ class Document(NamedTuple):
 
 
 class ScoredDocument(NamedTuple):
-    """A document with its ZIP-FIT alignment score (the text is no longer needed)."""
+    """A document's score and where it lives: small (no text, no record), so every scored
+    document can be kept, ranked and shuffled cheaply. The records of the selected ones
+    are fetched from their source files at the end (``io.FetchRecordsDoFn``)."""
     id: str
     score: float
     source: str
     position: int
-    record: bytes
 
 
 class DeadLetter(NamedTuple):

@@ -18,7 +18,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import AsList, AsSingleton, PCollection
 from apache_beam.utils import shared
 
-from zipfit_beam.io import REJECTED_TAG, ParseDocumentDoFn, ReadLinesDoFn
+from zipfit_beam.io import READ_COUNT_TAG, REJECTED_TAG, FetchRecordsDoFn, ParseDocumentDoFn, ReadLinesDoFn
 from zipfit_beam.ncd import TargetSet
 from zipfit_beam.records import (DeadLetter, Document, RankKey, RawRecord, ScoredDocument,
                                  is_selected, rank_key, threshold_from_top)
@@ -43,12 +43,9 @@ class ReadDocuments(beam.PTransform):
                  | "ListFiles" >> beam.Create(self._files)
                  | "SpreadFiles" >> beam.Reshuffle()
                  | "ReadLines" >> beam.ParDo(ReadLinesDoFn()).with_output_types(RawRecord)
-                 .with_outputs(REJECTED_TAG, main="records"))
-        records = lines.records
-        read_count = ((records, lines[REJECTED_TAG])
-                      | "AllReadRecords" >> beam.Flatten()
-                      | "CountRead" >> beam.combiners.Count.Globally())
-        parsed = (records
+                 .with_outputs(REJECTED_TAG, READ_COUNT_TAG, main="records"))
+        read_count = lines[READ_COUNT_TAG] | "CountRead" >> beam.CombineGlobally(sum)
+        parsed = (lines.records
                   | "Parse" >> beam.ParDo(ParseDocumentDoFn(self._text_field, self._id_field))
                   .with_output_types(Document).with_outputs(REJECTED_TAG, main="documents"))
         rejected = ((lines[REJECTED_TAG], parsed[REJECTED_TAG])
@@ -116,7 +113,7 @@ class ScoreBatchDoFn(beam.DoFn):
                 lambda chunk: [target_set.alignment(t) for t in chunk], chunks) for s in part]
         self._scored.inc(len(batch))
         for d, score in zip(batch, scores):
-            yield ScoredDocument(d.id, score, d.source, d.position, d.record)
+            yield ScoredDocument(d.id, score, d.source, d.position)
 
 
 class ScoreDocuments(beam.PTransform):
@@ -166,16 +163,39 @@ class SelectTopK(beam.PTransform):
         return Selection(selected, threshold)
 
 
+class FetchSelected(beam.PTransform):
+    """PCollection[ScoredDocument] -> PCollection[bytes]: the original record of each selected
+    document, as a JSON line with its ``zipfit_score``.
+
+    Late materialisation: scoring keeps only small keys, so no runner has to hold or
+    shuffle the corpus text while the threshold is found; here the selected keys are
+    grouped by source file and each file is read once more by one worker, which emits the
+    lines at the selected positions."""
+
+    def __init__(self, text_field: str, id_field: str):
+        super().__init__()
+        self._fields = (text_field, id_field)
+
+    def expand(self, selected):
+        return (selected
+                | "BySourceFile" >> beam.Map(lambda d: (d.source, (d.position, d.id, d.score)))
+                | "GroupBySourceFile" >> beam.GroupByKey()
+                | "FetchRecords" >> beam.ParDo(FetchRecordsDoFn(*self._fields)).with_output_types(bytes))
+
+
 class ZipFitResult(NamedTuple):
-    scored: PCollection
-    selected: PCollection
+    scored: PCollection  # PCollection[ScoredDocument], every scored document
+    selected: PCollection  # PCollection[ScoredDocument], the selection
+    selected_records: PCollection  # PCollection[bytes], their output lines
     rejected: PCollection
     threshold: PCollection
     read: PCollection
 
 
 class ZipFitSelect(beam.PTransform):
-    """PBegin -> ZipFitResult: read, parse, score against ``targets`` and select top-K."""
+    """PBegin -> ZipFitResult: read, parse, score against ``targets``, select the top-K and
+    fetch the selected records (``selected``: PCollection[bytes] of output JSON lines;
+    ``scored``: every document's ScoredDocument)."""
 
     def __init__(self, files: Sequence[str], targets: Sequence[Document], top_k: int,
                  text_field: str = "text", id_field: str = "id", compressor: str = "gzip",
@@ -191,4 +211,6 @@ class ZipFitSelect(beam.PTransform):
         targets = pbegin | "CreateTargets" >> beam.Create(self._targets).with_output_types(Document)
         scored = read.documents | "ScoreDocuments" >> ScoreDocuments(targets, **self._score_args)
         selection = scored | "SelectTopK" >> SelectTopK(self._k)
-        return ZipFitResult(scored, selection.selected, read.rejected, selection.threshold, read.read)
+        records = selection.selected | "FetchSelected" >> FetchSelected(*self._fields)
+        return ZipFitResult(scored, selection.selected, records, read.rejected, selection.threshold,
+                            read.read)

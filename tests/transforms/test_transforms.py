@@ -7,7 +7,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from zipfit_beam.parsing import parse_record
 from zipfit_beam.records import Document, RawRecord, ScoredDocument
-from zipfit_beam.transforms import ReadDocuments, ScoreDocuments, SelectTopK
+from zipfit_beam.transforms import FetchSelected, ReadDocuments, ScoreDocuments, SelectTopK
 
 from tests.conftest import BAD_LINES, oracle_scores, oracle_top_k, write_lines
 
@@ -55,7 +55,7 @@ def test_score_documents_equals_oracle(sources, targets, test_pipeline):
 
 def test_select_top_k_with_ties_is_exact_and_stable(test_pipeline):
     # 30 documents in three score bands; the boundary falls inside the 0.5 band.
-    scored = [ScoredDocument(f"d{i:02d}", [0.9, 0.5, 0.1][i % 3], "s", i, b"") for i in range(30)]
+    scored = [ScoredDocument(f"d{i:02d}", [0.9, 0.5, 0.1][i % 3], "s", i) for i in range(30)]
     k = 14  # 10 at 0.9, then the 4 smallest ids of the 10 at 0.5
     expect = oracle_top_k({d.id: d.score for d in scored}, k)
     assert len(expect) == k
@@ -66,8 +66,18 @@ def test_select_top_k_with_ties_is_exact_and_stable(test_pipeline):
 
 
 def test_select_top_k_more_than_available_keeps_all(test_pipeline):
-    scored = [ScoredDocument(f"d{i}", 0.1 * i, "s", i, b"") for i in range(5)]
+    scored = [ScoredDocument(f"d{i}", 0.1 * i, "s", i) for i in range(5)]
     with test_pipeline as p:
         sel = p | beam.Create(scored).with_output_types(ScoredDocument) | SelectTopK(50)
         assert_that(sel.selected | beam.Map(lambda d: d.id), equal_to([d.id for d in scored]), label="All")
         assert_that(sel.threshold, equal_to([None]), label="NoThreshold")
+
+
+def test_fetch_selected_reads_back_the_original_records(tmp_path, sources, test_pipeline):
+    path = write_lines(tmp_path / "s.jsonl.gz", [json.dumps(s).encode() for s in sources])
+    picks = {3: 0.5, 17: 0.25, 40: 0.125}  # 1-based line -> score
+    chosen = [ScoredDocument(sources[n - 1]["id"], score, path, n) for n, score in picks.items()]
+    with test_pipeline as p:
+        lines = p | beam.Create(chosen).with_output_types(ScoredDocument) | FetchSelected("text", "id")
+        assert_that(lines | beam.Map(json.loads) | beam.Map(lambda r: (r.pop("zipfit_score"), r)),
+                    equal_to([(score, sources[n - 1]) for n, score in picks.items()]))

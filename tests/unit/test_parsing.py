@@ -44,7 +44,7 @@ def test_score_round_trips_exactly():
 
 
 def test_ranking_key_orders_score_then_id_and_threshold():
-    docs = [ScoredDocument(i, s, "f", n, b"") for n, (i, s) in
+    docs = [ScoredDocument(i, s, "f", n) for n, (i, s) in
             enumerate([("b", 0.5), ("a", 0.5), ("c", 0.9), ("d", 0.1)])]
     keys = sorted(rank_key(d) for d in docs)
     assert [k[1] for k in keys] == ["c", "a", "b", "d"]
