@@ -52,6 +52,7 @@
 #define HEAP_SIZE (2 * L_CODES + 1)
 
 #define PAD 320u                             /* slack after data for word-wise compares */
+#define PREFETCH_AHEAD 8u
 
 /* ------------------------------------------------------------------------------------------ */
 /* static tables                                                                              */
@@ -451,19 +452,21 @@ typedef struct {
 
 /*
  * Runs zlib's deflate_fast steps on buf[0..total) from step start *pp while the step start is
- * below `until`.  Blocks that fill up are flushed into b.  When lg is given, every head[]
+ * below `until`.  hv[p] is the hash of buf[p..p+2] (for p + 3 <= total; readable to total+PAD).  Blocks that fill up are flushed into b.  When lg is given, every head[]
  * write is logged as (hash << 16 | old value).
  */
-static void flat_run(const uint8_t *buf, unsigned total, unsigned *pp, unsigned until,
-                     unsigned *block_start, uint16_t *head, uint16_t *prev, bstate *b, ulog *lg)
+static void flat_run(const uint8_t *buf, const uint16_t *hv, unsigned total, unsigned *pp,
+                     unsigned until, unsigned *block_start, uint16_t *head, uint16_t *prev, bstate *b,
+                     ulog *lg)
 {
     unsigned p = *pp;
     uint32_t *logv = lg ? lg->v + lg->n : NULL;
     while (p < until) {
         unsigned la = total - p, hh = 0, mlen = 0, ms = 0;
         int fl;
+        __builtin_prefetch(head + hv[p + PREFETCH_AHEAD]);
         if (la >= MINM) {
-            unsigned h = hash3(buf + p);
+            unsigned h = hv[p];
             hh = head[h];
             if (logv) *logv++ = (h << 16) | hh;
             prev[p & WMASK] = (uint16_t)hh;
@@ -475,7 +478,7 @@ static void flat_run(const uint8_t *buf, unsigned total, unsigned *pp, unsigned 
             if (mlen <= MAX_INSERT && la - mlen >= MINM) {
                 unsigned q;
                 for (q = p + 1; q < p + mlen; q++) {
-                    unsigned h = hash3(buf + q);
+                    unsigned h = hv[q];
                     unsigned o = head[h];
                     if (logv) *logv++ = (h << 16) | o;
                     prev[q & WMASK] = (uint16_t)o;
@@ -503,12 +506,12 @@ static void flat_run(const uint8_t *buf, unsigned total, unsigned *pp, unsigned 
  * candidate comparison runs up to the end of the source.  Stops before the first step that
  * would compare up to buf[L], undoing that step's hash insertion.
  */
-static void flat_extend(const uint8_t *buf, unsigned L, unsigned *pp, unsigned *block_start,
-                        uint16_t *head, uint16_t *prev, bstate *b)
+static void flat_extend(const uint8_t *buf, const uint16_t *hv, unsigned L, unsigned *pp,
+                        unsigned *block_start, uint16_t *head, uint16_t *prev, bstate *b)
 {
     unsigned p = *pp;
     while (p + 9 <= L) {
-        unsigned la = L - p, hh, mlen = 0, ms = 0, h = hash3(buf + p), oldprev = prev[p & WMASK];
+        unsigned la = L - p, hh, mlen = 0, ms = 0, h = hv[p], oldprev = prev[p & WMASK];
         int fl;
         hh = head[h];
         prev[p & WMASK] = (uint16_t)hh;
@@ -542,7 +545,7 @@ static void flat_extend(const uint8_t *buf, unsigned L, unsigned *pp, unsigned *
             if (mlen <= MAX_INSERT) { /* la - mlen >= 5 here */
                 unsigned q;
                 for (q = p + 1; q < p + mlen; q++) {
-                    unsigned hq = hash3(buf + q);
+                    unsigned hq = hv[q];
                     prev[q & WMASK] = head[hq];
                     head[hq] = (uint16_t)q;
                 }
@@ -727,6 +730,8 @@ typedef struct scratch {
     uint16_t psave[WSIZE];
     uint8_t *buf;
     size_t bufcap;
+    uint16_t *hv; /* hash of buf[p..p+2] per position */
+    size_t hvcap;
     ulog lg;
     wmem *wm;
 } scratch;
@@ -741,6 +746,7 @@ static void scratch_free(scratch *s)
 {
     if (!s) return;
     free(s->buf);
+    free(s->hv);
     free(s->lg.v);
     free(s->wm);
     free(s);
@@ -754,6 +760,12 @@ static int scratch_reserve(scratch *s, size_t buflen, size_t logn)
         s->buf = nb;
         s->bufcap = buflen;
     }
+    if (s->hvcap < buflen) {
+        uint16_t *nh = (uint16_t *)realloc(s->hv, buflen * sizeof(uint16_t));
+        if (!nh) return -1;
+        s->hv = nh;
+        s->hvcap = buflen;
+    }
     if (s->lg.cap < logn) {
         uint32_t *nv = (uint32_t *)realloc(s->lg.v, logn * sizeof(uint32_t));
         if (!nv) return -1;
@@ -761,6 +773,14 @@ static int scratch_reserve(scratch *s, size_t buflen, size_t logn)
         s->lg.cap = logn;
     }
     return 0;
+}
+
+/* hv[p] = hash of buf[p..p+2] for p in [from, to), to <= len - 2 ... zero-padded up to pad_to */
+static void fill_hashes(const uint8_t *buf, uint16_t *hv, size_t from, size_t len, size_t pad_to)
+{
+    size_t p;
+    for (p = from; p + 2 < len; p++) hv[p] = (uint16_t)hash3(buf + p);
+    for (; p < pad_to; p++) hv[p] = 0;
 }
 
 static wmem *scratch_wmem(scratch *s)
@@ -779,9 +799,10 @@ static int64_t raw_len_any(scratch *s, const uint8_t *a, size_t alen, const uint
         if (scratch_reserve(s, (size_t)total + PAD, 0)) return -1;
         if (alen) memcpy(s->buf, a, alen);
         if (blen) memcpy(s->buf + alen, b, blen);
+        fill_hashes(s->buf, s->hv, 0, (size_t)total, (size_t)total + PAD);
         memset(s->head, 0, sizeof s->head);
         bs_init(&st);
-        flat_run(s->buf, (unsigned)total, &p, (unsigned)total, &bs0, s->head, s->prev, &st, NULL);
+        flat_run(s->buf, s->hv, (unsigned)total, &p, (unsigned)total, &bs0, s->head, s->prev, &st, NULL);
         bs_flush(&st, (uint64_t)(total - bs0), 1, 1);
         return (int64_t)(st.bits >> 3);
     } else {
@@ -845,6 +866,7 @@ typedef struct {
     PyObject_HEAD
     Py_ssize_t n;
     uint8_t *arena;
+    uint16_t *thash; /* per target byte q: hash of t[q..q+2] */
     size_t *off;
     size_t *len;
     size_t maxlen;
@@ -862,6 +884,7 @@ static void targets_dealloc(TargetsObject *self)
     }
     if (self->lock) PyThread_free_lock(self->lock);
     free(self->arena);
+    free(self->thash);
     free(self->off);
     free(self->len);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -891,9 +914,10 @@ static int targets_init(TargetsObject *self, PyObject *args, PyObject *kwds)
         total += (size_t)PyBytes_GET_SIZE(o);
     }
     self->arena = (uint8_t *)malloc(total ? total : 1);
+    self->thash = (uint16_t *)malloc(sizeof(uint16_t) * (total ? total : 1));
     self->off = (size_t *)malloc(sizeof(size_t) * (size_t)(n ? n : 1));
     self->len = (size_t *)malloc(sizeof(size_t) * (size_t)(n ? n : 1));
-    if (!self->arena || !self->off || !self->len) {
+    if (!self->arena || !self->thash || !self->off || !self->len) {
         Py_DECREF(fast);
         PyErr_NoMemory();
         return -1;
@@ -904,6 +928,7 @@ static int targets_init(TargetsObject *self, PyObject *args, PyObject *kwds)
         PyObject *o = PySequence_Fast_GET_ITEM(fast, i);
         size_t l = (size_t)PyBytes_GET_SIZE(o);
         memcpy(self->arena + total, PyBytes_AS_STRING(o), l);
+        fill_hashes(self->arena + total, self->thash + total, 0, l, l);
         self->off[i] = total;
         self->len[i] = l;
         if (l > self->maxlen) self->maxlen = l;
@@ -956,10 +981,11 @@ static int compute_all(TargetsObject *self, scratch *s, const uint8_t *x, size_t
         size_t need = L + self->maxlen + PAD;
         if (scratch_reserve(s, need, 2 * (self->maxlen + MAXM + 16))) return -1;
         memcpy(s->buf, x, L);
+        fill_hashes(s->buf, s->hv, 0, L, L + PAD);
         memset(s->head, 0, sizeof s->head);
         bs_init(&b0);
-        if (Lu > MAXM) flat_run(s->buf, Lu, &P, Lu - MAXM + 1, &bstart0, s->head, s->prev, &b0, NULL);
-        flat_extend(s->buf, Lu, &P, &bstart0, s->head, s->prev, &b0);
+        if (Lu > MAXM) flat_run(s->buf, s->hv, Lu, &P, Lu - MAXM + 1, &bstart0, s->head, s->prev, &b0, NULL);
+        flat_extend(s->buf, s->hv, Lu, &P, &bstart0, s->head, s->prev, &b0);
         for (j = 0; j < self->n; j++) {
             size_t yl = self->len[j];
             uint64_t N = (uint64_t)L + yl;
@@ -975,6 +1001,15 @@ static int compute_all(TargetsObject *self, scratch *s, const uint8_t *x, size_t
                 unsigned psave_lo = 0, psave_n = 0;
                 size_t k;
                 memcpy(s->buf + L, self->arena + self->off[j], yl);
+                /* hashes: the two strings across the seam, then the target's own, then zeros */
+                {
+                    size_t p0 = L >= 2 ? L - 2 : 0, q;
+                    for (q = p0; q < L && q + 2 < (size_t)Nu; q++) s->hv[q] = (uint16_t)hash3(s->buf + q);
+                    if (yl > 2) memcpy(s->hv + L, self->thash + self->off[j], (yl - 2) * sizeof(uint16_t));
+                    q = L + (yl > 2 ? yl - 2 : 0);
+                    if (q < L) q = L;
+                    memset(s->hv + q, 0, (PAD - 8) * sizeof(uint16_t));
+                }
                 memcpy(&b, &b0, sizeof b);
                 if (Nu > WSIZE) {
                     unsigned lo = P > WSIZE ? P : WSIZE;
@@ -983,7 +1018,7 @@ static int compute_all(TargetsObject *self, scratch *s, const uint8_t *x, size_t
                     memcpy(s->psave, s->prev + psave_lo, psave_n * sizeof(uint16_t));
                 }
                 s->lg.n = 0;
-                flat_run(s->buf, Nu, &p, Nu, &bst, s->head, s->prev, &b, &s->lg);
+                flat_run(s->buf, s->hv, Nu, &p, Nu, &bst, s->head, s->prev, &b, &s->lg);
                 bs_flush(&b, (uint64_t)(Nu - bst), 1, 1);
                 out[j] = (int64_t)(b.bits >> 3);
                 for (k = s->lg.n; k-- > 0;) {
