@@ -273,27 +273,57 @@ static inline int used_syms(const uint32_t *freq, int elems, uint16_t *syms)
     return k;
 }
 
-/* bit-length-alphabet frequencies of one code-length sequence (zlib's scan_tree) */
+/*
+ * Bit-length-alphabet frequencies of one code-length sequence, as zlib's scan_tree counts them,
+ * one run of equal lengths at a time.  zlib's rules, per maximal run of R equal lengths v:
+ *   v == 0: pieces of up to 138; a piece of c adds c zeros if c < 3, else one REPZ_3_10
+ *           (c <= 10) or one REPZ_11_138.
+ *   v != 0: a first piece of up to 7: c < 4 adds c copies of v, else v once plus REP_3_6;
+ *           after a full first piece, pieces of up to 6 each add REP_3_6, or c copies of v when
+ *           c < 3.
+ * len[] must have 8 readable bytes after max_code + 1 (a guard is written there).
+ */
 static void scan_lengths(uint8_t *len, int max_code, uint32_t *blf)
 {
-    int n, prevlen = -1, curlen, nextlen = len[0], count = 0, maxc = 7, minc = 4;
-    if (nextlen == 0) maxc = 138, minc = 3;
+    int i = 0;
     len[max_code + 1] = 0xff; /* guard: never a real length */
-    for (n = 0; n <= max_code; n++) {
-        curlen = nextlen;
-        nextlen = len[n + 1];
-        if (++count < maxc && curlen == nextlen) continue;
-        if (count < minc) blf[curlen] += (uint32_t)count;
-        else if (curlen != 0) {
-            if (curlen != prevlen) blf[curlen]++;
+    while (i <= max_code) {
+        unsigned v = len[i], R;
+        int j = i + 1;
+        uint64_t vv = (uint64_t)v * 0x0101010101010101ull;
+        for (;;) {
+            uint64_t wv;
+            memcpy(&wv, len + j, 8);
+            wv ^= vv;
+            if (wv) {
+                j += (int)((unsigned)__builtin_ctzll(wv) >> 3);
+                break;
+            }
+            j += 8;
+        }
+        R = (unsigned)(j - i);
+        if (v == 0) {
+            blf[18] += R / 138;
+            R %= 138;
+            if (R) {
+                if (R < 3) blf[0] += R;
+                else if (R <= 10) blf[17]++;
+                else blf[18]++;
+            }
+        } else if (R < 4) {
+            blf[v] += R;
+        } else if (R < 7) {
+            blf[v]++;
             blf[16]++;
-        } else if (count <= 10) blf[17]++;
-        else blf[18]++;
-        count = 0;
-        prevlen = curlen;
-        if (nextlen == 0) maxc = 138, minc = 3;
-        else if (curlen == nextlen) maxc = 6, minc = 3;
-        else maxc = 7, minc = 4;
+        } else {
+            blf[v]++;
+            R -= 7;
+            blf[16] += 1 + R / 6;
+            R %= 6;
+            if (R < 3) blf[v] += R;
+            else blf[16]++;
+        }
+        i = j;
     }
 }
 
@@ -329,7 +359,7 @@ static void block_costs(const uint32_t *lf, const uint32_t *df, int64_t *opt_out
 {
     hwork w;
     uint32_t blf[BL_CODES + 2];
-    uint8_t llen[L_CODES + 2], dlen[D_CODES + 2];
+    uint8_t llen[L_CODES + 16], dlen[D_CODES + 16];
     int64_t opt, stat = 0, xs = 0;
     int k, i, lmax, dmax, blmax, max_blindex;
 
