@@ -136,33 +136,83 @@ static inline void sift(uint64_t *heap, int hl, int k)
 
 /*
  * Sinks v from the root (zlib's pqdownheap(1)) through a fixed number of levels,
- * D = floor(log2(hl)), without data-dependent branches.  The walk always follows the
- * smaller-child path (the right child wins ties, as in zlib) down to the bottom; children move
- * up while v is larger, and v stops at the first node where it is <= the smaller child (zlib's
- * rule).  Each path node is rewritten with its final content (the moved-up child, v, or its own
- * old value), so store addresses depend only on the path, not on where v stops; the four
- * grandchildren are loaded one level ahead.  The heap beyond hl holds ~0 (never smaller, never
- * moved) up to index 4*hl + 8.
+ * D = floor(log2(hl)), without data-dependent branches.  The walk follows the smaller-child path
+ * (the right child wins ties, as in zlib) to the bottom; along it the keys c_0 <= c_1 <= ...
+ * are sorted, so zlib's rule (children move up while v is larger; v stops at the first node
+ * where it is <= the smaller child) gives node P_t the content
+ *     c_t      if v > c_t,
+ *     v        if c_{t-1} < v <= c_t,
+ *     c_{t-1}  otherwise (its own old content),
+ * i.e. each path node is rewritten with its final content and store addresses depend only on
+ * the path.  The heap beyond hl holds ~0 (never smaller, never moved) up to index 4*hl + 8; the
+ * four grandchildren are loaded one level ahead.  Keys compare as a <= (b | HKEY_MASK).
  */
 static inline void sink_root(uint64_t *heap, int D, uint64_t v)
 {
-    uint64_t active = ~(uint64_t)0, cprev = v, l = heap[2], r = heap[3];
+    uint64_t l = heap[2], r = heap[3], cprev = 0; /* c_{-1}: below every key */
     size_t P = 1;
-    int t;
-    for (t = 0; t < D; t++) {
-        const uint64_t *g = heap + 4 * P;
-        uint64_t g0 = g[0], g1 = g[1], g2 = g[2], g3 = g[3];
-        uint64_t rm = 0 - (uint64_t)(r <= (l | HKEY_MASK));
-        uint64_t c = l ^ ((l ^ r) & rm);
-        uint64_t mv = active & (0 - (uint64_t)(v > (c | HKEY_MASK)));
-        heap[P] = (c & mv) | (v & active & ~mv) | (cprev & ~active);
-        active = mv;
-        cprev = c;
-        P = 2 * P + (size_t)(rm & 1u);
-        l = g0 ^ ((g0 ^ g2) & rm);
-        r = g1 ^ ((g1 ^ g3) & rm);
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (D > 0) {
+        /* the C loop below, with the selects forced to cmov (compilers emit branches here) */
+        uint64_t g0, g1, a, lm, c, x;
+        long t = D;
+        __asm__ volatile(
+            "1:\n\t"
+            "mov %[P], %[a]\n\t"
+            "shl $5, %[a]\n\t"
+            "add %[heap], %[a]\n\t"     /* a = &heap[4P] */
+            "mov (%[a]), %[g0]\n\t"
+            "mov 8(%[a]), %[g1]\n\t"
+            "mov %[l], %[lm]\n\t"
+            "or $0x3ff, %[lm]\n\t"
+            "mov %[l], %[c]\n\t"
+            "cmp %[lm], %[r]\n\t"       /* right child wins: r <= (l | M) */
+            "cmovbe %[r], %[c]\n\t"
+            "cmovbe 16(%[a]), %[g0]\n\t"
+            "cmovbe 24(%[a]), %[g1]\n\t"
+            "setbe %b[lm]\n\t"
+            "movzbl %b[lm], %k[lm]\n\t"
+            "lea (%[lm], %[P], 2), %[lm]\n\t" /* next P */
+            "mov %[c], %[a]\n\t"
+            "or $0x3ff, %[a]\n\t"
+            "mov %[v], %[x]\n\t"
+            "cmp %[a], %[v]\n\t"        /* v > c ? c : v */
+            "cmova %[c], %[x]\n\t"
+            "mov %[cprev], %[a]\n\t"
+            "or $0x3ff, %[a]\n\t"
+            "cmp %[a], %[v]\n\t"        /* v > c_prev ? x : c_prev */
+            "cmovbe %[cprev], %[x]\n\t"
+            "mov %[x], (%[heap], %[P], 8)\n\t"
+            "mov %[lm], %[P]\n\t"
+            "mov %[c], %[cprev]\n\t"
+            "mov %[g0], %[l]\n\t"
+            "mov %[g1], %[r]\n\t"
+            "dec %[t]\n\t"
+            "jnz 1b\n\t"
+            : [P] "+r"(P), [l] "+r"(l), [r] "+r"(r), [cprev] "+r"(cprev), [t] "+r"(t),
+              [g0] "=&r"(g0), [g1] "=&r"(g1), [a] "=&r"(a), [lm] "=&q"(lm), [c] "=&r"(c),
+              [x] "=&r"(x)
+            : [heap] "r"(heap), [v] "r"(v)
+            : "cc", "memory");
     }
-    heap[P] = (v & active) | (cprev & ~active);
+#else
+    {
+        int t;
+        for (t = 0; t < D; t++) {
+            const uint64_t *g = heap + 4 * P;
+            uint64_t g0 = g[0], g1 = g[1], g2 = g[2], g3 = g[3];
+            uint64_t rm = 0 - (uint64_t)(r <= (l | HKEY_MASK));
+            uint64_t c = l ^ ((l ^ r) & rm);
+            uint64_t x = v > (c | HKEY_MASK) ? c : v;
+            heap[P] = v > (cprev | HKEY_MASK) ? x : cprev;
+            cprev = c;
+            P = 2 * P + (size_t)(rm & 1u);
+            l = g0 ^ ((g0 ^ g2) & rm);
+            r = g1 ^ ((g1 ^ g3) & rm);
+        }
+    }
+#endif
+    heap[P] = v > (cprev | HKEY_MASK) ? v : cprev;
 }
 
 static inline int ilog2u(unsigned x)
