@@ -501,27 +501,44 @@ static inline unsigned load_diff_len(const uint8_t *s, const uint8_t *m, unsigne
     return maxl;
 }
 
-/* zlib's longest_match at level 1 (chain 4, nice 8, prev_length 2), limited to the data */
+static inline uint64_t load64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+/*
+ * zlib's longest_match at level 1 (chain 4, nice 8, prev_length 2), limited to the data.
+ * zlib skips a candidate unless it can beat the best length so far and then measures it;
+ * equivalently every candidate is measured and kept when strictly longer.  The first 8 bytes
+ * are compared at once (enough to decide everything below nice_match = 8); only the candidate
+ * that reaches nice_match is measured further.  buf must be readable 8 bytes past p + la.
+ */
 static inline unsigned flat_match(const uint8_t *buf, const uint16_t *prev, unsigned p,
                                   unsigned cur, unsigned la, unsigned *mstart)
 {
     const uint8_t *s = buf + p;
     unsigned limit = p > MAXDIST ? p - MAXDIST : 0;
     unsigned nice = la < NICE ? la : NICE;
-    unsigned maxl = la < MAXM ? la : MAXM;
-    unsigned best = 2;
+    unsigned best = 2, ms = 0;
+    uint64_t sv = load64(s);
     int chain = CHAIN;
-    do {
-        const uint8_t *m = buf + cur;
-        if (m[best] == s[best] && m[best - 1] == s[best - 1] && m[0] == s[0] && m[1] == s[1]) {
-            unsigned len = load_diff_len(s, m, maxl);
-            if (len > best) {
-                *mstart = cur;
-                best = len;
-                if (len >= nice) break;
-            }
-        }
-    } while ((cur = prev[cur & WMASK]) > limit && --chain != 0);
+    for (;;) {
+        uint64_t x = sv ^ load64(buf + cur);
+        unsigned cp = x ? (unsigned)__builtin_ctzll(x) >> 3 : 8u;
+        cp = cp < nice ? cp : nice;
+        ms = cp > best ? cur : ms;
+        best = cp > best ? cp : best;
+        if (cp >= nice) break;
+        cur = prev[cur & WMASK];
+        if (cur <= limit || --chain == 0) break;
+    }
+    if (best == NICE && la > NICE) {
+        unsigned maxl = la < MAXM ? la : MAXM;
+        best = NICE + load_diff_len(s + NICE, buf + ms + NICE, maxl - NICE);
+    }
+    *mstart = ms;
     return best;
 }
 
