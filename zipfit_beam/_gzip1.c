@@ -114,29 +114,12 @@ typedef struct {
 
 /*
  * zlib's smaller(): (freq, depth) lexicographically <=.  With the node id in the low 10 bits,
- * a <= b on keys is  a <= (b | 1023).  heap[hl + 1] always holds ~0, so the right child of the
- * last parent never wins.
+ * a <= b on keys is  a <= (b | HKEY_MASK).
  */
-static inline void sift(uint64_t *heap, int hl, int k)
-{
-    uint64_t v = heap[k];
-    int j = k << 1;
-    while (j <= hl) {
-        uint64_t l = heap[j], r = heap[j + 1], c;
-        uint64_t right = r <= (l | HKEY_MASK);
-        c = l ^ ((l ^ r) & (0 - right)); /* branch-free: the choice is unpredictable */
-        j += (int)right;
-        if (v <= (c | HKEY_MASK)) break;
-        heap[k] = c;
-        k = j;
-        j <<= 1;
-    }
-    heap[k] = v;
-}
 
 /*
- * Sinks v from the root (zlib's pqdownheap(1)) through a fixed number of levels,
- * D = floor(log2(hl)), without data-dependent branches.  The walk follows the smaller-child path
+ * Sinks v from node k (zlib's pqdownheap(k)) through a fixed number of levels,
+ * D = floor(log2(hl)) - floor(log2(k)), without data-dependent branches.  The walk follows the smaller-child path
  * (the right child wins ties, as in zlib) to the bottom; along it the keys c_0 <= c_1 <= ...
  * are sorted, so zlib's rule (children move up while v is larger; v stops at the first node
  * where it is <= the smaller child) gives node P_t the content
@@ -147,10 +130,10 @@ static inline void sift(uint64_t *heap, int hl, int k)
  * the path.  The heap beyond hl holds ~0 (never smaller, never moved) up to index 4*hl + 8; the
  * four grandchildren are loaded one level ahead.  Keys compare as a <= (b | HKEY_MASK).
  */
-static inline void sink_root(uint64_t *heap, int D, uint64_t v)
+static inline void sink_at(uint64_t *heap, size_t k, int D, uint64_t v)
 {
-    uint64_t l = heap[2], r = heap[3], cprev = 0; /* c_{-1}: below every key */
-    size_t P = 1;
+    uint64_t l = heap[2 * k], r = heap[2 * k + 1], cprev = 0; /* c_{-1}: below every key */
+    size_t P = k;
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     if (D > 0) {
         /* the C loop below, with the selects forced to cmov (compilers emit branches here) */
@@ -249,7 +232,10 @@ static int64_t huff_lengths(hwork *w, const uint32_t *freq, const uint16_t *syms
     }
     for (i = hl + 1; i < 4 * hl + 12; i++) heap[i] = ~(uint64_t)0;
     *max_code_out = max_code;
-    for (i = hl / 2; i >= 1; i--) sift(heap, hl, i);
+    {
+        int Dh = ilog2u((unsigned)hl);
+        for (i = hl / 2; i >= 1; i--) sink_at(heap, (size_t)i, Dh - ilog2u((unsigned)i), heap[i]);
+    }
 
     node = elems;
     do {
@@ -258,7 +244,7 @@ static int64_t huff_lengths(hwork *w, const uint32_t *freq, const uint16_t *syms
         heap[hl] = ~(uint64_t)0;
         hl--;
         D = ilog2u((unsigned)hl);
-        sink_root(heap, D, last);
+        sink_at(heap, 1, D, last);
         b = heap[1];
         n = (int)(a & HKEY_MASK);
         m = (int)(b & HKEY_MASK);
@@ -268,7 +254,7 @@ static int64_t huff_lengths(hwork *w, const uint32_t *freq, const uint16_t *syms
         db = (b >> 10) & 0xffu;
         d = ((da >= db ? da : db) + 1u) & 0xffu;
         dad[n] = dad[m] = (uint16_t)node;
-        sink_root(heap, D, (((a >> 18) + (b >> 18)) << 18) | (d << 10) | (uint64_t)node);
+        sink_at(heap, 1, D, (((a >> 18) + (b >> 18)) << 18) | (d << 10) | (uint64_t)node);
         node++;
     } while (hl >= 2);
     order[--om] = (uint16_t)(heap[1] & HKEY_MASK);
