@@ -136,47 +136,48 @@ static inline void sink_at(uint64_t *heap, size_t k, int D, uint64_t v)
     size_t P = k;
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     if (D > 0) {
-        /* the C loop below, with the selects forced to cmov (compilers emit branches here) */
-        uint64_t g0, g1, a, lm, c, x;
+        /* The C loop below with the selects forced to cmov (compilers emit branches here).
+           Q = 4P: the grandchildren are at heap + 8Q bytes, node P at heap + 2Q bytes.
+           13 registers, so it also builds with a reserved frame pointer. */
+        uint64_t g0, g1, q0, q1, c, x;
+        uint64_t Q = 4 * (uint64_t)P;
         long t = D;
         __asm__ volatile(
             "1:\n\t"
-            "mov %[P], %[a]\n\t"
-            "shl $5, %[a]\n\t"
-            "add %[heap], %[a]\n\t"     /* a = &heap[4P] */
-            "mov (%[a]), %[g0]\n\t"
-            "mov 8(%[a]), %[g1]\n\t"
-            "mov %[l], %[lm]\n\t"
-            "or $0x3ff, %[lm]\n\t"
+            "mov (%[heap], %[Q], 8), %[g0]\n\t"
+            "mov 8(%[heap], %[Q], 8), %[g1]\n\t"
+            "lea (%[Q], %[Q]), %[q0]\n\t"
+            "lea 4(%[Q], %[Q]), %[q1]\n\t"
             "mov %[l], %[c]\n\t"
-            "cmp %[lm], %[r]\n\t"       /* right child wins: r <= (l | M) */
+            "or $0x3ff, %[c]\n\t"
+            "cmp %[c], %[r]\n\t" /* the right child wins when r <= (l | M) */
+            "mov %[l], %[c]\n\t"
             "cmovbe %[r], %[c]\n\t"
-            "cmovbe 16(%[a]), %[g0]\n\t"
-            "cmovbe 24(%[a]), %[g1]\n\t"
-            "setbe %b[lm]\n\t"
-            "movzbl %b[lm], %k[lm]\n\t"
-            "lea (%[lm], %[P], 2), %[lm]\n\t" /* next P */
-            "mov %[c], %[a]\n\t"
-            "or $0x3ff, %[a]\n\t"
+            "cmovbe 16(%[heap], %[Q], 8), %[g0]\n\t"
+            "cmovbe 24(%[heap], %[Q], 8), %[g1]\n\t"
+            "cmovbe %[q1], %[q0]\n\t" /* next Q = 4 * (2P + right) */
+            "mov %[c], %[x]\n\t"
+            "or $0x3ff, %[x]\n\t"
+            "cmp %[x], %[v]\n\t" /* x = v > c ? c : v */
             "mov %[v], %[x]\n\t"
-            "cmp %[a], %[v]\n\t"        /* v > c ? c : v */
             "cmova %[c], %[x]\n\t"
-            "mov %[cprev], %[a]\n\t"
-            "or $0x3ff, %[a]\n\t"
-            "cmp %[a], %[v]\n\t"        /* v > c_prev ? x : c_prev */
+            "mov %[cprev], %[q1]\n\t"
+            "or $0x3ff, %[q1]\n\t"
+            "cmp %[q1], %[v]\n\t" /* node P gets v > c_prev ? x : c_prev */
             "cmovbe %[cprev], %[x]\n\t"
-            "mov %[x], (%[heap], %[P], 8)\n\t"
-            "mov %[lm], %[P]\n\t"
+            "mov %[x], (%[heap], %[Q], 2)\n\t"
+            "mov %[q0], %[Q]\n\t"
             "mov %[c], %[cprev]\n\t"
             "mov %[g0], %[l]\n\t"
             "mov %[g1], %[r]\n\t"
             "dec %[t]\n\t"
             "jnz 1b\n\t"
-            : [P] "+r"(P), [l] "+r"(l), [r] "+r"(r), [cprev] "+r"(cprev), [t] "+r"(t),
-              [g0] "=&r"(g0), [g1] "=&r"(g1), [a] "=&r"(a), [lm] "=&q"(lm), [c] "=&r"(c),
+            : [Q] "+r"(Q), [l] "+r"(l), [r] "+r"(r), [cprev] "+r"(cprev), [t] "+r"(t),
+              [g0] "=&r"(g0), [g1] "=&r"(g1), [q0] "=&r"(q0), [q1] "=&r"(q1), [c] "=&r"(c),
               [x] "=&r"(x)
             : [heap] "r"(heap), [v] "r"(v)
             : "cc", "memory");
+        P = (size_t)(Q >> 2);
     }
 #else
     {
