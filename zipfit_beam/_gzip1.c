@@ -664,6 +664,17 @@ typedef struct {
     uint64_t avail;
 } instream;
 
+static void in_init(instream *in, const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+    in->seg[0] = a;
+    in->seglen[0] = alen;
+    in->seg[1] = b;
+    in->seglen[1] = blen;
+    in->off = 0;
+    in->avail = (uint64_t)alen + blen;
+    in->si = alen ? 0 : blen ? 1 : 2;
+}
+
 static unsigned in_read(instream *in, uint8_t *dst, unsigned want)
 {
     unsigned got = 0;
@@ -683,31 +694,49 @@ static unsigned in_read(instream *in, uint8_t *dst, unsigned want)
     return got;
 }
 
-/* the string at window position `pos` (relative) */
-static uint64_t window_bits(wmem *wm, const uint8_t *a, size_t alen, const uint8_t *bb, size_t blen)
+/* everything of the window engine besides its memory */
+typedef struct {
+    unsigned strstart, lookahead, match_length, match_start;
+    long block_start;
+    uint64_t high_water;
+    uint64_t base;     /* absolute input offset of win[0] */
+    uint64_t consumed; /* input bytes read into the window so far */
+    bstate b;
+} wstate;
+
+static void window_init(wmem *wm, wstate *st)
+{
+    memset(wm->head, 0, sizeof wm->head);
+    st->strstart = st->lookahead = st->match_start = 0;
+    st->match_length = MINM - 1;
+    st->block_start = 0;
+    st->high_water = 0;
+    st->base = 0;
+    st->consumed = 0;
+    bs_init(&st->b);
+}
+
+/*
+ * Runs deflate_fast steps reading from `in`.  Stops before the first step whose absolute start
+ * p has p + MIN_LOOK > stop_at (returns 1), or at the end of the input after the final block
+ * (returns 0).
+ */
+static int window_run(wmem *wm, wstate *st, instream *in, uint64_t stop_at)
 {
     uint8_t *win = wm->win;
     uint16_t *head = wm->head, *prev = wm->prev;
-    unsigned strstart = 0, lookahead = 0, match_length = MINM - 1, match_start = 0;
-    long block_start = 0;
-    uint64_t high_water = 0;
-    instream in;
-    bstate b;
-
-    in.seg[0] = a;
-    in.seglen[0] = alen;
-    in.seg[1] = bb;
-    in.seglen[1] = blen;
-    in.si = 0;
-    in.off = 0;
-    in.avail = (uint64_t)alen + blen;
-    if (alen == 0) in.si = 1;
-    if (alen == 0 && blen == 0) in.si = 2;
-
-    memset(head, 0, sizeof wm->head);
-    bs_init(&b);
+    unsigned strstart = st->strstart, lookahead = st->lookahead;
+    unsigned match_length = st->match_length, match_start = st->match_start;
+    long block_start = st->block_start;
+    uint64_t high_water = st->high_water;
+    bstate *b = &st->b;
+    int stopped = 0;
 
     for (;;) {
+        if (st->base + strstart + MIN_LOOK > stop_at) {
+            stopped = 1;
+            break;
+        }
         if (lookahead < MIN_LOOK) {
             /* fill_window */
             do {
@@ -718,13 +747,18 @@ static uint64_t window_bits(wmem *wm, const uint8_t *a, size_t alen, const uint8
                     match_start -= WSIZE;
                     strstart -= WSIZE;
                     block_start -= (long)WSIZE;
+                    st->base += WSIZE;
                     for (n = 0; n < HSIZE; n++) head[n] = (uint16_t)(head[n] >= WSIZE ? head[n] - WSIZE : 0);
                     for (n = 0; n < WSIZE; n++) prev[n] = (uint16_t)(prev[n] >= WSIZE ? prev[n] - WSIZE : 0);
                     more += WSIZE;
                 }
-                if (in.avail == 0) break;
-                lookahead += in_read(&in, win + strstart + lookahead, more);
-            } while (lookahead < MIN_LOOK && in.avail != 0);
+                if (in->avail == 0) break;
+                {
+                    unsigned got = in_read(in, win + strstart + lookahead, more);
+                    lookahead += got;
+                    st->consumed += got;
+                }
+            } while (lookahead < MIN_LOOK && in->avail != 0);
             if (high_water < WINSZ) {
                 uint64_t curr = (uint64_t)strstart + lookahead, init;
                 if (high_water < curr) {
@@ -752,17 +786,17 @@ static uint64_t window_bits(wmem *wm, const uint8_t *a, size_t alen, const uint8
             }
             if (hh != 0 && strstart - hh <= MAXDIST) {
                 /* longest_match, reading the window as zlib does (possibly past the data) */
-                const uint8_t *s = win + strstart;
+                const uint8_t *sp = win + strstart;
                 unsigned limit = strstart > MAXDIST ? strstart - MAXDIST : 0;
                 unsigned nice = lookahead < NICE ? lookahead : NICE;
                 unsigned best = MINM - 1, cur = hh;
                 int chain = CHAIN;
                 do {
                     const uint8_t *m = win + cur;
-                    if (m[best] == s[best] && m[best - 1] == s[best - 1] && m[0] == s[0] &&
-                        m[1] == s[1]) {
+                    if (m[best] == sp[best] && m[best - 1] == sp[best - 1] && m[0] == sp[0] &&
+                        m[1] == sp[1]) {
                         unsigned len = 3;
-                        while (len < MAXM && s[len] == m[len]) len++;
+                        while (len < MAXM && sp[len] == m[len]) len++;
                         if (len > best) {
                             match_start = cur;
                             best = len;
@@ -773,7 +807,7 @@ static uint64_t window_bits(wmem *wm, const uint8_t *a, size_t alen, const uint8
                 match_length = best <= lookahead ? best : lookahead;
             }
             if (match_length >= MINM) {
-                fl = bs_tally_match(&b, strstart - match_start, match_length);
+                fl = bs_tally_match(b, strstart - match_start, match_length);
                 lookahead -= match_length;
                 if (match_length <= MAX_INSERT && lookahead >= MINM) {
                     match_length--;
@@ -790,18 +824,69 @@ static uint64_t window_bits(wmem *wm, const uint8_t *a, size_t alen, const uint8
                     match_length = 0;
                 }
             } else {
-                fl = bs_tally_lit(&b, win[strstart]);
+                fl = bs_tally_lit(b, win[strstart]);
                 lookahead--;
                 strstart++;
             }
             if (fl) {
-                bs_flush(&b, (uint64_t)((long)strstart - block_start), block_start >= 0, 0);
+                bs_flush(b, (uint64_t)((long)strstart - block_start), block_start >= 0, 0);
                 block_start = (long)strstart;
             }
         }
     }
-    bs_flush(&b, (uint64_t)((long)strstart - block_start), block_start >= 0, 1);
-    return b.bits;
+    if (!stopped) bs_flush(b, (uint64_t)((long)strstart - block_start), block_start >= 0, 1);
+    st->strstart = strstart;
+    st->lookahead = lookahead;
+    st->match_length = match_length;
+    st->match_start = match_start;
+    st->block_start = block_start;
+    st->high_water = high_water;
+    return stopped;
+}
+
+/* raw deflate bits of a||b with the window engine, from scratch */
+static uint64_t window_bits(wmem *wm, const uint8_t *a, size_t alen, const uint8_t *bb, size_t blen)
+{
+    wstate st;
+    instream in;
+    window_init(wm, &st);
+    in_init(&in, a, alen, bb, blen);
+    window_run(wm, &st, &in, UINT64_MAX);
+    return st.b.bits;
+}
+
+/*
+ * The window engine's state after the source x alone, stopped before the first step whose
+ * start p has p + MIN_LOOK > |x|.  Up to there every step only looks at source bytes, and
+ * fill_window is called at the same steps and reads the same source bytes whatever follows x,
+ * so the state is the same for every target except for what lies past x in the window.
+ */
+static void window_snapshot(wmem *wm, wstate *st, const uint8_t *x, size_t L)
+{
+    instream in;
+    window_init(wm, st);
+    in_init(&in, x, L, NULL, 0);
+    window_run(wm, st, &in, (uint64_t)L);
+}
+
+/* raw deflate bits of x||y resumed from window_snapshot(x) (copied into wm/st) */
+static uint64_t window_resume(wmem *wm, wstate *st, const uint8_t *x, size_t L, const uint8_t *y,
+                              size_t yl)
+{
+    instream in;
+    if (st->consumed == (uint64_t)L) {
+        /* the read that reached the end of x would have gone on into y, up to the window end */
+        unsigned end = st->strstart + st->lookahead;
+        size_t room = WINSZ - end, n = yl < room ? yl : room;
+        if (n) memcpy(wm->win + end, y, n);
+        st->lookahead += (unsigned)n;
+        st->consumed += n;
+        in_init(&in, y + n, yl - n, NULL, 0);
+    } else {
+        in_init(&in, x + st->consumed, L - (size_t)st->consumed, y, yl);
+    }
+    window_run(wm, st, &in, UINT64_MAX);
+    return st->b.bits;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -817,7 +902,10 @@ typedef struct scratch {
     uint16_t *hv; /* hash of buf[p..p+2] per position */
     size_t hvcap;
     ulog lg;
-    wmem *wm;
+    wmem *wm;    /* window engine memory */
+    wmem *wsnap; /* window engine snapshot of the current source (long inputs) */
+    wstate wst;  /* its state */
+    int wsnap_ok;
 } scratch;
 
 static scratch *scratch_new(void)
@@ -833,6 +921,7 @@ static void scratch_free(scratch *s)
     free(s->hv);
     free(s->lg.v);
     free(s->wm);
+    free(s->wsnap);
     free(s);
 }
 
@@ -1048,12 +1137,32 @@ static void pool_put(TargetsObject *self, scratch *s)
 }
 
 /* compute all lengths (raw deflate bytes) for source x; 0 ok, -1 memory */
+/*
+ * Raw deflate bytes of x||y when zlib's window will slide (|x| + |y| >= SLIDE_AT): the window
+ * engine resumed from a per-source snapshot (made on first use, s->wsnap_ok reset per source).
+ */
+static int64_t long_pair(scratch *s, const uint8_t *x, size_t L, const uint8_t *y, size_t yl)
+{
+    wstate st;
+    if (!s->wm) s->wm = (wmem *)calloc(1, sizeof(wmem));
+    if (!s->wsnap) s->wsnap = (wmem *)calloc(1, sizeof(wmem));
+    if (!s->wm || !s->wsnap) return -1;
+    if (!s->wsnap_ok) {
+        window_snapshot(s->wsnap, &s->wst, x, L);
+        s->wsnap_ok = 1;
+    }
+    memcpy(s->wm, s->wsnap, sizeof(wmem));
+    st = s->wst;
+    return (int64_t)(window_resume(s->wm, &st, x, L, y, yl) >> 3);
+}
+
 static int compute_all(TargetsObject *self, scratch *s, const uint8_t *x, size_t L, int64_t *out)
 {
     Py_ssize_t j;
+    s->wsnap_ok = 0;
     if ((uint64_t)L >= SLIDE_AT) {
         for (j = 0; j < self->n; j++) {
-            int64_t r = raw_len_any(s, x, L, self->arena + self->off[j], self->len[j]);
+            int64_t r = long_pair(s, x, L, self->arena + self->off[j], self->len[j]);
             if (r < 0) return -1;
             out[j] = r;
         }
@@ -1074,8 +1183,7 @@ static int compute_all(TargetsObject *self, scratch *s, const uint8_t *x, size_t
             size_t yl = self->len[j];
             uint64_t N = (uint64_t)L + yl;
             if (N >= SLIDE_AT) {
-                int64_t r = raw_len_any(s, x, L, self->arena + self->off[j], yl);
-                /* raw_len_any may have used s->head for a flat run only when N < SLIDE_AT, not here */
+                int64_t r = long_pair(s, x, L, self->arena + self->off[j], yl);
                 if (r < 0) return -1;
                 out[j] = r;
                 continue;

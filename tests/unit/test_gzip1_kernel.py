@@ -230,7 +230,9 @@ def test_long_inputs_slide_the_window(texts):
     rng = random.Random(5)
     text = b"".join(texts)
     sources = [text[:30_000], text[:33_000], text[:64_000], text[:65_273], text[:65_274],
-               text[:70_000], text[100_000:210_000], rng.randbytes(66_000), b"a" * 70_000]
+               text[:65_536], text[:65_537], text[:70_000], text[1000:99_304], text[100_000:210_000],
+               rng.randbytes(66_000), rng.randbytes(40_000) + text[:40_000], b"a" * 70_000,
+               (rng.randbytes(33_000) * 4)[:120_000]]
     targets = [b"", b"q", text[300_000:300_500], text[:2000], rng.randbytes(3000), text[400_000:440_000],
                text[500_000:600_000]]
     bad, total, first = _check_pairs(sources, targets)
