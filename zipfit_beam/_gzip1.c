@@ -427,7 +427,7 @@ static void block_costs(const uint32_t *lf, const uint32_t *df, int64_t *opt_out
     scan_lengths(dlen, dmax, blf);
     k = used_syms(blf, BL_CODES, w.syms);
     opt += huff_lengths(&w, blf, w.syms, k, BL_CODES, 7, &blmax);
-    opt += 2 * (int64_t)blf[16] + 3 * (int64_t)blf[17] + 7 * (int64_t)blf[18];
+    for (i = 16; i < BL_CODES; i++) opt += (int64_t)blf[i] * blbits_extra[i]; /* repeat counts */
     for (max_blindex = BL_CODES - 1; max_blindex >= 3; max_blindex--)
         if (w.nlen[bl_rank[max_blindex]] != 0) break;
     opt += 3 * ((int64_t)max_blindex + 1) + 5 + 5 + 4;
@@ -963,20 +963,24 @@ static wmem *scratch_wmem(scratch *s)
 }
 
 /* total deflate bytes (raw) for the concatenation a||b, any length; -1 on memory failure */
+/*
+ * Raw deflate bytes of a||b from scratch; -1 when out of memory.  Expects s->head all zero and
+ * leaves it so (only the entries of hashed strings are touched, and reset afterwards).
+ */
 static int64_t raw_len_any(scratch *s, const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 {
     uint64_t total = (uint64_t)alen + blen;
     if (total < SLIDE_AT) {
-        unsigned p = 0, bs0 = 0;
+        unsigned p = 0, bs0 = 0, q;
         bstate st;
         if (scratch_reserve(s, (size_t)total + PAD, 0)) return -1;
         if (alen) memcpy(s->buf, a, alen);
         if (blen) memcpy(s->buf + alen, b, blen);
         fill_hashes(s->buf, s->hv, 0, (size_t)total, (size_t)total + PAD);
-        memset(s->head, 0, sizeof s->head);
         bs_init(&st);
         flat_run(s->buf, s->hv, (unsigned)total, &p, (unsigned)total, &bs0, s->head, s->prev, &st, NULL);
         bs_flush(&st, (uint64_t)(total - bs0), 1, 1);
+        for (q = 0; q + 2 < (unsigned)total; q++) s->head[s->hv[q]] = 0;
         return (int64_t)(st.bits >> 3);
     } else {
         wmem *wm = scratch_wmem(s);
@@ -990,6 +994,12 @@ static int64_t raw_len_any(scratch *s, const uint8_t *a, size_t alen, const uint
 
 #define GZIP_OVERHEAD 18
 
+/* scratch for gzip1_length: a small free list (head tables kept all zero), shared by threads */
+#define SINGLE_POOL_MAX 8
+static PyThread_type_lock single_lock;
+static scratch *single_pool;
+static int single_pooled;
+
 static PyObject *py_gzip1_length(PyObject *self, PyObject *arg)
 {
     Py_buffer view;
@@ -997,7 +1007,14 @@ static PyObject *py_gzip1_length(PyObject *self, PyObject *arg)
     int64_t r;
     (void)self;
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
-    s = scratch_new();
+    PyThread_acquire_lock(single_lock, WAIT_LOCK);
+    s = single_pool;
+    if (s) {
+        single_pool = s->next;
+        single_pooled--;
+    }
+    PyThread_release_lock(single_lock);
+    if (!s) s = scratch_new();
     if (!s) {
         PyBuffer_Release(&view);
         return PyErr_NoMemory();
@@ -1005,6 +1022,15 @@ static PyObject *py_gzip1_length(PyObject *self, PyObject *arg)
     Py_BEGIN_ALLOW_THREADS
     r = raw_len_any(s, (const uint8_t *)view.buf, (size_t)view.len, NULL, 0);
     Py_END_ALLOW_THREADS
+    if (r < 0) memset(s->head, 0, sizeof s->head);
+    PyThread_acquire_lock(single_lock, WAIT_LOCK);
+    if (single_pooled < SINGLE_POOL_MAX) {
+        s->next = single_pool;
+        single_pool = s;
+        single_pooled++;
+        s = NULL;
+    }
+    PyThread_release_lock(single_lock);
     scratch_free(s);
     PyBuffer_Release(&view);
     if (r < 0) return PyErr_NoMemory();
@@ -1311,6 +1337,8 @@ PyMODINIT_FUNC PyInit__gzip1(void)
 {
     PyObject *m;
     init_tables();
+    if (!single_lock) single_lock = PyThread_allocate_lock();
+    if (!single_lock) return PyErr_NoMemory();
     if (PyType_Ready(&TargetsType) < 0) return NULL;
     m = PyModule_Create(&moduledef);
     if (!m) return NULL;

@@ -290,6 +290,8 @@ def test_threads_share_one_object(texts, humaneval):
             got = list(pool.map(obj.concat_lengths, sources))
             bad = sum(a != b for ga, ea in zip(got, expected) for a, b in zip(ga, ea))
             assert bad == 0
+        singles = sources + targets
+        assert list(pool.map(g1.gzip1_length, singles * 3)) == [ref(x) for x in singles] * 3
 
 
 # ----------------------------------------------------------------------------------------------
