@@ -318,15 +318,45 @@ static inline int used_syms(const uint32_t *freq, int elems, uint16_t *syms)
  *   v != 0: a first piece of up to 7: c < 4 adds c copies of v, else v once plus REP_3_6;
  *           after a full first piece, pieces of up to 6 each add REP_3_6, or c copies of v when
  *           c < 3.
- * len[] must have 8 readable bytes after max_code + 1 (a guard is written there).
+ * run_add[v != 0][R] holds the resulting (copies of v, REP_3_6, REPZ_3_10, REPZ_11_138).
  */
+#define RUN_MAX (L_CODES + 1)
+static uint8_t run_add[2][RUN_MAX + 1][4];
+
+static void init_run_table(void)
+{
+    unsigned R;
+    for (R = 1; R <= RUN_MAX; R++) {
+        uint8_t *z = run_add[0][R], *nz = run_add[1][R];
+        unsigned c = R % 138;
+        z[3] = (uint8_t)(R / 138);
+        if (c) {
+            if (c < 3) z[0] = (uint8_t)c;
+            else if (c <= 10) z[2]++;
+            else z[3]++;
+        }
+        if (R < 4) nz[0] = (uint8_t)R;
+        else if (R < 7) nz[0] = 1, nz[1] = 1;
+        else {
+            unsigned rest = R - 7;
+            nz[0] = 1;
+            nz[1] = (uint8_t)(1 + rest / 6);
+            rest %= 6;
+            if (rest < 3) nz[0] = (uint8_t)(nz[0] + rest);
+            else nz[1]++;
+        }
+    }
+}
+
+/* len[] must have 8 readable bytes after max_code + 1 (a guard is written there) */
 static void scan_lengths(uint8_t *len, int max_code, uint32_t *blf)
 {
     int i = 0;
     len[max_code + 1] = 0xff; /* guard: never a real length */
     while (i <= max_code) {
-        unsigned v = len[i], R;
+        unsigned v = len[i];
         int j = i + 1;
+        const uint8_t *add;
         uint64_t vv = (uint64_t)v * 0x0101010101010101ull;
         for (;;) {
             uint64_t wv;
@@ -338,28 +368,11 @@ static void scan_lengths(uint8_t *len, int max_code, uint32_t *blf)
             }
             j += 8;
         }
-        R = (unsigned)(j - i);
-        if (v == 0) {
-            blf[18] += R / 138;
-            R %= 138;
-            if (R) {
-                if (R < 3) blf[0] += R;
-                else if (R <= 10) blf[17]++;
-                else blf[18]++;
-            }
-        } else if (R < 4) {
-            blf[v] += R;
-        } else if (R < 7) {
-            blf[v]++;
-            blf[16]++;
-        } else {
-            blf[v]++;
-            R -= 7;
-            blf[16] += 1 + R / 6;
-            R %= 6;
-            if (R < 3) blf[v] += R;
-            else blf[16]++;
-        }
+        add = run_add[v != 0][j - i];
+        blf[v] += add[0];
+        blf[16] += add[1];
+        blf[17] += add[2];
+        blf[18] += add[3];
         i = j;
     }
 }
@@ -400,27 +413,26 @@ static void block_costs(const uint32_t *lf, const uint32_t *df, int64_t *opt_out
     int64_t opt, stat = 0, xs = 0;
     int k, i, lmax, dmax, blmax, max_blindex;
 
-    k = used_syms(lf, L_CODES, w.syms);
-    for (i = 0; i < k; i++) {
-        int n = w.syms[i];
-        int64_t f = lf[n];
-        stat += f * fixed_llen[n];
-        if (n >= 257) xs += f * lbits_extra[n - 257];
+    {
+        /* sums over whole alphabets (branch-free; a block has < 2^14 symbols, so no overflow) */
+        uint32_t st = 0, x = 0;
+        for (i = 0; i < L_CODES; i++) st += lf[i] * fixed_llen[i];
+        for (i = 0; i < 29; i++) x += lf[257 + i] * lbits_extra[i];
+        for (i = 0; i < D_CODES; i++) {
+            st += df[i] * 5u;
+            x += df[i] * dbits_extra[i];
+        }
+        stat = (int64_t)st + x;
+        xs = x;
     }
+    k = used_syms(lf, L_CODES, w.syms);
     opt = huff_lengths(&w, lf, w.syms, k, L_CODES, 15, &lmax);
     memcpy(llen, w.nlen, L_CODES);
 
     k = used_syms(df, D_CODES, w.syms);
-    for (i = 0; i < k; i++) {
-        int n = w.syms[i];
-        int64_t f = df[n];
-        stat += f * 5;
-        xs += f * dbits_extra[n];
-    }
     opt += huff_lengths(&w, df, w.syms, k, D_CODES, 15, &dmax);
     memcpy(dlen, w.nlen, D_CODES);
     opt += xs;
-    stat += xs;
 
     memset(blf, 0, sizeof blf);
     scan_lengths(llen, lmax, blf);
@@ -1337,6 +1349,7 @@ PyMODINIT_FUNC PyInit__gzip1(void)
 {
     PyObject *m;
     init_tables();
+    init_run_table();
     if (!single_lock) single_lock = PyThread_allocate_lock();
     if (!single_lock) return PyErr_NoMemory();
     if (PyType_Ready(&TargetsType) < 0) return NULL;
