@@ -1,23 +1,41 @@
 /*
  * zipfit_beam._gzip1 -- exact gzip level-1 compressed lengths, computed without compressing.
  *
- * len(gzip.compress(data, 1)) == len(zlib.compress(data, 1, -15)) + 18.  The raw deflate part
- * is what zlib 1.2.12 .. 1.3.1 produce at level 1 (its "fast" parser, windowBits 15, memLevel 8,
- * one deflate() call with Z_FINISH, as Python's zlib.compress makes).  This module re-implements
- * that parser and the per-block encoding choice (stored / fixed / dynamic Huffman) and counts
- * bits instead of writing them, so the lengths are bit-for-bit the ones zlib produces.
+ * len(gzip.compress(data, 1)) == len(zlib.compress(data, 1, -15)) + 18.  The raw deflate part is
+ * what zlib 1.2.12 .. 1.3.1 produce at level 1 (deflate_fast: 3-byte hash of 15 bits, hash chains
+ * cut at 4, nice_match 8, strings inside matches longer than 4 not hashed; windowBits 15,
+ * memLevel 8, so 16383 symbols per block; one deflate() call with Z_FINISH, which is what
+ * Python's zlib.compress does).  This module re-implements that parser and the per-block choice
+ * between stored, fixed-Huffman and dynamic-Huffman coding, and counts bits instead of writing
+ * them.  Independent implementation written from the algorithm's description; no zlib code.
  *
- * Independent implementation written from the algorithm's description; no zlib code is used.
+ * API: gzip1_length(data) -> int;  Gzip1Targets(targets).concat_lengths(source) -> list[int]
+ * (len(gzip.compress(source + t, 1)) for every target t);  ZLIB_COMPAT = "1.2.13".
  *
- * Two engines:
- *   - the "flat" engine, for inputs shorter than 32768 + 32506 bytes, where zlib never slides
- *     its window: positions are absolute offsets into one contiguous buffer.
- *   - the "window" engine, a faithful model of the 64 KiB sliding window (reads, slides, hash
- *     rebasing, stale bytes, the zeroed high-water area) for longer inputs.
+ * Engines
+ *   flat    inputs shorter than 65274 bytes, where zlib never slides its window: positions are
+ *           absolute offsets into one buffer, hash heads/chains are plain arrays.
+ *   window  a faithful model of zlib's 64 KiB window (reads of the input in window-sized pieces,
+ *           slides with hash rebasing, stale bytes, the zeroed high-water area) for the rest.
  *
- * Gzip1Targets.concat_lengths(x) parses x once up to the point where what follows x can start
- * to matter, then resumes from that snapshot for every target, undoing the hash-table writes
- * after each target.
+ * Reuse across targets (concat_lengths)
+ *   The source x is parsed once, up to the first step whose outcome can depend on what follows
+ *   x: normally the first step whose match search may compare a byte of the target.  Each
+ *   target resumes from there; the hash-table writes it makes are logged and undone, so nothing
+ *   of size 64 KiB is copied per target.  When x + target is long enough for the window to
+ *   slide, the window engine resumes from a per-source snapshot instead (x parsed once).
+ *
+ * Block sizes
+ *   Code lengths come from a re-implementation of zlib's heap-based Huffman construction
+ *   (build_tree/gen_bitlen): nodes ordered by (frequency, depth) with zlib's exact heap layout
+ *   and tie order, which decides which of several equally frequent symbols gets which length and
+ *   therefore the size of the code-length description.  Lengths over the limit are repaired
+ *   as zlib does.  The bit-length tree, its 3*(n+1) + 14 header bits, the fixed-code size, and
+ *   the stored size (with the byte alignment of a stored block, only while the block's data is
+ *   still in the window) follow _tr_flush_block.
+ *
+ * Inputs over 4 GiB (which Python's zlib.compress feeds to zlib in pieces) have not been checked
+ * against zlib.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -119,8 +137,9 @@ typedef struct {
 
 /*
  * Sinks v from node k (zlib's pqdownheap(k)) through a fixed number of levels,
- * D = floor(log2(hl)) - floor(log2(k)), without data-dependent branches.  The walk follows the smaller-child path
- * (the right child wins ties, as in zlib) to the bottom; along it the keys c_0 <= c_1 <= ...
+ * D = floor(log2(hl)) - floor(log2(k)), without data-dependent branches.  The walk follows the
+ * smaller-child path (the right child wins ties, as in zlib) to the bottom; along it the keys
+ * c_0 <= c_1 <= ...
  * are sorted, so zlib's rule (children move up while v is larger; v stops at the first node
  * where it is <= the smaller child) gives node P_t the content
  *     c_t      if v > c_t,
@@ -548,12 +567,13 @@ typedef struct {
 
 /*
  * Runs zlib's deflate_fast steps on buf[0..total) from step start *pp while the step start is
- * below `until`.  hv[p] is the hash of buf[p..p+2] (for p + 3 <= total; readable to total+PAD).  Blocks that fill up are flushed into b.  When lg is given, every head[]
+ * below `until`.  hv[p] is the hash of buf[p..p+2] (for p + 3 <= total; readable up to
+ * total + PAD).  Blocks that fill up are flushed into b.  When lg is given, every head[]
  * write is logged as (hash << 16 | old value).
  */
 static void flat_run(const uint8_t *buf, const uint16_t *hv, unsigned total, unsigned *pp,
-                     unsigned until, unsigned *block_start, uint16_t *head, uint16_t *prev, bstate *b,
-                     ulog *lg)
+                     unsigned until, unsigned *block_start, uint16_t *head, uint16_t *prev,
+                     bstate *b, ulog *lg)
 {
     unsigned p = *pp;
     uint32_t *logv = lg ? lg->v + lg->n : NULL;
@@ -619,7 +639,8 @@ static void flat_extend(const uint8_t *buf, const uint16_t *hv, unsigned L, unsi
             int chain = CHAIN, hit = 0;
             do {
                 const uint8_t *m = buf + cur;
-                if (m[best] == s[best] && m[best - 1] == s[best - 1] && m[0] == s[0] && m[1] == s[1]) {
+                if (m[best] == s[best] && m[best - 1] == s[best - 1] && m[0] == s[0] &&
+                    m[1] == s[1]) {
                     unsigned len = load_diff_len(s, m, maxl);
                     if (len == la) { hit = 1; break; } /* reached the end of the source */
                     if (len > best) {
@@ -760,8 +781,10 @@ static int window_run(wmem *wm, wstate *st, instream *in, uint64_t stop_at)
                     strstart -= WSIZE;
                     block_start -= (long)WSIZE;
                     st->base += WSIZE;
-                    for (n = 0; n < HSIZE; n++) head[n] = (uint16_t)(head[n] >= WSIZE ? head[n] - WSIZE : 0);
-                    for (n = 0; n < WSIZE; n++) prev[n] = (uint16_t)(prev[n] >= WSIZE ? prev[n] - WSIZE : 0);
+                    for (n = 0; n < HSIZE; n++)
+                        head[n] = (uint16_t)(head[n] >= WSIZE ? head[n] - WSIZE : 0);
+                    for (n = 0; n < WSIZE; n++)
+                        prev[n] = (uint16_t)(prev[n] >= WSIZE ? prev[n] - WSIZE : 0);
                     more += WSIZE;
                 }
                 if (in->avail == 0) break;
@@ -990,7 +1013,8 @@ static int64_t raw_len_any(scratch *s, const uint8_t *a, size_t alen, const uint
         if (blen) memcpy(s->buf + alen, b, blen);
         fill_hashes(s->buf, s->hv, 0, (size_t)total, (size_t)total + PAD);
         bs_init(&st);
-        flat_run(s->buf, s->hv, (unsigned)total, &p, (unsigned)total, &bs0, s->head, s->prev, &st, NULL);
+        flat_run(s->buf, s->hv, (unsigned)total, &p, (unsigned)total, &bs0, s->head, s->prev, &st,
+                 NULL);
         bs_flush(&st, (uint64_t)(total - bs0), 1, 1);
         for (q = 0; q + 2 < (unsigned)total; q++) s->head[s->hv[q]] = 0;
         return (int64_t)(st.bits >> 3);
@@ -1215,7 +1239,8 @@ static int compute_all(TargetsObject *self, scratch *s, const uint8_t *x, size_t
         fill_hashes(s->buf, s->hv, 0, L, L + PAD);
         memset(s->head, 0, sizeof s->head);
         bs_init(&b0);
-        if (Lu > MAXM) flat_run(s->buf, s->hv, Lu, &P, Lu - MAXM + 1, &bstart0, s->head, s->prev, &b0, NULL);
+        if (Lu > MAXM)
+            flat_run(s->buf, s->hv, Lu, &P, Lu - MAXM + 1, &bstart0, s->head, s->prev, &b0, NULL);
         flat_extend(s->buf, s->hv, Lu, &P, &bstart0, s->head, s->prev, &b0);
         for (j = 0; j < self->n; j++) {
             size_t yl = self->len[j];
@@ -1234,8 +1259,10 @@ static int compute_all(TargetsObject *self, scratch *s, const uint8_t *x, size_t
                 /* hashes: the two strings across the seam, then the target's own, then zeros */
                 {
                     size_t p0 = L >= 2 ? L - 2 : 0, q;
-                    for (q = p0; q < L && q + 2 < (size_t)Nu; q++) s->hv[q] = (uint16_t)hash3(s->buf + q);
-                    if (yl > 2) memcpy(s->hv + L, self->thash + self->off[j], (yl - 2) * sizeof(uint16_t));
+                    for (q = p0; q < L && q + 2 < (size_t)Nu; q++)
+                        s->hv[q] = (uint16_t)hash3(s->buf + q);
+                    if (yl > 2)
+                        memcpy(s->hv + L, self->thash + self->off[j], (yl - 2) * sizeof(uint16_t));
                     q = L + (yl > 2 ? yl - 2 : 0);
                     if (q < L) q = L;
                     memset(s->hv + q, 0, (PAD - 8) * sizeof(uint16_t));
@@ -1341,9 +1368,10 @@ static PyMethodDef module_methods[] = {
      "testing aid: gzip1_length computed with the sliding-window engine only"},
     {NULL, NULL, 0, NULL}};
 
-static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "_gzip1",
-                                       "Exact gzip level-1 compressed lengths (zlib 1.2.13 level 1).",
-                                       -1, module_methods};
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT, "_gzip1",
+    "Exact gzip level-1 compressed lengths (zlib 1.2.13 level 1).", -1, module_methods,
+    NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__gzip1(void)
 {
