@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
-from typing import List, NamedTuple, Optional, Sequence
+from typing import List, NamedTuple, Optional, Sequence, Union
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import AsList, AsSingleton, PCollection
 from apache_beam.utils import shared
 
-from zipfit_beam.io import REJECTED_TAG, ParseDocumentDoFn, ReadLinesDoFn
+from zipfit_beam.io import REJECTED_TAG, ParseDocumentDoFn, ReadRecordsDoFn, needed_fields
 from zipfit_beam.ncd import TargetSet
-from zipfit_beam.records import (DeadLetter, Document, RankKey, RawRecord, ScoredDocument,
-                                 is_selected, rank_key, threshold_from_top)
+from zipfit_beam.records import (DeadLetter, Document, RankKey, RawRecord, RowRecord,
+                                 ScoredDocument, is_selected, rank_key, threshold_from_top)
+from zipfit_beam.templates import TextSpec, as_text_spec
 
 
 class ReadResult(NamedTuple):
@@ -31,25 +32,29 @@ class ReadResult(NamedTuple):
 
 
 class ReadDocuments(beam.PTransform):
-    """PBegin -> ReadResult. Reads JSONL files (a resolved file list) line by line and
-    parses each line; files are spread over workers before reading."""
+    """PBegin -> ReadResult. Reads a resolved file list (paths, whose format follows their
+    name, or ``(path, format)`` pairs: JSONL, Parquet, Avro) record by record and parses
+    each record; files are spread over workers before reading. Parquet files are read
+    only in the columns the text (a field name or a TextSpec) and the id need."""
 
-    def __init__(self, files: Sequence[str], text_field: str, id_field: str):
+    def __init__(self, files: Sequence, text: Union[str, TextSpec], id_field: str):
         super().__init__()
-        self._files, self._text_field, self._id_field = list(files), text_field, id_field
+        self._files = [tuple(f) if not isinstance(f, str) else f for f in files]
+        self._text, self._id_field = as_text_spec(text), id_field
 
     def expand(self, pbegin):
         lines = (pbegin
                  | "ListFiles" >> beam.Create(self._files)
                  | "SpreadFiles" >> beam.Reshuffle()
-                 | "ReadLines" >> beam.ParDo(ReadLinesDoFn()).with_output_types(RawRecord)
+                 | "ReadLines" >> beam.ParDo(ReadRecordsDoFn(needed_fields(self._text, self._id_field)))
+                 .with_output_types(Union[RawRecord, RowRecord])
                  .with_outputs(REJECTED_TAG, main="records"))
         records = lines.records
         read_count = ((records, lines[REJECTED_TAG])
                       | "AllReadRecords" >> beam.Flatten()
                       | "CountRead" >> beam.combiners.Count.Globally())
         parsed = (records
-                  | "Parse" >> beam.ParDo(ParseDocumentDoFn(self._text_field, self._id_field))
+                  | "Parse" >> beam.ParDo(ParseDocumentDoFn(self._text, self._id_field))
                   .with_output_types(Document).with_outputs(REJECTED_TAG, main="documents"))
         rejected = ((lines[REJECTED_TAG], parsed[REJECTED_TAG])
                     | "AllRejected" >> beam.Flatten().with_output_types(DeadLetter))
@@ -177,8 +182,8 @@ class ZipFitResult(NamedTuple):
 class ZipFitSelect(beam.PTransform):
     """PBegin -> ZipFitResult: read, parse, score against ``targets`` and select top-K."""
 
-    def __init__(self, files: Sequence[str], targets: Sequence[Document], top_k: int,
-                 text_field: str = "text", id_field: str = "id", compressor: str = "gzip",
+    def __init__(self, files: Sequence, targets: Sequence[Document], top_k: int,
+                 text_field: Union[str, TextSpec] = "text", id_field: str = "id", compressor: str = "gzip",
                  level: int = 1, threads: int = 1, batch_size: int = 64):
         super().__init__()
         self._files, self._targets, self._k = files, list(targets), top_k
