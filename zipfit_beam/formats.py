@@ -49,8 +49,10 @@ OUTPUT_SUFFIXES: Dict[str, Tuple[str, Optional[str]]] = {
     ".parquet": (PARQUET, "snappy"), ".snappy.parquet": (PARQUET, "snappy"),
     ".zstd.parquet": (PARQUET, "zstd"), ".gz.parquet": (PARQUET, "gzip"),
     ".lz4.parquet": (PARQUET, "lz4"), ".uncompressed.parquet": (PARQUET, "none"),
-    ".avro": (AVRO, "null"), ".deflate.avro": (AVRO, "deflate"), ".zstd.avro": (AVRO, "zstandard"),
-    ".bz2.avro": (AVRO, "bzip2"), ".xz.avro": (AVRO, "xz"),
+    # fastavro's zstandard and snappy codecs need further packages (backports.zstd,
+    # cramjam); these three need only the standard library.
+    ".avro": (AVRO, "null"), ".deflate.avro": (AVRO, "deflate"), ".bz2.avro": (AVRO, "bzip2"),
+    ".xz.avro": (AVRO, "xz"),
 }
 DEFAULT_SUFFIX = {JSONL: ".jsonl", PARQUET: ".parquet", AVRO: ".avro"}
 

@@ -148,7 +148,8 @@ def load_rows(pattern: str) -> Iterator[RowRecord]:
             f"--target {pattern}: cannot be loaded from the Hugging Face Hub: {e}"
             + (" (offline mode is on: HF_HUB_OFFLINE / HF_DATASETS_OFFLINE; the dataset is "
                "not in the local cache)" if datasets.config.HF_HUB_OFFLINE else "")) from None
-    yield from _rows(pattern, _one_split(pattern, loaded, split))
+    # load_dataset has applied the split when one was named; else it returns a DatasetDict
+    yield from _rows(pattern, _one_split(pattern, loaded, None))
 
 
 def builder_for(path: str) -> str:

@@ -38,7 +38,7 @@ class FieldText:
             return None, ("missing_text", f"no field {f!r}")
         text = obj[f]
         if not isinstance(text, str):
-            return None, ("text_not_string", f"field {f!r} is a {type(text).__name__}")
+            return None, ("text_not_string", f"field {f!r} is {_kind(text)}")
         if not text.strip():
             return None, ("empty_text", f"field {f!r} is empty or whitespace only")
         return text, None
@@ -84,8 +84,7 @@ class TextTemplate:
             elif isinstance(value, (int, float)) and not isinstance(value, bool):
                 out.append(str(value))
             else:
-                return None, ("text_not_string",
-                              f"template field {field!r} is a {type(value).__name__}")
+                return None, ("text_not_string", f"template field {field!r} is {_kind(value)}")
         text = "".join(out)
         if not text.strip():
             return None, ("empty_text", "the text template renders to blank text")
@@ -105,6 +104,10 @@ class TextTemplate:
 
 
 TextSpec = Union[FieldText, TextTemplate]
+
+
+def _kind(value) -> str:
+    return "null" if value is None else f"a {type(value).__name__}"
 
 
 def _compile(template: str):

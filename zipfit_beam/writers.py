@@ -149,6 +149,26 @@ class TakeRowsDoFn(beam.DoFn):
                 yield (path, position), row
 
 
+class TakeSelectedRows(beam.PTransform):
+    """PCollection[ScoredDocument] of Parquet/Avro sources -> (Key, whole row + zipfit_score):
+    the documents are grouped by file and each file's selected rows read again."""
+
+    def __init__(self, row_formats: Dict[str, str]):
+        super().__init__()
+        self._row_formats = row_formats
+
+    def expand(self, selected):
+        return (selected
+                | "KeyByFile" >> beam.Map(lambda d: (d.source, (d.position, d.score)))
+                | "GroupByFile" >> beam.GroupByKey()
+                | "TakeRows" >> beam.ParDo(TakeRowsDoFn(self._row_formats)))
+
+
+def _is_jsonl(doc: ScoredDocument, _partitions=2) -> int:
+    """Partition: 0 for a JSONL document (it carries its line), 1 for a Parquet/Avro one."""
+    return 0 if doc.record else 1
+
+
 class MaterializeRows(beam.PTransform):
     """PCollection[ScoredDocument] -> PCollection[(Key, row dict with zipfit_score)].
 
@@ -160,17 +180,15 @@ class MaterializeRows(beam.PTransform):
         self._row_formats = row_formats
 
     def expand(self, selected):
-        parts = selected | "SplitByFormat" >> beam.Partition(lambda d, _: 0 if d.record else 1, 2)
+        parts = selected | "SplitByFormat" >> beam.Partition(_is_jsonl, 2)
         from_json = parts[0] | "DecodeJson" >> beam.Map(_json_row)
-        from_files = (parts[1]
-                      | "KeyByFile" >> beam.Map(lambda d: (d.source, (d.position, d.score)))
-                      | "GroupByFile" >> beam.GroupByKey()
-                      | "TakeRows" >> beam.ParDo(TakeRowsDoFn(self._row_formats)))
+        from_files = parts[1] | "FromFiles" >> TakeSelectedRows(self._row_formats)
         return (from_json, from_files) | "AllRows" >> beam.Flatten()
 
 
-def _selected_line(doc: ScoredDocument) -> Optional[bytes]:
-    return with_score(doc.record, doc.score) if doc.record else None
+def _selected_line(doc: ScoredDocument) -> bytes:
+    """A JSONL document's original line, byte for byte, with its score spliced in."""
+    return with_score(doc.record, doc.score)
 
 
 # --- row files --------------------------------------------------------------------------
@@ -358,14 +376,14 @@ class WriteSelected(beam.PTransform):
         prefix = posixpath.join(self._staging, "selected")
         if plan.format == formats.JSONL:
             if plan.row_formats:  # Parquet/Avro sources: their rows become JSON lines
-                rows = selected | "Rows" >> MaterializeRows(plan.row_formats)
-                row_lines = rows | "RowLines" >> beam.Map(lambda kv: formats.row_json(kv[1]))
-                json_lines = (selected
-                              | "JsonLines" >> beam.Map(_selected_line)
-                              | "OnlyJsonLines" >> beam.Filter(lambda line: line is not None))
+                parts = selected | "SplitByFormat" >> beam.Partition(_is_jsonl, 2)
+                json_lines = parts[0] | "FormatSelected" >> beam.Map(_selected_line)
+                row_lines = (parts[1]
+                             | "FromFiles" >> TakeSelectedRows(plan.row_formats)
+                             | "RowLines" >> beam.Map(lambda kv: formats.row_json(kv[1])))
                 lines = (json_lines, row_lines) | "AllLines" >> beam.Flatten()
             else:
-                lines = selected | "FormatSelected" >> beam.Map(lambda d: with_score(d.record, d.score))
+                lines = selected | "FormatSelected" >> beam.Map(_selected_line)
             return lines | "WriteText" >> beam.io.WriteToText(
                 prefix, file_name_suffix=plan.suffix, num_shards=plan.num_shards,
                 shard_name_template="-SSSSS-of-NNNNN")
