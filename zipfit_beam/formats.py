@@ -349,12 +349,13 @@ def _replace_surrogates(value):
 
 
 def take_avro_rows(f: BinaryIO, positions: Sequence[int]) -> Iterator[Tuple[int, dict]]:
-    """(position, whole record) for the given 0-based row indices of an Avro file."""
+    """(position, whole record) for the given 0-based row indices of an Avro file. Rows not
+    taken may hold invalid UTF-8 (they were rejected); the taken ones were checked."""
     import fastavro
     wanted = set(positions)
     last = max(wanted) if wanted else -1
     position = -1
-    for position, record in enumerate(fastavro.reader(f)):
+    for position, record in enumerate(fastavro.reader(f, handle_unicode_errors="surrogateescape")):
         if position in wanted:
             yield position, record
         if position >= last:
