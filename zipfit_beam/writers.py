@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import AsList, AsSingleton
@@ -267,7 +268,7 @@ def write_row_file(path: str, rows: Iterable[dict], fmt: str, codec: Optional[st
                 count += len(batch)
             writer.close()
             tmp.seek(0)
-            with FileSystems.create(path) as out:
+            with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as out:
                 shutil.copyfileobj(tmp, out, 1 << 20)
         return count
     import fastavro
@@ -278,7 +279,7 @@ def write_row_file(path: str, rows: Iterable[dict], fmt: str, codec: Optional[st
             count += 1
             yield schemas.shape(row, fmt)
 
-    with FileSystems.create(path) as out:
+    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as out:
         fastavro.writer(out, schemas.parsed_avro, shaped(), codec=codec or "null")
     return count
 
