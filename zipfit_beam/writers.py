@@ -34,7 +34,7 @@ from apache_beam.pvalue import AsList, AsSingleton
 from zipfit_beam import formats, io
 from zipfit_beam.parsing import dead_letter_json, with_score
 from zipfit_beam.records import DeadLetter, ScoredDocument
-from zipfit_beam.templates import TextSpec, as_text_spec
+from zipfit_beam.templates import TextSpec, TextTemplate, as_text_spec
 
 _LOG = logging.getLogger(__name__)
 
@@ -47,8 +47,10 @@ class OutputPlan:
     """How the output is written; decided in the launcher from the config and the sources.
 
     ``schema``: ``"input"`` (the sources' own schema plus zipfit_score), ``"inferred"``
-    (from the rows written) or ``None`` for JSONL. ``row_formats``: the format of every
-    Parquet/Avro source file, whose selected rows are read again for the output."""
+    (from the rows written) or ``None`` for JSONL. ``row_sources``: some sources are
+    Parquet/Avro files, whose selected rows are read again for the output;
+    ``format_overrides``: the format of those whose name does not say it (``--format``),
+    so the job graph does not carry every path twice."""
     format: str
     suffix: str
     codec: Optional[str]
@@ -56,7 +58,8 @@ class OutputPlan:
     schema: Optional[str] = None
     arrow_schema: Any = None  # pyarrow.Schema when Parquet output keeps the input schema
     avro_schema: Optional[dict] = None  # when Avro output has a fixed schema
-    row_formats: Dict[str, str] = field(default_factory=dict)
+    row_sources: bool = False
+    format_overrides: Dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> dict:
         return {"format": self.format, "suffix": self.suffix, "codec": self.codec,
@@ -78,6 +81,13 @@ def _check_fields(schemas: Sequence[Tuple[str, Any]], names_of, fmt: str,
                          f"source (fields: {', '.join(sorted(columns))})")
 
 
+def _named_format(path: str) -> Optional[str]:
+    try:
+        return formats.detect_format(path)
+    except ValueError:
+        return None
+
+
 def plan_output(files: Sequence[io.InputFile], output_format: Optional[str],
                 output_suffix: Optional[str], num_shards: int,
                 text: TextSpec | str = "text") -> OutputPlan:
@@ -85,11 +95,12 @@ def plan_output(files: Sequence[io.InputFile], output_format: Optional[str],
     Avro headers of the sources (in parallel) to check the text fields and to take their
     schemas. Raises ValueError for a combination that cannot be written."""
     text = as_text_spec(text)
-    what = "--text-template field" if len(text.fields) > 1 or not hasattr(text, "field") else "--text-field"
+    what = "--text-template field" if isinstance(text, TextTemplate) else "--text-field"
     input_formats = {f for _, f in files}
     fmt, suffix, codec = formats.resolve_output(output_format, output_suffix, input_formats)
-    row_formats = {p: f for p, f in files if f != formats.JSONL}
-    plan = dict(format=fmt, suffix=suffix, codec=codec, num_shards=num_shards, row_formats=row_formats)
+    overrides = {p: f for p, f in files if f != formats.JSONL and _named_format(p) != f}
+    plan = dict(format=fmt, suffix=suffix, codec=codec, num_shards=num_shards,
+                row_sources=bool(input_formats - {formats.JSONL}), format_overrides=overrides)
     headers = {}
     for kind in (formats.PARQUET, formats.AVRO):
         if kind in input_formats:
@@ -132,14 +143,14 @@ class TakeRowsDoFn(beam.DoFn):
     """(file, [(position, score)]) -> ((file, position), whole row + zipfit_score) for the
     selected rows of one Parquet or Avro file (only its row groups that hold them)."""
 
-    def __init__(self, row_formats: Dict[str, str]):
-        self._row_formats = row_formats
+    def __init__(self, format_overrides: Dict[str, str]):
+        self._overrides = format_overrides
         self._rows = Metrics.counter("zipfit", "passthrough_rows")
 
     def process(self, element):
         path, scored = element
         scores = dict(scored)
-        fmt = self._row_formats.get(path) or formats.detect_format(path)
+        fmt = self._overrides.get(path) or formats.detect_format(path)
         take = formats.take_parquet_rows if fmt == formats.PARQUET else formats.take_avro_rows
         with io.open_file(path) as f:
             for position, row in take(f, sorted(scores)):
@@ -154,15 +165,15 @@ class TakeSelectedRows(beam.PTransform):
     """PCollection[ScoredDocument] of Parquet/Avro sources -> (Key, whole row + zipfit_score):
     the documents are grouped by file and each file's selected rows read again."""
 
-    def __init__(self, row_formats: Dict[str, str]):
+    def __init__(self, format_overrides: Dict[str, str]):
         super().__init__()
-        self._row_formats = row_formats
+        self._overrides = format_overrides
 
     def expand(self, selected):
         return (selected
                 | "KeyByFile" >> beam.Map(lambda d: (d.source, (d.position, d.score)))
                 | "GroupByFile" >> beam.GroupByKey()
-                | "TakeRows" >> beam.ParDo(TakeRowsDoFn(self._row_formats)))
+                | "TakeRows" >> beam.ParDo(TakeRowsDoFn(self._overrides)))
 
 
 def _is_jsonl(doc: ScoredDocument, _partitions=2) -> int:
@@ -176,14 +187,14 @@ class MaterializeRows(beam.PTransform):
     JSONL documents carry their line (decoded here); Parquet/Avro documents carry none
     (``record == b""``): their rows are read again, whole, grouped by file."""
 
-    def __init__(self, row_formats: Dict[str, str]):
+    def __init__(self, format_overrides: Dict[str, str]):
         super().__init__()
-        self._row_formats = row_formats
+        self._overrides = format_overrides
 
     def expand(self, selected):
         parts = selected | "SplitByFormat" >> beam.Partition(_is_jsonl, 2)
         from_json = parts[0] | "DecodeJson" >> beam.Map(_json_row)
-        from_files = parts[1] | "FromFiles" >> TakeSelectedRows(self._row_formats)
+        from_files = parts[1] | "FromFiles" >> TakeSelectedRows(self._overrides)
         return (from_json, from_files) | "AllRows" >> beam.Flatten()
 
 
@@ -376,11 +387,11 @@ class WriteSelected(beam.PTransform):
         plan = self._plan
         prefix = posixpath.join(self._staging, "selected")
         if plan.format == formats.JSONL:
-            if plan.row_formats:  # Parquet/Avro sources: their rows become JSON lines
+            if plan.row_sources:  # Parquet/Avro sources: their rows become JSON lines
                 parts = selected | "SplitByFormat" >> beam.Partition(_is_jsonl, 2)
                 json_lines = parts[0] | "FormatSelected" >> beam.Map(_selected_line)
                 row_lines = (parts[1]
-                             | "FromFiles" >> TakeSelectedRows(plan.row_formats)
+                             | "FromFiles" >> TakeSelectedRows(plan.format_overrides)
                              | "RowLines" >> beam.Map(lambda kv: formats.row_json(kv[1])))
                 lines = (json_lines, row_lines) | "AllLines" >> beam.Flatten()
             else:
@@ -388,7 +399,7 @@ class WriteSelected(beam.PTransform):
             return lines | "WriteText" >> beam.io.WriteToText(
                 prefix, file_name_suffix=plan.suffix, num_shards=plan.num_shards,
                 shard_name_template="-SSSSS-of-NNNNN")
-        rows = selected | "Rows" >> MaterializeRows(plan.row_formats)
+        rows = selected | "Rows" >> MaterializeRows(plan.format_overrides)
         return rows | "WriteRows" >> WriteRowFiles(
             self._staging, "selected", plan.format, plan.suffix, plan.codec, plan.num_shards,
             plan.arrow_schema, plan.avro_schema)

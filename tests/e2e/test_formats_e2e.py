@@ -149,6 +149,9 @@ def test_format_flag_overrides_the_name(tmp_path, docs, targets):
     tgt = write_jsonl(tmp_path / "t.jsonl", targets)
     selected, _, _ = select(tmp_path, "out", [src], tgt, "--format=parquet")
     assert sorted(r["id"] for r in selected) == sorted(oracle_top_k(oracle_scores(docs, targets), K))
+    # --num-shards 0 (the default): one Parquet shard per 100,000 rows
+    assert sorted(os.listdir(tmp_path / "out")) == [
+        "manifest.json", "rejected-00000-of-00001.parquet", "selected-00000-of-00001.parquet"]
 
 
 # --- targets: templates and Hugging Face datasets ---------------------------------------

@@ -199,3 +199,11 @@ def test_score_column_is_appended_or_replaced():
 def test_row_json_restores_invalid_bytes_and_encodes_binary():
     line = formats.row_json({"t": "caf\udce9", "b": b"\x00\x01"})
     assert line == b'{"t": "caf\xe9", "b": "AAE="}'
+
+
+def test_pass_through_column_with_invalid_utf8_is_replaced_not_fatal(tmp_path):
+    table = pa.table({"id": ["a", "b"], "text": ["x", "y"], "note": invalid_utf8_strings([b"ok", b"caf\xe9"])})
+    path = str(tmp_path / "n.parquet")
+    pq.write_table(table, path)
+    got = dict(formats.take_parquet_rows(open(path, "rb"), [0, 1]))
+    assert got[0]["note"] == "ok" and got[1]["note"] == "caf\ufffd"
