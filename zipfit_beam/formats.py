@@ -24,12 +24,15 @@ import datetime
 import decimal
 import io
 import json
+import logging
 import posixpath
 import uuid
 from typing import (Any, BinaryIO, Dict, Iterable, Iterator, List, Mapping, NamedTuple,
                     Optional, Sequence, Tuple, Union)
 
 from zipfit_beam.records import DeadLetter, RawRecord, RowRecord
+
+_LOG = logging.getLogger(__name__)
 
 JSONL, PARQUET, AVRO, HF = "jsonl", "parquet", "avro", "hf"
 SOURCE_FORMATS = (JSONL, PARQUET, AVRO)
@@ -333,14 +336,16 @@ def _rows_lenient(batch) -> List[dict]:
     (never read for scoring) is decoded with replacement characters rather than failing."""
     try:
         return batch.to_pylist()
-    except (UnicodeDecodeError, ValueError):
-        rows = arrow_rows(batch)
-        return [_replace_surrogates(r) for r in rows]
+    except (UnicodeDecodeError, ValueError) as e:
+        _LOG.warning("a pass-through column holds invalid UTF-8 (%s); writing U+FFFD for it", e)
+        return [_replace_surrogates(r) for r in arrow_rows(batch)]
 
 
 def _replace_surrogates(value):
     if isinstance(value, str):
-        return value.encode("utf-8", "replace").decode("utf-8") if not value.isascii() else value
+        if value.isascii():
+            return value
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     if isinstance(value, dict):
         return {k: _replace_surrogates(v) for k, v in value.items()}
     if isinstance(value, list):
