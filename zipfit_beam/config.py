@@ -67,7 +67,8 @@ class SelectConfig:
             raise ValueError(f"--format must be auto or one of {', '.join(formats.SOURCE_FORMATS)}")
         if self.target_format not in ("auto",) + formats.TARGET_FORMATS:
             raise ValueError(f"--target-format must be auto or one of {', '.join(formats.TARGET_FORMATS)}")
-        self.source_text, self.target_text  # compile the templates: a bad one fails here
+        for spec in ("source_text", "target_text"):  # compile the templates: a bad one fails here
+            getattr(self, spec)
         if self.scoring_threads < 1 or self.batch_size < 1:
             raise ValueError("scoring threads and batch size must be >= 1")
         for name in ("text_field", "id_field"):

@@ -18,7 +18,7 @@ import lzma
 import posixpath
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import BinaryIO, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import BinaryIO, Iterable, Iterator, List, Sequence, Tuple, Union
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes

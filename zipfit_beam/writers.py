@@ -33,7 +33,7 @@ from apache_beam.pvalue import AsList, AsSingleton
 
 from zipfit_beam import formats, io
 from zipfit_beam.parsing import dead_letter_json, with_score
-from zipfit_beam.records import DeadLetter, ScoredDocument
+from zipfit_beam.records import ScoredDocument
 from zipfit_beam.templates import TextSpec, TextTemplate, as_text_spec
 
 _LOG = logging.getLogger(__name__)

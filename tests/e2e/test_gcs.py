@@ -27,7 +27,7 @@ from zipfit_beam.cli import main as cli_main
 from zipfit_beam.pipeline import run
 
 from tests.conftest import write_jsonl, write_lines
-from tests.fixtures_io import read_output, read_rows, write_avro, write_parquet
+from tests.fixtures_io import read_output, write_avro, write_parquet
 
 BUCKET = "zipfit-test"
 FAKE_ADC = {"type": "authorized_user", "client_id": "emulator", "client_secret": "emulator",

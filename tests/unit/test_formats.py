@@ -1,7 +1,6 @@
 """Format detection, readers and their dead letters, schema work. No Beam pipeline."""
 
 import io
-import json
 
 import fastavro
 import pyarrow as pa
@@ -10,7 +9,7 @@ import pytest
 import zstandard
 
 from zipfit_beam import formats
-from zipfit_beam.records import DeadLetter, RawRecord, RowRecord
+from zipfit_beam.records import DeadLetter, RowRecord
 
 from tests.fixtures_io import (corrupt_parquet_row_group, invalid_utf8_strings, write_avro,
                                write_parquet)
