@@ -31,7 +31,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     try:
         run(rest)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, ConnectionError) as e:
         print(f"zipfit-beam {command}: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -6,9 +6,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from zipfit_beam import ncd
+from zipfit_beam import formats, ncd
+from zipfit_beam.templates import FieldText, TextSpec, TextTemplate
 
-OUTPUT_SUFFIXES = (".jsonl", ".jsonl.gz")
+OUTPUT_SUFFIXES = tuple(formats.OUTPUT_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -16,8 +17,11 @@ class SelectConfig:
     """Everything that decides a selection.
 
     ``sources`` / ``targets``: file patterns (local paths or any Beam filesystem, e.g.
-    gs://); ``output``: the directory that receives ``selected-*``, ``rejected-*`` and
-    ``manifest.json``.
+    gs://; targets also ``hf:NAME[:CONFIG][:SPLIT]`` and ``save_to_disk`` directories);
+    ``output``: the directory that receives ``selected-*``, ``rejected-*`` and
+    ``manifest.json``. ``*_format``: ``auto`` follows each file's name. ``text_template``
+    builds the text from several fields (see ``templates``). ``output_format`` None and
+    ``output_suffix`` None: the output follows the sources' format.
     """
     sources: Tuple[str, ...]
     targets: Tuple[str, ...]
@@ -29,10 +33,15 @@ class SelectConfig:
     compressor: str = "gzip"
     level: int = 1
     num_shards: int = 0  # 0: let the runner decide
-    output_suffix: str = ".jsonl"
+    output_suffix: Optional[str] = None  # None: the output format's default (.jsonl, .parquet, .avro)
     scoring_threads: int = 1  # threads per worker process inside the scoring step
     batch_size: int = 64  # documents per scoring call (amortises per-element overhead)
     overwrite: bool = False
+    source_format: str = "auto"
+    target_format: str = "auto"
+    text_template: Optional[str] = None
+    target_text_template: Optional[str] = None
+    output_format: Optional[str] = None  # None: as the sources (or as --output-suffix names)
 
     def __post_init__(self):
         if not self.sources:
@@ -46,8 +55,20 @@ class SelectConfig:
         ncd.check_compressor(self.compressor, self.level)
         if self.num_shards < 0:
             raise ValueError("--num-shards must be >= 0")
-        if self.output_suffix not in OUTPUT_SUFFIXES:
-            raise ValueError(f"output suffix must be one of {OUTPUT_SUFFIXES}")
+        if self.output_suffix is not None and self.output_suffix not in OUTPUT_SUFFIXES:
+            raise ValueError(f"--output-suffix must be one of {', '.join(OUTPUT_SUFFIXES)}")
+        if self.output_format is not None and self.output_format not in formats.SOURCE_FORMATS:
+            raise ValueError(f"--output-format must be one of {', '.join(formats.SOURCE_FORMATS)}")
+        if self.output_format and self.output_suffix and \
+                formats.OUTPUT_SUFFIXES[self.output_suffix][0] != self.output_format:
+            raise ValueError(f"--output-suffix {self.output_suffix} does not fit "
+                             f"--output-format {self.output_format}")
+        if self.source_format not in ("auto",) + formats.SOURCE_FORMATS:
+            raise ValueError(f"--format must be auto or one of {', '.join(formats.SOURCE_FORMATS)}")
+        if self.target_format not in ("auto",) + formats.TARGET_FORMATS:
+            raise ValueError(f"--target-format must be auto or one of {', '.join(formats.TARGET_FORMATS)}")
+        for spec in ("source_text", "target_text"):  # compile the templates: a bad one fails here
+            getattr(self, spec)
         if self.scoring_threads < 1 or self.batch_size < 1:
             raise ValueError("scoring threads and batch size must be >= 1")
         for name in ("text_field", "id_field"):
@@ -57,6 +78,22 @@ class SelectConfig:
     @property
     def target_field(self) -> str:
         return self.target_text_field or self.text_field
+
+    @property
+    def source_text(self) -> TextSpec:
+        """Where a source record's text comes from: the template, else the text field."""
+        if self.text_template is not None:
+            return TextTemplate(self.text_template)
+        return FieldText(self.text_field)
+
+    @property
+    def target_text(self) -> TextSpec:
+        """A target's text: --target-text-template, --target-text-field, then the source's."""
+        if self.target_text_template is not None:
+            return TextTemplate(self.target_text_template)
+        if self.target_text_field is not None:
+            return FieldText(self.target_text_field)
+        return self.source_text
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

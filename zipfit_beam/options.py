@@ -17,8 +17,9 @@ from typing import List, Optional, Tuple
 
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from zipfit_beam import ncd
+from zipfit_beam import formats, ncd
 from zipfit_beam.config import SelectConfig
+from zipfit_beam.templates import unescape_cli
 
 LOCAL_RUNNERS = {None, "FnApiRunner", "DirectRunner", "BundleBasedDirectRunner"}
 DEFAULT_LOCAL_RUNNER = "FnApiRunner"
@@ -30,16 +31,31 @@ def select_parser() -> argparse.ArgumentParser:
         description="Select the source documents best aligned with a target set by ZIP-FIT. "
                     "Unknown --flags go to Beam's PipelineOptions.")
     p.add_argument("--source", action="append", required=True, metavar="PATTERN",
-                   help="source JSONL files (glob; .gz/.zst by extension); repeatable")
+                   help="source files (glob, local or gs://): JSONL (.jsonl/.json, .gz/.zst/.bz2/"
+                        ".xz by extension), Parquet (.parquet), Avro (.avro); repeatable")
     p.add_argument("--target", action="append", required=True, metavar="PATTERN",
-                   help="target JSONL files (glob); repeatable")
+                   help="target files as for --source, .csv/.tsv/.arrow/.txt (read by `datasets`), "
+                        "a save_to_disk directory [DIR:SPLIT], or hf:NAME[:CONFIG][:SPLIT] "
+                        "from the Hugging Face Hub; repeatable")
+    p.add_argument("--format", dest="source_format", default="auto",
+                   choices=("auto",) + formats.SOURCE_FORMATS,
+                   help="format of the source files (default: auto, from each file's name)")
+    p.add_argument("--target-format", default="auto", choices=("auto",) + formats.TARGET_FORMATS,
+                   help="format of the target files (default: auto, from each file's name; "
+                        "hf: read them with datasets.load_dataset)")
     p.add_argument("--output", required=True, metavar="DIR",
                    help="output directory: selected-*, rejected-*, manifest.json")
     p.add_argument("--top-k", type=int, required=True, metavar="N",
                    help="number of documents to select")
-    p.add_argument("--text-field", default="text", help="record field holding the text (default: text)")
+    p.add_argument("--text-field", default=None, help="record field holding the text (default: text)")
     p.add_argument("--target-text-field", default=None,
                    help="text field of target records (default: --text-field)")
+    p.add_argument("--text-template", default=None, metavar="TEMPLATE",
+                   help="build the text from several fields instead of --text-field, e.g. "
+                        "'Problem: {prompt}\\nSolution: {canonical_solution}'; plain {field} "
+                        "placeholders only; \\n and \\t are newline and tab")
+    p.add_argument("--target-text-template", default=None, metavar="TEMPLATE",
+                   help="template for target records (default: --target-text-field, else as sources)")
     p.add_argument("--id-field", default="id",
                    help="record field holding a stable id (default: id); "
                         "records without one get a hash of their text")
@@ -49,8 +65,13 @@ def select_parser() -> argparse.ArgumentParser:
     p.add_argument("--level", type=int, default=None,
                    help="compression level (default: gzip 1, lz4 0, zstd 1, isal 1; gzip 0 is refused)")
     p.add_argument("--num-shards", type=int, default=0, help="output shards (default: runner decides)")
-    p.add_argument("--output-suffix", default=".jsonl", choices=[".jsonl", ".jsonl.gz"],
-                   help="suffix, and so compression, of the output shards (default: .jsonl)")
+    p.add_argument("--output-format", default=None, choices=formats.SOURCE_FORMATS,
+                   help="format of the output shards (default: that of the sources)")
+    p.add_argument("--output-suffix", default=None, choices=list(formats.OUTPUT_SUFFIXES),
+                   metavar="SUFFIX",
+                   help="suffix, and so compression, of the output shards: "
+                        + ", ".join(formats.OUTPUT_SUFFIXES)
+                        + " (default: .jsonl, .parquet or .avro after the output format)")
     p.add_argument("--scoring-threads", type=int, default=None,
                    help="scoring threads per worker process (default: all cores on a local "
                         "run, 1 on a distributed runner, which runs a process per core)")
@@ -70,11 +91,20 @@ def parse_select_args(argv: Optional[List[str]]) -> Tuple[SelectConfig, Pipeline
         standard.runner = DEFAULT_LOCAL_RUNNER
         options.view_as(DirectOptions).direct_running_mode = "in_memory"
     threads = args.scoring_threads or ((os.cpu_count() or 1) if local else 1)
+    if args.text_field is not None and args.text_template is not None:
+        raise ValueError("give --text-field or --text-template, not both")
+    if args.target_text_field is not None and args.target_text_template is not None:
+        raise ValueError("give --target-text-field or --target-text-template, not both")
     config = SelectConfig(
         sources=tuple(args.source), targets=tuple(args.target), output=args.output.rstrip("/"),
-        top_k=args.top_k, text_field=args.text_field, id_field=args.id_field,
+        top_k=args.top_k, text_field=args.text_field or "text", id_field=args.id_field,
         target_text_field=args.target_text_field, compressor=args.compressor,
         level=ncd.default_level(args.compressor) if args.level is None else args.level,
         num_shards=args.num_shards, output_suffix=args.output_suffix, scoring_threads=threads,
-        batch_size=args.batch_size, overwrite=args.overwrite)
+        batch_size=args.batch_size, overwrite=args.overwrite, source_format=args.source_format,
+        target_format=args.target_format,
+        text_template=None if args.text_template is None else unescape_cli(args.text_template),
+        target_text_template=None if args.target_text_template is None
+        else unescape_cli(args.target_text_template),
+        output_format=args.output_format)
     return config, options

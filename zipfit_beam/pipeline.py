@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import platform
+from collections import Counter
 import posixpath
 import uuid
 import zlib
@@ -20,9 +21,8 @@ import apache_beam as beam
 from apache_beam.pvalue import AsList, AsSingleton
 
 import zipfit_beam
-from zipfit_beam import io, ncd
+from zipfit_beam import formats, io, ncd, writers
 from zipfit_beam.config import SelectConfig
-from zipfit_beam.parsing import dead_letter_json
 from zipfit_beam.records import Document
 from zipfit_beam.transforms import ZipFitSelect
 
@@ -41,23 +41,24 @@ def _threshold_json(key) -> Optional[dict]:
     return {"score": -neg_score, "id": doc_id, "source": source, "position": position}
 
 
-def build_pipeline(p: beam.Pipeline, config: SelectConfig, files: Sequence[str],
-                   targets: Sequence[Document]):
-    """Add the whole job to ``p``. ``files``: the resolved source files; ``targets``: the
-    parsed target documents (see ``io.load_targets``). Returns the ZipFitResult."""
+def build_pipeline(p: beam.Pipeline, config: SelectConfig, files: Sequence,
+                   targets: Sequence[Document], plan: Optional[writers.OutputPlan] = None):
+    """Add the whole job to ``p``. ``files``: the resolved source files (paths, or
+    ``(path, format)`` pairs from ``io.resolve_sources``); ``targets``: the parsed target
+    documents (see ``io.load_targets``); ``plan``: how the output is written (default:
+    ``writers.plan_output`` from the config). Returns the ZipFitResult."""
+    files = [(f, formats.detect_format(f)) if isinstance(f, str) else tuple(f) for f in files]
+    if plan is None:
+        plan = writers.plan_output(files, config.output_format, config.output_suffix,
+                                   config.num_shards, config.source_text)
     staging = posixpath.join(config.output, f"_staging-{uuid.uuid4().hex[:12]}")
     result = p | "ZipFitSelect" >> ZipFitSelect(
-        files, targets, config.top_k, config.text_field, config.id_field, config.compressor,
+        files, targets, config.top_k, config.source_text, config.id_field, config.compressor,
         config.level, config.scoring_threads, config.batch_size)
 
-    def write(lines, name):
-        return (lines
-                | f"Write{name}" >> beam.io.WriteToText(
-                    posixpath.join(staging, name.lower()), file_name_suffix=config.output_suffix,
-                    num_shards=config.num_shards, shard_name_template="-SSSSS-of-NNNNN"))
-
-    selected_files = write(result.selected_records, "Selected")
-    rejected_files = write(result.rejected | "FormatRejected" >> beam.Map(dead_letter_json), "Rejected")
+    selected_files = result.selected | "WriteSelected" >> writers.WriteSelected(
+        plan, staging, config.source_text, config.id_field)
+    rejected_files = result.rejected | "WriteRejected" >> writers.WriteRejected(plan, staging)
 
     def count(pcoll, name):
         return AsSingleton(pcoll | f"Count{name}" >> beam.combiners.Count.Globally())
@@ -65,7 +66,9 @@ def build_pipeline(p: beam.Pipeline, config: SelectConfig, files: Sequence[str],
     manifest = {"config": config.to_dict(), "versions": versions(),
                 "kernel": ncd.kernel_name(config.compressor, config.level),
                 "targets": {"count": len(targets), "files": sorted({d.source for d in targets})},
-                "sources": {"files": len(files)}}
+                "sources": {"files": len(files),
+                            "formats": dict(sorted(Counter(f for _, f in files).items()))},
+                "output": plan.describe()}
     staged = (selected_files, rejected_files) | "AllStaged" >> beam.Flatten()
     reasons = (result.rejected
                | "RejectReasons" >> beam.Map(lambda d: d.reason)
@@ -97,8 +100,11 @@ def run(argv: Optional[List[str]] = None):
     from zipfit_beam.options import parse_select_args
 
     config, pipeline_options = parse_select_args(argv)
-    files = io.resolve_inputs(config.sources, "--source")
-    targets = io.load_targets(config.targets, config.target_field, config.id_field)
+    files = io.resolve_sources(config.sources, config.source_format)
+    targets = io.load_targets(config.targets, config.target_text, config.id_field,
+                              config.target_format)
+    plan = writers.plan_output(files, config.output_format, config.output_suffix,
+                               config.num_shards, config.source_text)
     old = io.existing_outputs(config.output)
     if old and not config.overwrite:
         raise FileExistsError(
@@ -107,7 +113,7 @@ def run(argv: Optional[List[str]] = None):
     _LOG.info("zipfit-beam: %d source files, %d targets, kernel=%s", len(files), len(targets),
               ncd.kernel_name(config.compressor, config.level))
     p = beam.Pipeline(options=pipeline_options)
-    build_pipeline(p, config, files, targets)
+    build_pipeline(p, config, files, targets, plan)
     result = p.run()
     result.wait_until_finish()
     return result

@@ -1,8 +1,9 @@
 """The elements that cross PCollections, and the ranking key.
 
 Every record read is exactly one of: a ``Document`` that gets scored, or a
-``DeadLetter`` with a reason. ``source`` + ``position`` (file path, 1-based line)
-name the record in its input, so every element can be traced back.
+``DeadLetter`` with a reason. ``source`` + ``position`` name the record in its input
+(JSONL: file path and 1-based line; Parquet/Avro: file path and 0-based row index;
+Hugging Face targets: the dataset and row index), so every element can be traced back.
 """
 
 from __future__ import annotations
@@ -17,19 +18,28 @@ class RawRecord(NamedTuple):
     data: bytes
 
 
+class RowRecord(NamedTuple):
+    """One decoded input row (Parquet, Avro): only the fields scoring needs (text or
+    template fields, id). ``position`` is the 0-based row index within the file."""
+    source: str
+    position: int
+    row: dict
+
+
 class Document(NamedTuple):
     """A parsed source or target document."""
     id: str
     text: str
     source: str
     position: int
-    record: bytes  # the original record, unchanged, for the output
+    record: bytes  # JSONL: the original line, unchanged, for the output; Parquet/Avro: b""
+    # (their selected rows are read again, whole, when the output is written)
 
 
 class ScoredDocument(NamedTuple):
     """A document's score and where it lives: small (no text, no record), so every scored
     document can be kept, ranked and shuffled cheaply. The records of the selected ones
-    are fetched from their source files at the end (``io.FetchRecordsDoFn``)."""
+    are fetched from their source files at the end (``writers.FetchSelected``)."""
     id: str
     score: float
     source: str

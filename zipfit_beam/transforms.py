@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
-from typing import List, NamedTuple, Optional, Sequence
+from typing import List, NamedTuple, Optional, Sequence, Union
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import AsList, AsSingleton, PCollection
 from apache_beam.utils import shared
 
-from zipfit_beam.io import READ_COUNT_TAG, REJECTED_TAG, FetchRecordsDoFn, ParseDocumentDoFn, ReadLinesDoFn
+from zipfit_beam.io import READ_COUNT_TAG, REJECTED_TAG, ParseDocumentDoFn, ReadRecordsDoFn, needed_fields
 from zipfit_beam.ncd import TargetSet
-from zipfit_beam.records import (DeadLetter, Document, RankKey, RawRecord, ScoredDocument,
-                                 is_selected, rank_key, threshold_from_top)
+from zipfit_beam.records import (DeadLetter, Document, RankKey, RawRecord, RowRecord,
+                                 ScoredDocument, is_selected, rank_key, threshold_from_top)
+from zipfit_beam.templates import TextSpec, as_text_spec
 
 
 class ReadResult(NamedTuple):
@@ -31,22 +32,26 @@ class ReadResult(NamedTuple):
 
 
 class ReadDocuments(beam.PTransform):
-    """PBegin -> ReadResult. Reads JSONL files (a resolved file list) line by line and
-    parses each line; files are spread over workers before reading."""
+    """PBegin -> ReadResult. Reads a resolved file list (paths, whose format follows their
+    name, or ``(path, format)`` pairs: JSONL, Parquet, Avro) record by record and parses
+    each record; files are spread over workers before reading. Parquet files are read
+    only in the columns the text (a field name or a TextSpec) and the id need."""
 
-    def __init__(self, files: Sequence[str], text_field: str, id_field: str):
+    def __init__(self, files: Sequence, text: Union[str, TextSpec], id_field: str):
         super().__init__()
-        self._files, self._text_field, self._id_field = list(files), text_field, id_field
+        self._files = [tuple(f) if not isinstance(f, str) else f for f in files]
+        self._text, self._id_field = as_text_spec(text), id_field
 
     def expand(self, pbegin):
         lines = (pbegin
                  | "ListFiles" >> beam.Create(self._files)
                  | "SpreadFiles" >> beam.Reshuffle()
-                 | "ReadLines" >> beam.ParDo(ReadLinesDoFn()).with_output_types(RawRecord)
+                 | "ReadLines" >> beam.ParDo(ReadRecordsDoFn(needed_fields(self._text, self._id_field)))
+                 .with_output_types(Union[RawRecord, RowRecord])
                  .with_outputs(REJECTED_TAG, READ_COUNT_TAG, main="records"))
         read_count = lines[READ_COUNT_TAG] | "CountRead" >> beam.CombineGlobally(sum)
         parsed = (lines.records
-                  | "Parse" >> beam.ParDo(ParseDocumentDoFn(self._text_field, self._id_field))
+                  | "Parse" >> beam.ParDo(ParseDocumentDoFn(self._text, self._id_field))
                   .with_output_types(Document).with_outputs(REJECTED_TAG, main="documents"))
         rejected = ((lines[REJECTED_TAG], parsed[REJECTED_TAG])
                     | "AllRejected" >> beam.Flatten().with_output_types(DeadLetter))
@@ -163,42 +168,21 @@ class SelectTopK(beam.PTransform):
         return Selection(selected, threshold)
 
 
-class FetchSelected(beam.PTransform):
-    """PCollection[ScoredDocument] -> PCollection[bytes]: the original record of each selected
-    document, as a JSON line with its ``zipfit_score``.
-
-    Late materialisation: scoring keeps only small keys, so no runner has to hold or
-    shuffle the corpus text while the threshold is found; here the selected keys are
-    grouped by source file and each file is read once more by one worker, which emits the
-    lines at the selected positions."""
-
-    def __init__(self, text_field: str, id_field: str):
-        super().__init__()
-        self._fields = (text_field, id_field)
-
-    def expand(self, selected):
-        return (selected
-                | "BySourceFile" >> beam.Map(lambda d: (d.source, (d.position, d.id, d.score)))
-                | "GroupBySourceFile" >> beam.GroupByKey()
-                | "FetchRecords" >> beam.ParDo(FetchRecordsDoFn(*self._fields)).with_output_types(bytes))
-
-
 class ZipFitResult(NamedTuple):
     scored: PCollection  # PCollection[ScoredDocument], every scored document
     selected: PCollection  # PCollection[ScoredDocument], the selection
-    selected_records: PCollection  # PCollection[bytes], their output lines
     rejected: PCollection
     threshold: PCollection
     read: PCollection
 
 
 class ZipFitSelect(beam.PTransform):
-    """PBegin -> ZipFitResult: read, parse, score against ``targets``, select the top-K and
-    fetch the selected records (``selected``: PCollection[bytes] of output JSON lines;
-    ``scored``: every document's ScoredDocument)."""
+    """PBegin -> ZipFitResult: read, parse, score against ``targets`` and select the top-K
+    (``scored``/``selected``: small ScoredDocument keys; ``writers.WriteSelected`` fetches
+    the selected records from their files)."""
 
-    def __init__(self, files: Sequence[str], targets: Sequence[Document], top_k: int,
-                 text_field: str = "text", id_field: str = "id", compressor: str = "gzip",
+    def __init__(self, files: Sequence, targets: Sequence[Document], top_k: int,
+                 text_field: Union[str, TextSpec] = "text", id_field: str = "id", compressor: str = "gzip",
                  level: int = 1, threads: int = 1, batch_size: int = 64):
         super().__init__()
         self._files, self._targets, self._k = files, list(targets), top_k
@@ -211,6 +195,4 @@ class ZipFitSelect(beam.PTransform):
         targets = pbegin | "CreateTargets" >> beam.Create(self._targets).with_output_types(Document)
         scored = read.documents | "ScoreDocuments" >> ScoreDocuments(targets, **self._score_args)
         selection = scored | "SelectTopK" >> SelectTopK(self._k)
-        records = selection.selected | "FetchSelected" >> FetchSelected(*self._fields)
-        return ZipFitResult(scored, selection.selected, records, read.rejected, selection.threshold,
-                            read.read)
+        return ZipFitResult(scored, selection.selected, read.rejected, selection.threshold, read.read)

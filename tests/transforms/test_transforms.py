@@ -7,7 +7,8 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from zipfit_beam.parsing import parse_record
 from zipfit_beam.records import Document, RawRecord, ScoredDocument
-from zipfit_beam.transforms import FetchSelected, ReadDocuments, ScoreDocuments, SelectTopK
+from zipfit_beam.transforms import ReadDocuments, ScoreDocuments, SelectTopK
+from zipfit_beam.writers import FetchSelected
 
 from tests.conftest import BAD_LINES, oracle_scores, oracle_top_k, write_lines
 
@@ -78,6 +79,56 @@ def test_fetch_selected_reads_back_the_original_records(tmp_path, sources, test_
     picks = {3: 0.5, 17: 0.25, 40: 0.125}  # 1-based line -> score
     chosen = [ScoredDocument(sources[n - 1]["id"], score, path, n) for n, score in picks.items()]
     with test_pipeline as p:
-        lines = p | beam.Create(chosen).with_output_types(ScoredDocument) | FetchSelected("text", "id")
-        assert_that(lines | beam.Map(json.loads) | beam.Map(lambda r: (r.pop("zipfit_score"), r)),
+        lines = p | beam.Create(chosen).with_output_types(ScoredDocument) | FetchSelected({}, "text", "id")
+        assert_that(lines | beam.Map(lambda kv: json.loads(kv[1])) | "SplitScore" >> beam.Map(lambda r: (r.pop("zipfit_score"), r)),
                     equal_to([(score, sources[n - 1]) for n, score in picks.items()]))
+
+
+# --- formats ----------------------------------------------------------------------------
+
+def test_read_documents_from_parquet_avro_and_zstd_with_dead_letters(tmp_path, sources, test_pipeline):
+    import pyarrow.parquet as pq
+    import zstandard
+
+    from tests.fixtures_io import corrupt_parquet_row_group, write_avro, write_parquet
+
+    docs = [{"id": s["id"], "text": s["text"], "extra": i} for i, s in enumerate(sources[:24])]
+    parquet = write_parquet(tmp_path / "a.parquet", docs[:12], row_group_size=4)
+    corrupt_parquet_row_group(parquet, 1, "text")  # rows 4-7
+    avro = write_avro(tmp_path / "b.avro", [{"id": d["id"], "text": d["text"]} for d in docs[12:18]])
+    zst = tmp_path / "c.jsonl.zst"
+    zst.write_bytes(zstandard.ZstdCompressor().compress(
+        b"".join(json.dumps(d).encode() + b"\n" for d in docs[18:])))
+    with test_pipeline as p:
+        res = p | ReadDocuments([(parquet, "parquet"), avro, str(zst)], "text", "id")
+        want = [(d["id"], parquet, i) for i, d in enumerate(docs[:12]) if not 4 <= i < 8]
+        want += [(d["id"], avro, i) for i, d in enumerate(docs[12:18])]
+        want += [(d["id"], str(zst), i + 1) for i, d in enumerate(docs[18:])]
+        assert_that(res.documents | beam.Map(lambda d: (d.id, d.source, d.position)), equal_to(want),
+                    label="Docs")
+        # Parquet/Avro documents carry no record: their rows are read again for the output
+        assert_that(res.documents | beam.Map(lambda d: (d.source.endswith(".zst"), bool(d.record))),
+                    equal_to([(False, False)] * 14 + [(True, True)] * 6), label="Records")
+        assert_that(res.rejected | beam.Map(lambda d: (d.source, d.position, d.reason)),
+                    equal_to([(parquet, 4, "corrupt_row_group")]), label="Dead")
+        assert_that(res.read, equal_to([21]), label="Read")
+    assert pq.ParquetFile(parquet).metadata.num_rows == 12
+
+
+def test_write_row_files_writes_every_shard_even_empty_ones(tmp_path, test_pipeline):
+    import glob
+
+    import pyarrow.parquet as pq
+
+    from zipfit_beam.writers import WriteRowFiles
+
+    rows = [(("s", i), {"id": f"d{i}", "zipfit_score": 0.5 + i}) for i in range(2)]
+    with test_pipeline as p:
+        written = (p | beam.Create(rows)
+                   | WriteRowFiles(str(tmp_path), "selected", "parquet", ".parquet", "snappy", 4))
+        assert_that(written | beam.Map(lambda path: path.rsplit("/", 1)[1]),
+                    equal_to([f"selected-0000{i}-of-00004.parquet" for i in range(4)]))
+    files = sorted(glob.glob(str(tmp_path / "selected-*.parquet")))
+    tables = [pq.read_table(f) for f in files]
+    assert sum(t.num_rows for t in tables) == 2
+    assert all(t.schema.names == ["id", "zipfit_score"] for t in tables)  # empty ones too
