@@ -1233,8 +1233,10 @@ static int compute_all(TargetsObject *self, scratch *s, const uint8_t *x, size_t
     {
         unsigned P = 0, bstart0 = 0, Lu = (unsigned)L;
         bstate b0, b;
-        size_t need = L + self->maxlen + PAD;
-        if (scratch_reserve(s, need, 2 * (self->maxlen + MAXM + 16))) return -1;
+        /* targets that make x||y reach SLIDE_AT go to long_pair, so the flat buffers never need
+           more than SLIDE_AT bytes of data */
+        size_t ymax = self->maxlen < SLIDE_AT - L ? self->maxlen : SLIDE_AT - L;
+        if (scratch_reserve(s, L + ymax + PAD, 2 * (ymax + MAXM + 16))) return -1;
         memcpy(s->buf, x, L);
         fill_hashes(s->buf, s->hv, 0, L, L + PAD);
         memset(s->head, 0, sizeof s->head);
@@ -1297,6 +1299,10 @@ static PyObject *targets_concat_lengths(TargetsObject *self, PyObject *arg)
     int rc;
     PyObject *list;
     Py_ssize_t j;
+    if (!self->lock) {
+        PyErr_SetString(PyExc_RuntimeError, "Gzip1Targets.__init__ was not called");
+        return NULL;
+    }
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
     out = (int64_t *)malloc(sizeof(int64_t) * (size_t)(self->n ? self->n : 1));
     s = pool_get(self);

@@ -136,6 +136,11 @@ def test_api_surface():
         g1.Gzip1Targets([b"ok", "not bytes"])
     with pytest.raises(TypeError):
         g1.Gzip1Targets(42)
+    with pytest.raises(RuntimeError):
+        g1.Gzip1Targets.__new__(g1.Gzip1Targets).concat_lengths(b"x")
+    # any contiguous buffer works as the source
+    assert obj.concat_lengths(bytearray(b"source text")) == out
+    assert obj.concat_lengths(memoryview(b"source text")) == out
 
 
 def test_gzip_module_framing():
@@ -232,7 +237,7 @@ def test_long_inputs_slide_the_window(texts):
     sources = [text[:30_000], text[:33_000], text[:64_000], text[:65_273], text[:65_274],
                text[:65_536], text[:65_537], text[:70_000], text[1000:99_304], text[100_000:210_000],
                rng.randbytes(66_000), rng.randbytes(40_000) + text[:40_000], b"a" * 70_000,
-               (rng.randbytes(33_000) * 4)[:120_000]]
+               (rng.randbytes(33_000) * 4)[:120_000], b"", b"x", text[:261], text[:262], text[:5000]]
     targets = [b"", b"q", text[300_000:300_500], text[:2000], rng.randbytes(3000), text[400_000:440_000],
                text[500_000:600_000]]
     bad, total, first = _check_pairs(sources, targets)
