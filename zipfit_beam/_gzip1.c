@@ -237,6 +237,7 @@ static int64_t huff_lengths(hwork *w, const uint32_t *freq, const uint16_t *syms
     uint16_t *order = w->order, *dad = w->dad;
     uint8_t *nlen = w->nlen;
     int hl = 0, max_code = -1, i, node, om = HEAP_SIZE, nforced = 0, n, m, h, bits, overflow = 0;
+    int forced[2] = {0, 0};
     int64_t opt = 0;
 
     memset(nlen, 0, (size_t)elems);
@@ -248,7 +249,7 @@ static int64_t huff_lengths(hwork *w, const uint32_t *freq, const uint16_t *syms
     while (hl < 2) {
         node = (max_code < 2 ? ++max_code : 0);
         heap[++hl] = ((uint64_t)1 << 18) | (uint64_t)node;
-        nforced++;
+        forced[nforced++] = node;
     }
     for (i = hl + 1; i < 4 * hl + 12; i++) heap[i] = ~(uint64_t)0;
     *max_code_out = max_code;
@@ -279,20 +280,23 @@ static int64_t huff_lengths(hwork *w, const uint32_t *freq, const uint16_t *syms
     } while (hl >= 2);
     order[--om] = (uint16_t)(heap[1] & HKEY_MASK);
 
-    /* gen_bitlen */
-    for (bits = 0; bits <= 15; bits++) w->bl_count[bits] = 0;
+    /* gen_bitlen: lengths top-down in heap order (parents first), clamped at max_length with
+       every clamp (internal nodes included) counted as zlib counts it */
     nlen[order[om]] = 0;
     for (h = om + 1; h < HEAP_SIZE; h++) {
+        int over;
         n = order[h];
         bits = nlen[dad[n]] + 1;
-        if (bits > max_length) bits = max_length, overflow++;
-        nlen[n] = (uint8_t)bits;
-        if (n > max_code) continue;
-        w->bl_count[bits]++;
-        opt += (int64_t)(freq[n] ? freq[n] : 1u) * bits;
+        over = bits > max_length;
+        overflow += over;
+        nlen[n] = (uint8_t)(bits - over);
     }
-    opt -= nforced;
+    for (i = 0; i < k; i++) opt += (int64_t)freq[syms[i]] * nlen[syms[i]];
+    for (i = 0; i < nforced; i++) opt += (int64_t)nlen[forced[i]] - 1; /* frequency 1, minus 1 */
     if (overflow) {
+        for (bits = 0; bits <= 15; bits++) w->bl_count[bits] = 0;
+        for (i = 0; i < k; i++) w->bl_count[nlen[syms[i]]]++;
+        for (i = 0; i < nforced; i++) w->bl_count[nlen[forced[i]]]++;
         do {
             bits = max_length - 1;
             while (w->bl_count[bits] == 0) bits--;
