@@ -153,7 +153,7 @@ static inline void sink_at(uint64_t *heap, size_t k, int D, uint64_t v)
 {
     uint64_t l = heap[2 * k], r = heap[2 * k + 1], cprev = 0; /* c_{-1}: below every key */
     size_t P = k;
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(GZIP1_NO_ASM)
     if (D > 0) {
         /* The C loop below with the selects forced to cmov (compilers emit branches here).
            Q = 4P: the grandchildren are at heap + 8Q bytes, node P at heap + 2Q bytes.
