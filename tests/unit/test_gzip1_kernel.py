@@ -15,6 +15,7 @@ import glob
 import gzip
 import json
 import os
+import pathlib
 import random
 import sysconfig
 import zlib
@@ -43,14 +44,14 @@ def ref(data: bytes) -> int:
 
 def _stdlib_texts(n: int = 40) -> list[bytes]:
     paths = sorted(glob.glob(os.path.join(sysconfig.get_paths()["stdlib"], "*.py")))
-    return [open(p, "rb").read() for p in paths[:n]]
+    return [pathlib.Path(p).read_bytes() for p in paths[:n]]
 
 
 def _license_texts() -> list[bytes]:
     out = []
     for p in sorted(glob.glob("/usr/share/common-licenses/*")):
         if os.path.isfile(p):
-            out.append(open(p, "rb").read())
+            out.append(pathlib.Path(p).read_bytes())
     return out
 
 
