@@ -41,7 +41,8 @@ def python_docs(limit: int):
     out = []
     for path in sorted(glob.glob(os.path.join(stdlib, "*.py"))):
         try:
-            src = open(path, encoding="utf-8").read()
+            with open(path, encoding="utf-8") as f:
+                src = f.read()
             tree = ast.parse(src)
         except (SyntaxError, UnicodeDecodeError, ValueError):
             continue
