@@ -4,7 +4,8 @@
 Two ways to ship our code to Dataflow workers, both checked:
 - stock Beam image + ``--setup_file=pyproject.toml``: Beam 2.77 builds an sdist with
   ``python -m build --sdist --no-isolation`` and stages it as ``workflow.tar.gz``, which
-  each worker pip-installs at start (compiling the C kernel there);
+  each worker pip-installs at start, compiling the C kernel there (the test builds a
+  wheel from the staged file to check that);
 - our image (deploy/Dockerfile, the Flex Template's) via ``--sdk_container_image``:
   nothing of ours is staged, the package is already installed.
 
@@ -15,9 +16,12 @@ Neither run may touch the network: no name lookup, no connection, no credential 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 import tarfile
 import tempfile
+import zipfile
 
 import apache_beam as beam
 import pytest
@@ -89,6 +93,17 @@ def test_dry_run_stages_our_package_as_a_real_submission_does(tmp_path, monkeypa
               "zipfit_beam/ncd.py", "zipfit_beam/_gzip1.c", "zipfit_beam/data/example_targets.jsonl"):
         assert f in names, (f, sorted(names))
     assert f"Requires-Dist: apache-beam[gcp]=={beam.__version__}" in requires
+    assert not any(n.endswith((".so", ".pyd")) for n in names), "a host-built binary was staged"
+
+    # What a worker does with it at start: build and install it, compiling the kernel.
+    if shutil.which("cc") or shutil.which("gcc"):
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                        "-q", "-w", str(tmp_path / "wheel"), staged["workflow.tar.gz"]],
+                       check=True, capture_output=True, timeout=300)
+        [wheel] = os.listdir(tmp_path / "wheel")
+        with zipfile.ZipFile(tmp_path / "wheel" / wheel) as z:
+            assert any(n.startswith("zipfit_beam/_gzip1.") and n.endswith(".so")
+                       for n in z.namelist()), z.namelist()
 
     assert {"ZipFitSelect/ScoreDocuments/Score", "ZipFitSelect/SelectTopK/TopKeys",
             "PublishOutput"} <= transform_names(result)
