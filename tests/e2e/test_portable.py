@@ -28,6 +28,9 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shlex
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -186,3 +189,49 @@ def test_flink_submit_script_runs_the_job_through_a_job_service_and_worker_pool(
     assert len(worker_pool.started_worker_ids()) == 1, worker_pool.log()
     binds = [line for line in job_service.log().splitlines() if line.startswith("gRPC binds: ")]
     assert binds and all_loopback(ast.literal_eval(binds[0][len("gRPC binds: "):])), binds
+
+
+def _can_unshare_network() -> bool:
+    if not shutil.which("unshare") or not shutil.which("ip"):
+        return False
+    return subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _can_unshare_network(), reason="needs unshare -n (root) and ip")
+def test_stock_beam_worker_pool_in_a_private_network_namespace(tmp_path, corpus, local, sources, targets):
+    """Beam's own ``python -m apache_beam.runners.worker.worker_pool_main`` binds every
+    interface; inside a fresh network namespace the only interface is loopback, so it is
+    reachable from nothing but this test. The EXTERNAL run against it selects the same."""
+    out = tmp_path / "stock"
+    select_cmd = " ".join(shlex.quote(a) for a in [
+        sys.executable, "-m", "zipfit_beam.cli", "select", *select_argv(corpus, out),
+        "--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=EXTERNAL",
+        "--environment_config=localhost:50000"])
+    script = f"""
+        set -eu
+        ip link set lo up
+        {shlex.quote(sys.executable)} -m apache_beam.runners.worker.worker_pool_main \
+            --service_port=50000 > {shlex.quote(str(tmp_path / 'pool.log'))} 2>&1 &
+        pool=$!
+        # SIGTERM: a background job of a script ignores SIGINT, and Beam's pool handles
+        # nothing else; the runner has already stopped the pool's worker by then.
+        trap 'kill $pool; wait $pool || true' EXIT
+        for i in $(seq 600); do (exec 3<>/dev/tcp/127.0.0.1/50000) 2>/dev/null && break; sleep 0.1; done
+        {select_cmd}
+    """
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    proc = subprocess.Popen(["unshare", "-n", "bash", "-c", script], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=300)
+    finally:
+        try:  # anything of ours still running (nothing, normally): stop it, by group id
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    assert proc.returncode == 0, output[-5000:]
+    assert "Starting worker with command" in (tmp_path / "pool.log").read_text()
+    assert_same_selection(outputs(str(out)), local, sources, targets)
