@@ -12,6 +12,9 @@ commands:
   select   score a source corpus against a target set and write the top-K documents
            (zipfit-beam select --help)
   example  run select on the small example bundled with the package
+  worker-pool
+           serve a Beam SDK worker pool on 127.0.0.1 for --environment_type=EXTERNAL
+           (a Flink TaskManager's sidecar; zipfit-beam worker-pool --help)
 """
 
 
@@ -26,6 +29,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         from zipfit_beam.pipeline import run
     elif command == "example":
         from zipfit_beam.example import run_example as run
+    elif command == "worker-pool":
+        from zipfit_beam.worker_pool import run
     else:
         print(f"zipfit-beam: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2

@@ -24,6 +24,15 @@ from zipfit_beam.templates import unescape_cli
 LOCAL_RUNNERS = {None, "FnApiRunner", "DirectRunner", "BundleBasedDirectRunner"}
 DEFAULT_LOCAL_RUNNER = "FnApiRunner"
 
+# Runners that would run the job but return a wrong result, refused up front. Keys are
+# Beam's runner names, lower-cased, as ``--runner`` resolves them (``dask``, ``DaskRunner``
+# or the class path all name the same runner).
+UNSUPPORTED_RUNNERS = {
+    "daskrunner": "Beam 2.77's DaskRunner drops the outputs a DoFn emits in finish_bundle, "
+                  "which the Top-K combiner and the file writers use: it would select "
+                  "nothing and write empty shards. Use the local default, Flink or Dataflow.",
+}
+
 
 def select_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -86,6 +95,7 @@ def parse_select_args(argv: Optional[List[str]]) -> Tuple[SelectConfig, Pipeline
     args, beam_args = select_parser().parse_known_args(argv)
     options = PipelineOptions(beam_args)
     standard = options.view_as(StandardOptions)
+    _refuse_unsupported_runner(standard.runner)
     local = standard.runner in LOCAL_RUNNERS
     if standard.runner is None:
         standard.runner = DEFAULT_LOCAL_RUNNER
@@ -108,3 +118,52 @@ def parse_select_args(argv: Optional[List[str]]) -> Tuple[SelectConfig, Pipeline
         else unescape_cli(args.target_text_template),
         output_format=args.output_format)
     return config, options
+
+
+def _refuse_unsupported_runner(runner: Optional[str]) -> None:
+    if runner is None:
+        return
+    name = runner.rsplit(".", 1)[-1].lower()
+    reason = UNSUPPORTED_RUNNERS.get(name) or UNSUPPORTED_RUNNERS.get(name + "runner")
+    if reason:
+        raise ValueError(f"--runner={runner} is not supported: {reason}")
+
+
+def template_parameters_to_flags(argv: List[str]) -> List[str]:
+    """Dataflow Flex Template parameters -> ``select`` argv.
+
+    The template launcher passes every parameter as ``--name=value``, so an on/off flag
+    such as ``--overwrite`` arrives as ``--overwrite=true`` or ``--overwrite=false``; it
+    becomes ``--overwrite`` or nothing. Other arguments pass unchanged."""
+    switches = {opt for action in select_parser()._actions if action.nargs == 0
+                for opt in action.option_strings if opt.startswith("--")}
+    out = []
+    for arg in argv:
+        flag, eq, value = arg.partition("=")
+        if eq and flag in switches:
+            if value.lower() not in ("true", "false"):
+                raise ValueError(f"{flag} takes true or false, not {value!r}")
+            if value.lower() == "true":
+                out.append(flag)
+        else:
+            out.append(arg)
+    return out
+
+
+def worker_pool_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="zipfit-beam worker-pool",
+        description="Serve a Beam SDK worker pool for --environment_type=EXTERNAL runs "
+                    "(a Flink TaskManager's sidecar). Unlike Beam's worker_pool_main, it "
+                    "listens on one address only.")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1; the pool starts code on "
+                        "request, keep it off the network)")
+    p.add_argument("--port", type=int, default=50000,
+                   help="port to listen on (default: 50000, as in Beam's SDK image; 0: any "
+                        "free port, printed at start)")
+    p.add_argument("--container-executable", default=None, metavar="PATH",
+                   help="SDK container boot program that starts each worker (in the Beam SDK "
+                        "image: /opt/apache/beam/boot, which also installs staged packages); "
+                        "default: run workers directly in this Python")
+    return p

@@ -95,8 +95,11 @@ class _PublishWithCountsDoFn(io.PublishOutputDoFn):
                                    threshold=_threshold_json(threshold))
 
 
-def run(argv: Optional[List[str]] = None):
-    """Parse flags, check inputs, build and run the job; returns the PipelineResult."""
+def run(argv: Optional[List[str]] = None, wait: bool = True):
+    """Parse flags, check inputs, build and run the job; returns the PipelineResult.
+
+    ``wait=False`` returns once the runner has accepted the job (a Dataflow Flex Template
+    launcher must exit then; the job itself writes ``manifest.json`` when it is done)."""
     from zipfit_beam.options import parse_select_args
 
     config, pipeline_options = parse_select_args(argv)
@@ -115,5 +118,6 @@ def run(argv: Optional[List[str]] = None):
     p = beam.Pipeline(options=pipeline_options)
     build_pipeline(p, config, files, targets, plan)
     result = p.run()
-    result.wait_until_finish()
+    if wait:
+        result.wait_until_finish()
     return result
