@@ -140,13 +140,15 @@ class TargetSet:
             raise ValueError("the target set is empty")
         self.texts = [bytes(t) for t in texts]
         self.compressor, self.level = compressor, level
-        self._length = functools.partial(COMPRESSORS[compressor].length, level=level)
-        self.lengths = [self._length(t) for t in self.texts]
+        self._length: Callable[[bytes], int]
         self._concat_lengths: Callable[[bytes], list[int]]
         if use_kernel and kernel_name(compressor, level) == "c-gzip1":
+            self._length = _KERNEL.gzip1_length
             self._concat_lengths = _KERNEL.Gzip1Targets(self.texts).concat_lengths
         else:
+            self._length = functools.partial(COMPRESSORS[compressor].length, level=level)
             self._concat_lengths = self._generic_concat_lengths
+        self.lengths = [self._length(t) for t in self.texts]
 
     def _generic_concat_lengths(self, x: bytes) -> list[int]:
         length = self._length
