@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from zipfit_beam import ncd
+from zipfit_beam.selection import SelectionRule
 
 OUTPUT_SUFFIXES = (".jsonl", ".jsonl.gz")
+DEFAULT_CHUNK_BYTES = ncd.DEFAULT_CHUNK_BYTES
 
 
 @dataclass(frozen=True)
@@ -22,7 +24,9 @@ class SelectConfig:
     sources: Tuple[str, ...]
     targets: Tuple[str, ...]
     output: str
-    top_k: int
+    # Selection (``selection.SelectionRule``): exactly one of top_k, token_budget, fraction;
+    # min_score is an extra floor.
+    top_k: Optional[int] = None
     text_field: str = "text"
     id_field: str = "id"
     target_text_field: Optional[str] = None  # defaults to text_field
@@ -33,6 +37,16 @@ class SelectConfig:
     scoring_threads: int = 1  # threads per worker process inside the scoring step
     batch_size: int = 64  # documents per scoring call (amortises per-element overhead)
     overwrite: bool = False
+    token_budget: Optional[int] = None
+    fraction: Optional[float] = None
+    min_score: Optional[float] = None
+    tokenizer: Optional[str] = None  # a tokenizer.json; None: the regex counter (tokens.py)
+    # Long documents (ncd.document_score): truncate to max_doc_bytes, then score documents
+    # longer than chunk_bytes chunk by chunk (0: never) and reduce by chunk_reduce.
+    max_doc_bytes: Optional[int] = None
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    chunk_reduce: str = "max"
+    write_scores: bool = False  # write DIR/scores/scores-*.parquet
 
     def __post_init__(self):
         if not self.sources:
@@ -41,8 +55,13 @@ class SelectConfig:
             raise ValueError("at least one --target pattern is required")
         if not self.output:
             raise ValueError("--output is required")
-        if self.top_k < 1:
-            raise ValueError(f"--top-k must be a positive integer, got {self.top_k}")
+        self.rule  # validates the selection flags
+        if self.max_doc_bytes is not None and self.max_doc_bytes < 1:
+            raise ValueError(f"--max-doc-bytes must be a positive integer, got {self.max_doc_bytes}")
+        if self.chunk_bytes < 0:
+            raise ValueError(f"--chunk-bytes must be >= 0 (0: no chunking), got {self.chunk_bytes}")
+        if self.chunk_reduce not in ncd.CHUNK_REDUCERS:
+            raise ValueError(f"--chunk-reduce must be one of {ncd.CHUNK_REDUCERS}")
         ncd.check_compressor(self.compressor, self.level)
         if self.num_shards < 0:
             raise ValueError("--num-shards must be >= 0")
@@ -55,8 +74,52 @@ class SelectConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must not be empty")
 
     @property
+    def rule(self) -> SelectionRule:
+        return SelectionRule(top_k=self.top_k, token_budget=self.token_budget,
+                             fraction=self.fraction, min_score=self.min_score)
+
+    @property
     def target_field(self) -> str:
         return self.target_text_field or self.text_field
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ReselectConfig:
+    """A new selection from the scores table of a previous ``select --write-scores`` run.
+
+    ``scores``: that run's output directory (``scores/`` and ``manifest.json``);
+    ``sources``: the source files it read, to copy the selected records from."""
+    scores: str
+    sources: Tuple[str, ...]
+    output: str
+    top_k: Optional[int] = None
+    token_budget: Optional[int] = None
+    fraction: Optional[float] = None
+    min_score: Optional[float] = None
+    num_shards: int = 0
+    output_suffix: str = ".jsonl"
+    overwrite: bool = False
+
+    def __post_init__(self):
+        if not self.scores or not self.output:
+            raise ValueError("--scores and --output are required")
+        if not self.sources:
+            raise ValueError("at least one --source pattern is required")
+        if self.scores.rstrip("/") == self.output.rstrip("/"):
+            raise ValueError("--output must differ from --scores (it holds the scores being read)")
+        self.rule  # validates the selection flags
+        if self.num_shards < 0:
+            raise ValueError("--num-shards must be >= 0")
+        if self.output_suffix not in OUTPUT_SUFFIXES:
+            raise ValueError(f"output suffix must be one of {OUTPUT_SUFFIXES}")
+
+    @property
+    def rule(self) -> SelectionRule:
+        return SelectionRule(top_k=self.top_k, token_budget=self.token_budget,
+                             fraction=self.fraction, min_score=self.min_score)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

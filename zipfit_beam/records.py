@@ -27,12 +27,15 @@ class Document(NamedTuple):
 
 
 class ScoredDocument(NamedTuple):
-    """A document with its ZIP-FIT alignment score (the text is no longer needed)."""
+    """A document with its ZIP-FIT alignment score (the text is no longer needed), its
+    token count (``tokens.py``) and the UTF-8 size of its text."""
     id: str
     score: float
     source: str
     position: int
     record: bytes
+    tokens: int = 1
+    text_bytes: int = 0
 
 
 class DeadLetter(NamedTuple):
@@ -54,10 +57,3 @@ def rank_key(doc: ScoredDocument) -> RankKey:
     return (-doc.score, doc.id, doc.source, doc.position)
 
 
-def threshold_from_top(top: list, k: int) -> Optional[RankKey]:
-    """The K-th best key, or None when fewer than K documents were scored (keep all)."""
-    return top[k - 1] if len(top) >= k else None
-
-
-def is_selected(key: RankKey, threshold: Optional[RankKey]) -> bool:
-    return threshold is None or key <= threshold
