@@ -111,3 +111,21 @@ def test_every_shard_exists_even_when_empty(tmp_path):
     assert sorted(files) == [f"selected-0000{i}-of-00003.jsonl" for i in range(3)]
     assert sorted(files.values()) == [b"", b"", b'{"id": "only", "zipfit_score": 0.5}\n']
     assert write_shards(tmp_path, "none", [], 0) == {"selected-00000-of-00001.jsonl": b""}
+
+
+def test_fetch_records_refuses_unknown_files_and_missing_lines(tmp_path):
+    from zipfit_beam.reselect import FetchRecordsDoFn, row_to_scored
+    path = str(tmp_path / "s.jsonl")
+    open(path, "w").write('{"id": "a", "text": "x = 1"}\n{"id": "b", "text": "y = 2"}\n')
+    fetch = FetchRecordsDoFn([path], "text", "id")
+    b = ScoredDocument("b", 0.5, path, 2, b"", 3, 5)
+    assert [d.record for d in fetch.process((path, [b]))] == [b'{"id": "b", "text": "y = 2"}']
+    with pytest.raises(ValueError, match="not among --source"):
+        list(FetchRecordsDoFn([], "text", "id").process((path, [b])))
+    with pytest.raises(ValueError, match="has no line 7"):
+        list(fetch.process((path, [b._replace(position=7)])))
+    with pytest.raises(ValueError, match="expected id 'c'"):
+        list(fetch.process((path, [b._replace(id="c")])))
+    row = {"id": "a", "score": 0.1, "tokens": 0, "bytes": 5, "source": path, "position": 1}
+    with pytest.raises(ValueError, match="tokens >= 1"):
+        row_to_scored(row)

@@ -147,3 +147,21 @@ def test_random_cases_against_brute_force():
         floor = rng.choice([None, None, 0.0, 0.1, 0.3])
         rule = SelectionRule(**{mode: value}, min_score=floor)
         assert find_cut(keys, rule) == brute_force_cut(keys, rule), (case, rule)
+
+
+def test_configs_validate_modes_and_long_document_settings():
+    from zipfit_beam.config import ReselectConfig, SelectConfig
+    base = dict(sources=("s",), targets=("t",), output="o")
+    with pytest.raises(ValueError, match="exactly one of"):
+        SelectConfig(**base)
+    assert SelectConfig(**base, token_budget=10).rule.mode == "token_budget"
+    with pytest.raises(ValueError, match="--chunk-bytes must be >= 0"):
+        SelectConfig(**base, top_k=1, chunk_bytes=-1)
+    with pytest.raises(ValueError, match="--max-doc-bytes must be a positive integer"):
+        SelectConfig(**base, top_k=1, max_doc_bytes=0)
+    with pytest.raises(ValueError, match="--chunk-reduce"):
+        SelectConfig(**base, top_k=1, chunk_reduce="median")
+    with pytest.raises(ValueError, match="--output must differ from --scores"):
+        ReselectConfig(scores="out/", sources=("s",), output="out", top_k=1)
+    with pytest.raises(ValueError, match="exactly one of"):
+        ReselectConfig(scores="a", sources=("s",), output="b", top_k=1, fraction=0.5)
