@@ -7,7 +7,7 @@ name the record in its input, so every element can be traced back.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Tuple
+from typing import NamedTuple, Tuple
 
 
 class RawRecord(NamedTuple):

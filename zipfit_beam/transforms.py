@@ -22,7 +22,7 @@ from zipfit_beam import selection as sel
 from zipfit_beam.io import REJECTED_TAG, ParseDocumentDoFn, ReadLinesDoFn
 from zipfit_beam.ncd import DEFAULT_CHUNK_BYTES, TargetSet, document_score
 from zipfit_beam.records import DeadLetter, Document, RawRecord, ScoredDocument, rank_key
-from zipfit_beam.selection import Cut, SelectionKey, SelectionRule
+from zipfit_beam.selection import SelectionKey, SelectionRule
 from zipfit_beam.tokens import load_counter
 
 
