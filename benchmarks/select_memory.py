@@ -92,18 +92,28 @@ def single_worker_state(n_docs: int, k: int) -> dict:
             for s in range(SEEDS) for d in documents(s, n_docs // SEEDS)]
     top = sorted(sk.key for sk in keys)[:k]
     rule = sel.SelectionRule(top_k=k)
-    cursor = sel.start(rule, len(keys))
-    candidates, hist_sizes, hist_bytes, max_live = keys, [], [], 0
-    for _ in range(sel.ROUNDS):
-        candidates = [sk for sk in candidates if sel.is_candidate(sk, cursor)]
-        hist = {}
-        for sk in candidates:
-            sel.histogram_add(hist, sel.digit(sk, cursor), sk)
+    hist_sizes, hist_bytes, max_live = [], [], 0
+
+    def measure(hist):
+        nonlocal max_live
         hist_sizes.append(len(hist))
         hist_bytes.append(len(pickle.dumps(hist)))
         max_live = max(max_live, live_bytes(hist))
+
+    hist = {}  # the same rounds as selection.find_cut, measured
+    for sk in keys:
+        sel.histogram_add(hist, sel.first_digit(sk, rule), sk)
+    measure(hist)
+    cursor = sel.first_round(hist, rule)
+    candidates = [sk for sk in keys if sel.is_next_candidate(sk, cursor, rule)]
+    for _ in range(sel.ROUNDS - 1):
+        hist = {}
+        for sk in candidates:
+            sel.histogram_add(hist, sel.digit(sk, cursor), sk)
+        measure(hist)
         cursor = sel.advance(cursor, hist, rule)
-    ties = [sk for sk in candidates if sel.is_candidate(sk, cursor)]
+        candidates = [sk for sk in candidates if sel.is_candidate(sk, cursor)]
+    ties = candidates
     cut = sel.resolve(cursor, ties, rule)
     assert cut == sel.brute_force_cut(keys, rule)
     return {"top_smallest_keys": len(top), "top_smallest_pickled_mb": round(len(pickle.dumps(top)) / 2**20, 1),

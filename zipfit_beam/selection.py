@@ -20,7 +20,8 @@ Each score maps to 64 *rank bits*: an unsigned integer that orders exactly like 
 ranking's first component (``-score``), so a smaller value is a better score. The cut is
 found by a most-significant-digit radix select over those bits, 16 bits per round:
 
-    round r (1..4): histogram of the candidates by their next 16-bit digit
+    round r (1..4): histogram of the candidates by their next 16-bit digit (round 1: of
+                    every key, documents under the floor in a bin of their own)
                     -> per digit: document count, token sum, worst key in the bin
                     walk the digits best first: whole bins that fit the remaining budget
                     are selected; the first bin that does not fit holds the boundary and
@@ -165,6 +166,29 @@ def start(rule: SelectionRule, scored: int) -> Cursor:
     return Cursor(0, 0, budget, 0, 0, None, budget > 0, scored)
 
 
+BELOW_FLOOR = -1  # round 1's bin for documents under --min-score: counted, never selected
+
+
+def first_digit(sk: SelectionKey, rule: SelectionRule) -> int:
+    """Round 1's bin: the top 16 rank bits, or BELOW_FLOOR. Needs no cursor, so round 1
+    can run in the same pass that produces the keys."""
+    if not rule.passes_floor(-sk.key[0]):
+        return BELOW_FLOOR
+    return rank_bits(sk.key) >> (RANK_BITS - DIGIT_BITS)
+
+
+def first_round(hist: "Histogram", rule: SelectionRule) -> Cursor:
+    """The cursor after round 1: every document counts as scored (for ``fraction``), the
+    bins above the floor are walked."""
+    cursor = start(rule, sum(b[0] for b in hist.values()))
+    return advance(cursor, {d: b for d, b in hist.items() if d != BELOW_FLOOR}, rule)
+
+
+def is_next_candidate(sk: SelectionKey, cursor: Cursor, rule: SelectionRule) -> bool:
+    """Round 2's filter over all keys: in round 1's boundary bin and above the floor."""
+    return is_candidate(sk, cursor) and rule.passes_floor(-sk.key[0])
+
+
 def is_candidate(sk: SelectionKey, cursor: Cursor) -> bool:
     if not cursor.open:
         return False
@@ -249,16 +273,18 @@ def resolve(cursor: Cursor, ties: Sequence[SelectionKey], rule: SelectionRule) -
 def find_cut(keys: Sequence[SelectionKey], rule: SelectionRule) -> Cut:
     """Run the radix rounds in one process, exactly as the Beam transform runs them
     (used by tests, by ``reselect`` planning and as documentation of the algorithm)."""
-    cursor = start(rule, len(keys))
-    candidates = [sk for sk in keys if rule.passes_floor(-sk.key[0])]
-    for _ in range(ROUNDS):
-        candidates = [sk for sk in candidates if is_candidate(sk, cursor)]
-        hist: Histogram = {}
+    hist: Histogram = {}
+    for sk in keys:
+        histogram_add(hist, first_digit(sk, rule), sk)
+    cursor = first_round(hist, rule)
+    candidates = [sk for sk in keys if is_next_candidate(sk, cursor, rule)]
+    for _ in range(ROUNDS - 1):
+        hist = {}
         for sk in candidates:
             histogram_add(hist, digit(sk, cursor), sk)
         cursor = advance(cursor, hist, rule)
-    ties = [sk for sk in candidates if is_candidate(sk, cursor)]
-    return resolve(cursor, ties, rule)
+        candidates = [sk for sk in candidates if is_candidate(sk, cursor)]
+    return resolve(cursor, candidates, rule)
 
 
 def brute_force_cut(keys: Sequence[SelectionKey], rule: SelectionRule) -> Cut:

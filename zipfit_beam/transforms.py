@@ -201,27 +201,27 @@ class FindCut(beam.PTransform):
 
     def expand(self, keys):
         rule = self._rule
-        # CombineGlobally(...).without_defaults() + AsSingleton(default_value=...) instead of
-        # the default-injecting CombineGlobally: the same result in fewer stages.
-        scored = keys | "CountScored" >> beam.CombineGlobally(
-            beam.combiners.CountCombineFn()).without_defaults()
+        # Round 1 needs no side input, so it fuses with the step producing the keys. The
+        # histograms use CombineGlobally(...).without_defaults() + AsSingleton(default_value=)
+        # instead of the default-injecting CombineGlobally: the same result in fewer stages.
+        hist = (keys
+                | "Digits1" >> beam.Map(lambda sk: (sel.first_digit(sk, rule), sk))
+                | "Histogram1" >> beam.CombineGlobally(HistogramCombineFn()).without_defaults())
         cursor = (keys.pipeline
                   | "Once" >> beam.Create([None])
-                  | "StartCursor" >> beam.Map(lambda _, n: sel.start(rule, n),
-                                              AsSingleton(scored, default_value=0)))
-        candidates = keys | "AboveFloor" >> beam.Filter(lambda sk: rule.passes_floor(-sk.key[0]))
-        for r in range(1, sel.ROUNDS + 1):
-            if r > 1:  # round 1's candidates are all keys above the floor
-                candidates = candidates | f"Candidates{r}" >> beam.Filter(
-                    sel.is_candidate, AsSingleton(cursor))
+                  | "Advance1" >> beam.Map(lambda _, h: sel.first_round(h, rule),
+                                           AsSingleton(hist, default_value={})))
+        candidates = keys | "Candidates2" >> beam.Filter(
+            lambda sk, c: sel.is_next_candidate(sk, c, rule), AsSingleton(cursor))
+        for r in range(2, sel.ROUNDS + 1):
             hist = (candidates
                     | f"Digits{r}" >> beam.Map(_with_digit, AsSingleton(cursor))
                     | f"Histogram{r}" >> beam.CombineGlobally(HistogramCombineFn()).without_defaults())
             cursor = cursor | f"Advance{r}" >> beam.Map(
                 lambda c, h: sel.advance(c, h, rule), AsSingleton(hist, default_value={}))
-        ties = (candidates
-                | "BoundaryTies" >> beam.Filter(sel.is_candidate, AsSingleton(cursor))
-                | "GatherTies" >> beam.combiners.ToList())
+            candidates = candidates | f"Candidates{r + 1}" >> beam.Filter(
+                sel.is_candidate, AsSingleton(cursor))
+        ties = candidates | "GatherTies" >> beam.combiners.ToList()
         return cursor | "ResolveCut" >> beam.Map(
             lambda c, t: sel.resolve(c, t, rule), AsSingleton(ties))
 
