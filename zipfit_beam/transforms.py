@@ -189,30 +189,44 @@ def _with_digit(sk: SelectionKey, cursor: sel.Cursor):
     return sel.digit(sk, cursor), sk
 
 
+def selection_key(doc: ScoredDocument) -> SelectionKey:
+    return SelectionKey(rank_key(doc), doc.tokens)
+
+
 class FindCut(beam.PTransform):
-    """PCollection[SelectionKey] -> singleton PCollection[Cut], by the radix rounds of
+    """PCollection[ScoredDocument] -> singleton PCollection[Cut], by the radix rounds of
     ``selection`` (read its docstring): per round one histogram of at most 2**16 bins over
     the previous round's boundary bin; exact score ties at the boundary are the only keys
-    gathered on one worker."""
+    gathered on one worker.
+
+    Round 1 needs no side input, so it runs in the pass that produces the documents;
+    round 2 reads the documents again (they are kept for the final filter anyway) and
+    only the boundary bin's (key, tokens) pairs go on: no PCollection of all keys."""
 
     def __init__(self, rule: SelectionRule):
         super().__init__()
         self._rule = rule
 
-    def expand(self, keys):
+    def expand(self, scored):
         rule = self._rule
-        # Round 1 needs no side input, so it fuses with the step producing the keys. The
-        # histograms use CombineGlobally(...).without_defaults() + AsSingleton(default_value=)
-        # instead of the default-injecting CombineGlobally: the same result in fewer stages.
-        hist = (keys
-                | "Digits1" >> beam.Map(lambda sk: (sel.first_digit(sk, rule), sk))
+
+        def round2_candidates(doc, cursor):
+            sk = selection_key(doc)
+            if sel.is_next_candidate(sk, cursor, rule):
+                yield sk
+
+        # CombineGlobally(...).without_defaults() + AsSingleton(default_value=...) instead of
+        # the default-injecting CombineGlobally: the same result in fewer stages.
+        hist = (scored
+                | "Digits1" >> beam.Map(lambda d: (sel.first_digit(selection_key(d), rule),
+                                                   selection_key(d)))
                 | "Histogram1" >> beam.CombineGlobally(HistogramCombineFn()).without_defaults())
-        cursor = (keys.pipeline
+        cursor = (scored.pipeline
                   | "Once" >> beam.Create([None])
                   | "Advance1" >> beam.Map(lambda _, h: sel.first_round(h, rule),
                                            AsSingleton(hist, default_value={})))
-        candidates = keys | "Candidates2" >> beam.Filter(
-            lambda sk, c: sel.is_next_candidate(sk, c, rule), AsSingleton(cursor))
+        candidates = scored | "Candidates2" >> beam.FlatMap(
+            round2_candidates, AsSingleton(cursor)).with_output_types(SelectionKey)
         for r in range(2, sel.ROUNDS + 1):
             hist = (candidates
                     | f"Digits{r}" >> beam.Map(_with_digit, AsSingleton(cursor))
@@ -224,10 +238,6 @@ class FindCut(beam.PTransform):
         ties = candidates | "GatherTies" >> beam.combiners.ToList()
         return cursor | "ResolveCut" >> beam.Map(
             lambda c, t: sel.resolve(c, t, rule), AsSingleton(ties))
-
-
-def selection_key(doc: ScoredDocument) -> SelectionKey:
-    return SelectionKey(rank_key(doc), doc.tokens)
 
 
 class SelectDocuments(beam.PTransform):
@@ -243,9 +253,7 @@ class SelectDocuments(beam.PTransform):
         self._rule = rule if isinstance(rule, SelectionRule) else SelectionRule(top_k=rule)
 
     def expand(self, scored):
-        cut = (scored
-               | "SelectionKeys" >> beam.Map(selection_key).with_output_types(SelectionKey)
-               | "FindCut" >> FindCut(self._rule))
+        cut = scored | "FindCut" >> FindCut(self._rule)
         selected = scored | "KeepSelected" >> beam.Filter(
             lambda d, c: sel.keeps(c, rank_key(d)), AsSingleton(cut))
         threshold = cut | "Threshold" >> beam.Map(lambda c: c.threshold)
