@@ -9,12 +9,14 @@ from typing import List, Optional
 USAGE = """usage: zipfit-beam <command> [flags]
 
 commands:
-  select   score a source corpus against a target set and write the top-K documents
-           (zipfit-beam select --help)
-  example  run select on the small example bundled with the package
+  select    score a source corpus against a target set and write the best documents
+            (top-K, a token budget or a fraction; zipfit-beam select --help)
+  reselect  a new selection from the scores a 'select --write-scores' run saved, without
+            rescoring (zipfit-beam reselect --help)
+  example   run select on the small example bundled with the package
   worker-pool
-           serve a Beam SDK worker pool on 127.0.0.1 for --environment_type=EXTERNAL
-           (a Flink TaskManager's sidecar; zipfit-beam worker-pool --help)
+            serve a Beam SDK worker pool on 127.0.0.1 for --environment_type=EXTERNAL
+            (a Flink TaskManager's sidecar; zipfit-beam worker-pool --help)
 """
 
 
@@ -27,6 +29,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     command, rest = argv[0], argv[1:]
     if command == "select":
         from zipfit_beam.pipeline import run
+    elif command == "reselect":
+        from zipfit_beam.reselect import run_reselect as run
     elif command == "example":
         from zipfit_beam.example import run_example as run
     elif command == "worker-pool":

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from zipfit_beam import formats, ncd
+from zipfit_beam.selection import SelectionRule
 from zipfit_beam.templates import FieldText, TextSpec, TextTemplate
 
 OUTPUT_SUFFIXES = tuple(formats.OUTPUT_SUFFIXES)
+DEFAULT_CHUNK_BYTES = ncd.DEFAULT_CHUNK_BYTES
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,9 @@ class SelectConfig:
     sources: Tuple[str, ...]
     targets: Tuple[str, ...]
     output: str
-    top_k: int
+    # Selection (``selection.SelectionRule``): exactly one of top_k, token_budget, fraction;
+    # min_score is an extra floor.
+    top_k: Optional[int] = None
     text_field: str = "text"
     id_field: str = "id"
     target_text_field: Optional[str] = None  # defaults to text_field
@@ -42,6 +46,16 @@ class SelectConfig:
     text_template: Optional[str] = None
     target_text_template: Optional[str] = None
     output_format: Optional[str] = None  # None: as the sources (or as --output-suffix names)
+    token_budget: Optional[int] = None
+    fraction: Optional[float] = None
+    min_score: Optional[float] = None
+    tokenizer: Optional[str] = None  # a tokenizer.json; None: the regex counter (tokens.py)
+    # Long documents (ncd.document_score): truncate to max_doc_bytes, then score documents
+    # longer than chunk_bytes chunk by chunk (0: never) and reduce by chunk_reduce.
+    max_doc_bytes: Optional[int] = None
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    chunk_reduce: str = "max"
+    write_scores: bool = False  # write DIR/scores/scores-*.parquet
 
     def __post_init__(self):
         if not self.sources:
@@ -50,8 +64,13 @@ class SelectConfig:
             raise ValueError("at least one --target pattern is required")
         if not self.output:
             raise ValueError("--output is required")
-        if self.top_k < 1:
-            raise ValueError(f"--top-k must be a positive integer, got {self.top_k}")
+        self.rule  # validates the selection flags
+        if self.max_doc_bytes is not None and self.max_doc_bytes < 1:
+            raise ValueError(f"--max-doc-bytes must be a positive integer, got {self.max_doc_bytes}")
+        if self.chunk_bytes < 0:
+            raise ValueError(f"--chunk-bytes must be >= 0 (0: no chunking), got {self.chunk_bytes}")
+        if self.chunk_reduce not in ncd.CHUNK_REDUCERS:
+            raise ValueError(f"--chunk-reduce must be one of {ncd.CHUNK_REDUCERS}")
         ncd.check_compressor(self.compressor, self.level)
         if self.num_shards < 0:
             raise ValueError("--num-shards must be >= 0")
@@ -76,6 +95,11 @@ class SelectConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must not be empty")
 
     @property
+    def rule(self) -> SelectionRule:
+        return SelectionRule(top_k=self.top_k, token_budget=self.token_budget,
+                             fraction=self.fraction, min_score=self.min_score)
+
+    @property
     def target_field(self) -> str:
         return self.target_text_field or self.text_field
 
@@ -94,6 +118,45 @@ class SelectConfig:
         if self.target_text_field is not None:
             return FieldText(self.target_text_field)
         return self.source_text
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ReselectConfig:
+    """A new selection from the scores table of a previous ``select --write-scores`` run.
+
+    ``scores``: that run's output directory (``scores/`` and ``manifest.json``);
+    ``sources``: the source files it read, to copy the selected records from."""
+    scores: str
+    sources: Tuple[str, ...]
+    output: str
+    top_k: Optional[int] = None
+    token_budget: Optional[int] = None
+    fraction: Optional[float] = None
+    min_score: Optional[float] = None
+    num_shards: int = 0
+    output_suffix: Optional[str] = None  # None: as the scoring run's output
+    overwrite: bool = False
+
+    def __post_init__(self):
+        if not self.scores or not self.output:
+            raise ValueError("--scores and --output are required")
+        if not self.sources:
+            raise ValueError("at least one --source pattern is required")
+        if self.scores.rstrip("/") == self.output.rstrip("/"):
+            raise ValueError("--output must differ from --scores (it holds the scores being read)")
+        self.rule  # validates the selection flags
+        if self.num_shards < 0:
+            raise ValueError("--num-shards must be >= 0")
+        if self.output_suffix is not None and self.output_suffix not in OUTPUT_SUFFIXES:
+            raise ValueError(f"output suffix must be one of {OUTPUT_SUFFIXES}")
+
+    @property
+    def rule(self) -> SelectionRule:
+        return SelectionRule(top_k=self.top_k, token_budget=self.token_budget,
+                             fraction=self.fraction, min_score=self.min_score)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -35,6 +35,7 @@ _LOG = logging.getLogger(__name__)
 REJECTED_TAG = "rejected"
 MANIFEST_NAME = "manifest.json"
 OUTPUT_PREFIXES = ("selected-", "rejected-")
+SCORES_DIR = "scores"  # DIR/scores/scores-*.parquet (select --write-scores)
 
 
 def resolve_inputs(patterns: Sequence[str], what: str = "--source") -> List[str]:
@@ -260,14 +261,23 @@ def read_headers(files: Sequence[InputFile], fmt: str, threads: int = 16) -> Lis
 
 def existing_outputs(output_dir: str) -> List[str]:
     """Files of a previous run in ``output_dir`` (shards or manifest)."""
-    pattern = posixpath.join(output_dir, "*")
-    try:
-        found = FileSystems.match([pattern])[0].metadata_list
-    except Exception:
-        return []
-    names = [m.path for m in found]
+    patterns = [posixpath.join(output_dir, "*"), posixpath.join(output_dir, SCORES_DIR, "*")]
+    names = []
+    for pattern in patterns:
+        try:
+            names += [m.path for m in FileSystems.match([pattern])[0].metadata_list]
+        except Exception:
+            pass
     return sorted(p for p in names if posixpath.basename(p) == MANIFEST_NAME
-                  or posixpath.basename(p).startswith(OUTPUT_PREFIXES))
+                  or posixpath.basename(p).startswith(OUTPUT_PREFIXES)
+                  or posixpath.basename(posixpath.dirname(p)) == SCORES_DIR)
+
+
+def staged_to_final(path: str, staging_dir: str, output_dir: str) -> str:
+    """A staged file's final path: the same path relative to the output directory."""
+    prefix = staging_dir.rstrip("/") + "/"
+    relative = path[len(prefix):] if path.startswith(prefix) else posixpath.basename(path)
+    return posixpath.join(output_dir, relative)
 
 
 class PublishOutputDoFn(beam.DoFn):
@@ -281,17 +291,22 @@ class PublishOutputDoFn(beam.DoFn):
 
     def process(self, _unused, staged_files: Iterable[str], **facts):
         staged = sorted(set(staged_files))
-        finals = [posixpath.join(self._output_dir, posixpath.basename(p)) for p in staged]
+        finals = [staged_to_final(p, self._staging_dir, self._output_dir) for p in staged]
         old = [p for p in existing_outputs(self._output_dir) if p not in finals]
         if old:
             FileSystems.delete(old)
+        for directory in sorted({posixpath.dirname(p) for p in finals} - {self._output_dir}):
+            try:
+                FileSystems.mkdirs(directory)  # local filesystems; object stores need none
+            except Exception:  # already there
+                pass
         for src, dst in zip(staged, finals):
             if FileSystems.exists(src):  # a retried bundle may have moved it already
                 if FileSystems.exists(dst):
                     FileSystems.delete([dst])
                 FileSystems.rename([src], [dst])
         manifest = dict(self._manifest, **facts)
-        manifest["outputs"] = sorted(posixpath.basename(p) for p in finals)
+        manifest["outputs"] = sorted(p[len(self._output_dir) + 1:] for p in finals)
         with FileSystems.create(posixpath.join(self._output_dir, MANIFEST_NAME)) as f:
             f.write(json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8"))
         try:

@@ -18,7 +18,7 @@ from typing import List, Optional, Tuple
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from zipfit_beam import formats, ncd
-from zipfit_beam.config import SelectConfig
+from zipfit_beam.config import DEFAULT_CHUNK_BYTES, ReselectConfig, SelectConfig
 from zipfit_beam.templates import unescape_cli
 
 LOCAL_RUNNERS = {None, "FnApiRunner", "DirectRunner", "BundleBasedDirectRunner"}
@@ -54,8 +54,7 @@ def select_parser() -> argparse.ArgumentParser:
                         "hf: read them with datasets.load_dataset)")
     p.add_argument("--output", required=True, metavar="DIR",
                    help="output directory: selected-*, rejected-*, manifest.json")
-    p.add_argument("--top-k", type=int, required=True, metavar="N",
-                   help="number of documents to select")
+    add_selection_flags(p)
     p.add_argument("--text-field", default=None, help="record field holding the text (default: text)")
     p.add_argument("--target-text-field", default=None,
                    help="text field of target records (default: --text-field)")
@@ -85,14 +84,67 @@ def select_parser() -> argparse.ArgumentParser:
                    help="scoring threads per worker process (default: all cores on a local "
                         "run, 1 on a distributed runner, which runs a process per core)")
     p.add_argument("--batch-size", type=int, default=64, help="documents per scoring batch")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace the output of a previous run in --output")
+    p.add_argument("--tokenizer", metavar="PATH", default=None,
+                   help="count tokens with this Hugging Face tokenizer.json (needs the "
+                        "'tokenizers' package; default: a regex count close to GPT-style BPE)")
+    p.add_argument("--max-doc-bytes", type=int, default=None, metavar="N",
+                   help="score only the first N bytes (UTF-8) of each document")
+    p.add_argument("--chunk-bytes", type=int, default=DEFAULT_CHUNK_BYTES, metavar="N",
+                   help="score documents longer than N bytes chunk by chunk (default: "
+                        f"{DEFAULT_CHUNK_BYTES}, deflate's window; 0: score every document whole)")
+    p.add_argument("--chunk-reduce", default="max", choices=["max", "mean"],
+                   help="document score from its chunk scores (default: max)")
+    p.add_argument("--write-scores", action="store_true",
+                   help="also write every scored document's id, score, tokens, bytes, source "
+                        "and position to DIR/scores/scores-*.parquet (for zipfit-beam reselect)")
+    add_overwrite_flag(p)
     return p
 
 
-def parse_select_args(argv: Optional[List[str]]) -> Tuple[SelectConfig, PipelineOptions]:
-    """argv -> (SelectConfig, PipelineOptions). Raises SystemExit/ValueError on bad flags."""
-    args, beam_args = select_parser().parse_known_args(argv)
+def add_selection_flags(p: argparse.ArgumentParser) -> None:
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--top-k", type=int, metavar="N", help="select the N best documents")
+    mode.add_argument("--token-budget", type=int, metavar="T",
+                      help="select the best documents up to T tokens in all: the ranking is "
+                           "walked best first and stops at the first document that does not fit")
+    mode.add_argument("--fraction", type=float, metavar="P",
+                      help="select the best floor(P x scored) documents, 0 < P <= 1")
+    p.add_argument("--min-score", type=float, metavar="S", default=None,
+                   help="only documents scoring >= S can be selected (with any mode)")
+
+
+def add_output_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--num-shards", type=int, default=0,
+                   help="selected-* shards (default: one per ~128 MiB of selected records)")
+    p.add_argument("--output-suffix", default=None, choices=list(formats.OUTPUT_SUFFIXES),
+                   metavar="SUFFIX", help="suffix, and so format and compression, of the "
+                   "output shards (default: as the scoring run's output)")
+    add_overwrite_flag(p)
+
+
+def add_overwrite_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the output of a previous run in --output")
+
+
+def reselect_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="zipfit-beam reselect",
+        description="Make a new selection from the scores a previous 'select --write-scores' "
+                    "run saved, without rescoring. Unknown --flags go to Beam's PipelineOptions.")
+    p.add_argument("--scores", required=True, metavar="DIR",
+                   help="output directory of a 'select --write-scores' run (scores/ and manifest.json)")
+    p.add_argument("--source", action="append", required=True, metavar="PATTERN",
+                   help="the source files that run read (to copy the selected records from)")
+    p.add_argument("--output", required=True, metavar="DIR", help="output directory")
+    add_selection_flags(p)
+    add_output_flags(p)
+    return p
+
+
+def _beam_options(beam_args: List[str]) -> Tuple[PipelineOptions, bool]:
+    """PipelineOptions from the flags we do not know; a local in-memory runner by default.
+    Returns the options and whether the runner is local."""
     options = PipelineOptions(beam_args)
     standard = options.view_as(StandardOptions)
     _refuse_unsupported_runner(standard.runner)
@@ -100,6 +152,13 @@ def parse_select_args(argv: Optional[List[str]]) -> Tuple[SelectConfig, Pipeline
     if standard.runner is None:
         standard.runner = DEFAULT_LOCAL_RUNNER
         options.view_as(DirectOptions).direct_running_mode = "in_memory"
+    return options, local
+
+
+def parse_select_args(argv: Optional[List[str]]) -> Tuple[SelectConfig, PipelineOptions]:
+    """argv -> (SelectConfig, PipelineOptions). Raises SystemExit/ValueError on bad flags."""
+    args, beam_args = select_parser().parse_known_args(argv)
+    options, local = _beam_options(beam_args)
     threads = args.scoring_threads or ((os.cpu_count() or 1) if local else 1)
     if args.text_field is not None and args.text_template is not None:
         raise ValueError("give --text-field or --text-template, not both")
@@ -116,7 +175,22 @@ def parse_select_args(argv: Optional[List[str]]) -> Tuple[SelectConfig, Pipeline
         text_template=None if args.text_template is None else unescape_cli(args.text_template),
         target_text_template=None if args.target_text_template is None
         else unescape_cli(args.target_text_template),
-        output_format=args.output_format)
+        output_format=args.output_format, token_budget=args.token_budget,
+        fraction=args.fraction, min_score=args.min_score, tokenizer=args.tokenizer,
+        max_doc_bytes=args.max_doc_bytes, chunk_bytes=args.chunk_bytes,
+        chunk_reduce=args.chunk_reduce, write_scores=args.write_scores)
+    return config, options
+
+
+def parse_reselect_args(argv: Optional[List[str]]) -> Tuple[ReselectConfig, PipelineOptions]:
+    """argv -> (ReselectConfig, PipelineOptions)."""
+    args, beam_args = reselect_parser().parse_known_args(argv)
+    options, _ = _beam_options(beam_args)
+    config = ReselectConfig(
+        scores=args.scores.rstrip("/"), sources=tuple(args.source), output=args.output.rstrip("/"),
+        top_k=args.top_k, token_budget=args.token_budget, fraction=args.fraction,
+        min_score=args.min_score, num_shards=args.num_shards, output_suffix=args.output_suffix,
+        overwrite=args.overwrite)
     return config, options
 
 

@@ -8,7 +8,7 @@ Hugging Face targets: the dataset and row index), so every element can be traced
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Tuple
+from typing import NamedTuple, Tuple
 
 
 class RawRecord(NamedTuple):
@@ -39,11 +39,14 @@ class Document(NamedTuple):
 class ScoredDocument(NamedTuple):
     """A document's score and where it lives: small (no text, no record), so every scored
     document can be kept, ranked and shuffled cheaply. The records of the selected ones
-    are fetched from their source files at the end (``writers.FetchSelected``)."""
+    are fetched from their source files at the end (``writers.FetchSelected``). ``tokens``
+    (``tokens.py``) and ``text_bytes`` (UTF-8 size) feed token budgets and reports."""
     id: str
     score: float
     source: str
     position: int
+    tokens: int = 1
+    text_bytes: int = 0
 
 
 class DeadLetter(NamedTuple):
@@ -65,10 +68,3 @@ def rank_key(doc: ScoredDocument) -> RankKey:
     return (-doc.score, doc.id, doc.source, doc.position)
 
 
-def threshold_from_top(top: list, k: int) -> Optional[RankKey]:
-    """The K-th best key, or None when fewer than K documents were scored (keep all)."""
-    return top[k - 1] if len(top) >= k else None
-
-
-def is_selected(key: RankKey, threshold: Optional[RankKey]) -> bool:
-    return threshold is None or key <= threshold

@@ -1,8 +1,8 @@
-"""The Beam transforms of ZIP-FIT selection. Thin: the maths is in ``ncd``/``records``.
+"""The Beam transforms of ZIP-FIT selection. Thin: the maths is in ``ncd``/``selection``.
 
     files --ReadDocuments--> Document (+ DeadLetter)
-          --ScoreDocuments(targets side input)--> ScoredDocument
-          --SelectTopK--> ScoredDocument (the K best) + threshold key
+          --ScoreDocuments(targets side input)--> ScoredDocument (score, tokens, bytes)
+          --SelectDocuments(rule)--> ScoredDocument (a prefix of the ranking) + Cut
 
 ``ZipFitSelect`` chains them; ``pipeline.build_pipeline`` adds the writers.
 """
@@ -18,11 +18,13 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import AsList, AsSingleton, PCollection
 from apache_beam.utils import shared
 
+from zipfit_beam import selection as sel
 from zipfit_beam.io import READ_COUNT_TAG, REJECTED_TAG, ParseDocumentDoFn, ReadRecordsDoFn, needed_fields
-from zipfit_beam.ncd import TargetSet
-from zipfit_beam.records import (DeadLetter, Document, RankKey, RawRecord, RowRecord,
-                                 ScoredDocument, is_selected, rank_key, threshold_from_top)
+from zipfit_beam.ncd import DEFAULT_CHUNK_BYTES, TargetSet, document_score
+from zipfit_beam.records import DeadLetter, Document, RawRecord, RowRecord, ScoredDocument, rank_key
+from zipfit_beam.selection import SelectionKey, SelectionRule
 from zipfit_beam.templates import TextSpec, as_text_spec
+from zipfit_beam.tokens import load_counter
 
 
 class ReadResult(NamedTuple):
@@ -80,22 +82,33 @@ class _Holder:
 
 
 class ScoreBatchDoFn(beam.DoFn):
-    """List[Document] + targets side input -> one ScoredDocument per document.
+    """List[Document] + targets side input -> one ScoredDocument per document, with its
+    token count and text size.
 
-    The prepared TargetSet (target bytes and their compressed lengths) is built once per
-    worker process and shared by its threads; a batch is split over ``threads`` threads
-    (the C kernel and zlib release the GIL)."""
+    The prepared TargetSet (target bytes and their compressed lengths) and the token
+    counter are built once per worker process and shared by its threads; a batch is split
+    over ``threads`` threads (the C kernel and zlib release the GIL). Long documents are
+    truncated to ``max_doc_bytes`` and/or scored chunk by chunk (``ncd.document_score``)."""
 
-    def __init__(self, compressor: str, level: int, threads: int):
+    def __init__(self, compressor: str, level: int, threads: int,
+                 max_doc_bytes: Optional[int] = None, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+                 chunk_reduce: str = "max", tokenizer: Optional[str] = None):
         self._compressor, self._level, self._threads = compressor, level, threads
+        self._long_docs = dict(max_bytes=max_doc_bytes, chunk_bytes=chunk_bytes or None,
+                               reduce=chunk_reduce)
+        self._tokenizer = tokenizer
         self._shared = shared.Shared()
+        self._shared_counter = shared.Shared()
         self._pool: Optional[ThreadPoolExecutor] = None
-        self._targets_seen, self._target_set = None, None
+        self._targets_seen, self._target_set, self._counter = None, None, None
         self._scored = Metrics.counter("zipfit", "scored")
+        self._chunked = Metrics.counter("zipfit", "scored_in_chunks")
 
     def setup(self):
         if self._threads > 1:
             self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="zipfit-score")
+        self._counter = self._shared_counter.acquire(
+            lambda: _Holder(load_counter(self._tokenizer)), tag=f"tokens:{self._tokenizer}").value
 
     def teardown(self):
         if self._pool is not None:
@@ -107,18 +120,26 @@ class ScoreBatchDoFn(beam.DoFn):
             self._target_set = self._shared.acquire(
                 lambda: _Holder(_prepare_targets(targets, self._compressor, self._level)),
                 tag=_fingerprint(targets)).value
-        target_set = self._target_set
+        target_set, long_docs = self._target_set, self._long_docs
         texts = [d.text.encode("utf-8") for d in batch]
+
+        def score_all(part):
+            return [document_score(target_set, t, **long_docs) for t in part]
+
         if self._pool is None or len(texts) < 2:
-            scores = [target_set.alignment(t) for t in texts]
+            scores = score_all(texts)
         else:
             step = -(-len(texts) // self._threads)
-            chunks = [texts[i:i + step] for i in range(0, len(texts), step)]
-            scores = [s for part in self._pool.map(
-                lambda chunk: [target_set.alignment(t) for t in chunk], chunks) for s in part]
+            parts = [texts[i:i + step] for i in range(0, len(texts), step)]
+            scores = [s for part in self._pool.map(score_all, parts) for s in part]
+        tokens = self._counter.count([d.text for d in batch])
         self._scored.inc(len(batch))
-        for d, score in zip(batch, scores):
-            yield ScoredDocument(d.id, score, d.source, d.position)
+        chunk, cap = long_docs["chunk_bytes"], long_docs["max_bytes"]
+        chunked = sum(1 for t in texts if chunk and min(len(t), cap or len(t)) > chunk)
+        if chunked:
+            self._chunked.inc(chunked)
+        for d, score, n_tokens, text in zip(batch, scores, tokens, texts):
+            yield ScoredDocument(d.id, score, d.source, d.position, n_tokens, len(text))
 
 
 class ScoreDocuments(beam.PTransform):
@@ -126,46 +147,126 @@ class ScoreDocuments(beam.PTransform):
     (a PCollection[Document], used as a side input)."""
 
     def __init__(self, targets: PCollection, compressor: str = "gzip", level: int = 1,
-                 threads: int = 1, batch_size: int = 64):
+                 threads: int = 1, batch_size: int = 64, max_doc_bytes: Optional[int] = None,
+                 chunk_bytes: int = DEFAULT_CHUNK_BYTES, chunk_reduce: str = "max",
+                 tokenizer: Optional[str] = None):
         super().__init__()
         self._targets = targets
-        self._compressor, self._level = compressor, level
-        self._threads, self._batch_size = threads, batch_size
+        self._batch_size = batch_size
+        self._dofn_args = (compressor, level, threads, max_doc_bytes, chunk_bytes, chunk_reduce,
+                           tokenizer)
 
     def expand(self, documents):
         return (documents
                 | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self._batch_size)
-                | "Score" >> beam.ParDo(ScoreBatchDoFn(self._compressor, self._level, self._threads),
+                | "Score" >> beam.ParDo(ScoreBatchDoFn(*self._dofn_args),
                                         AsList(self._targets)).with_output_types(ScoredDocument))
 
 
 class Selection(NamedTuple):
     selected: PCollection  # PCollection[ScoredDocument]
-    threshold: PCollection  # singleton PCollection[Optional[RankKey]]
+    threshold: PCollection  # singleton PCollection[Optional[RankKey]]: None if nothing was cut
+    cut: PCollection  # singleton PCollection[Cut]
 
 
-def _keep(doc: ScoredDocument, threshold: Optional[RankKey]) -> bool:
-    return is_selected(rank_key(doc), threshold)
+class HistogramCombineFn(beam.CombineFn):
+    """(digit, SelectionKey) -> Histogram: per 16-bit digit, the count, token sum and worst
+    key (``selection.histogram_add``). At most 2**16 bins, whatever the input size."""
+
+    def create_accumulator(self):
+        return {}
+
+    def add_input(self, hist, element):
+        d, sk = element
+        return sel.histogram_add(hist, d, sk)
+
+    def merge_accumulators(self, hists):
+        return sel.histogram_merge(hists)
+
+    def extract_output(self, hist):
+        return hist
 
 
-class SelectTopK(beam.PTransform):
-    """PCollection[ScoredDocument] -> Selection: the K best documents by (score desc, id asc).
+def _with_digit(sk: SelectionKey, cursor: sel.Cursor):
+    return sel.digit(sk, cursor), sk
 
-    Only small ``(-score, id, source, position)`` keys go through the global Top-K
-    combiner; the documents themselves stay where they are and are filtered against the
-    K-th key (a singleton side input). Keys are unique, so exactly min(K, N) are kept."""
 
-    def __init__(self, k: int):
+def selection_key(doc: ScoredDocument) -> SelectionKey:
+    return SelectionKey(rank_key(doc), doc.tokens)
+
+
+class FindCut(beam.PTransform):
+    """PCollection[ScoredDocument] -> singleton PCollection[Cut], by the radix rounds of
+    ``selection`` (read its docstring): per round one histogram of at most 2**16 bins over
+    the previous round's boundary bin; exact score ties at the boundary are the only keys
+    gathered on one worker.
+
+    Round 1 needs no side input, so it runs in the pass that produces the documents;
+    round 2 reads the documents again (they are kept for the final filter anyway) and
+    only the boundary bin's (key, tokens) pairs go on: no PCollection of all keys."""
+
+    def __init__(self, rule: SelectionRule):
         super().__init__()
-        self._k = k
+        self._rule = rule
 
     def expand(self, scored):
-        threshold = (scored
-                     | "RankKeys" >> beam.Map(rank_key)
-                     | "TopKeys" >> beam.combiners.Top.Smallest(self._k)
-                     | "KthKey" >> beam.Map(threshold_from_top, self._k))
-        selected = scored | "KeepTopK" >> beam.Filter(_keep, AsSingleton(threshold))
-        return Selection(selected, threshold)
+        rule = self._rule
+
+        def round2_candidates(doc, cursor):
+            sk = selection_key(doc)
+            if sel.is_next_candidate(sk, cursor, rule):
+                yield sk
+
+        # CombineGlobally(...).without_defaults() + AsSingleton(default_value=...) instead of
+        # the default-injecting CombineGlobally: the same result in fewer stages.
+        hist = (scored
+                | "Digits1" >> beam.Map(lambda d: (sel.first_digit(selection_key(d), rule),
+                                                   selection_key(d)))
+                | "Histogram1" >> beam.CombineGlobally(HistogramCombineFn()).without_defaults())
+        cursor = (scored.pipeline
+                  | "Once" >> beam.Create([None])
+                  | "Advance1" >> beam.Map(lambda _, h: sel.first_round(h, rule),
+                                           AsSingleton(hist, default_value={})))
+        candidates = scored | "Candidates2" >> beam.FlatMap(
+            round2_candidates, AsSingleton(cursor)).with_output_types(SelectionKey)
+        for r in range(2, sel.ROUNDS + 1):
+            hist = (candidates
+                    | f"Digits{r}" >> beam.Map(_with_digit, AsSingleton(cursor))
+                    | f"Histogram{r}" >> beam.CombineGlobally(HistogramCombineFn()).without_defaults())
+            cursor = cursor | f"Advance{r}" >> beam.Map(
+                lambda c, h: sel.advance(c, h, rule), AsSingleton(hist, default_value={}))
+            candidates = candidates | f"Candidates{r + 1}" >> beam.Filter(
+                sel.is_candidate, AsSingleton(cursor))
+        ties = candidates | "GatherTies" >> beam.combiners.ToList()
+        return cursor | "ResolveCut" >> beam.Map(
+            lambda c, t: sel.resolve(c, t, rule), AsSingleton(ties))
+
+
+class SelectDocuments(beam.PTransform):
+    """PCollection[ScoredDocument] -> Selection: the prefix of the ranking (score desc, id,
+    source, position) that ``rule`` asks for (top-K, token budget or fraction, with an
+    optional score floor).
+
+    Only small (key, tokens) pairs go through the cut-finding rounds; the documents stay
+    where they are and are filtered against the cut (a singleton side input)."""
+
+    def __init__(self, rule: Union[SelectionRule, int]):
+        super().__init__()
+        self._rule = rule if isinstance(rule, SelectionRule) else SelectionRule(top_k=rule)
+
+    def expand(self, scored):
+        cut = scored | "FindCut" >> FindCut(self._rule)
+        selected = scored | "KeepSelected" >> beam.Filter(
+            lambda d, c: sel.keeps(c, rank_key(d)), AsSingleton(cut))
+        threshold = cut | "Threshold" >> beam.Map(lambda c: c.threshold)
+        return Selection(selected, threshold, cut)
+
+
+class SelectTopK(SelectDocuments):
+    """PCollection[ScoredDocument] -> Selection: the K best documents (exactly min(K, N))."""
+
+    def __init__(self, k: int):
+        super().__init__(SelectionRule(top_k=k))
 
 
 class ZipFitResult(NamedTuple):
@@ -174,25 +275,32 @@ class ZipFitResult(NamedTuple):
     rejected: PCollection
     threshold: PCollection
     read: PCollection
+    cut: PCollection  # singleton PCollection[Cut]
 
 
 class ZipFitSelect(beam.PTransform):
-    """PBegin -> ZipFitResult: read, parse, score against ``targets`` and select the top-K
-    (``scored``/``selected``: small ScoredDocument keys; ``writers.WriteSelected`` fetches
-    the selected records from their files)."""
+    """PBegin -> ZipFitResult: read, parse, score against ``targets`` and select.
 
-    def __init__(self, files: Sequence, targets: Sequence[Document], top_k: int,
-                 text_field: Union[str, TextSpec] = "text", id_field: str = "id", compressor: str = "gzip",
-                 level: int = 1, threads: int = 1, batch_size: int = 64):
+    ``rule``: a ``SelectionRule`` (top-K, token budget or fraction, optional score floor),
+    or an int K for top-K. ``text_field``: a field name or a TextSpec. ``score_options``:
+    ``ScoreDocuments``'s long-document and token settings (max_doc_bytes, chunk_bytes,
+    chunk_reduce, tokenizer). ``scored``/``selected`` are small ScoredDocument keys;
+    ``writers.WriteSelected`` fetches the selected records from their files."""
+
+    def __init__(self, files: Sequence, targets: Sequence[Document],
+                 rule: Union[SelectionRule, int], text_field: Union[str, TextSpec] = "text",
+                 id_field: str = "id", compressor: str = "gzip", level: int = 1, threads: int = 1,
+                 batch_size: int = 64, **score_options):
         super().__init__()
-        self._files, self._targets, self._k = files, list(targets), top_k
+        self._files, self._targets, self._rule = files, list(targets), rule
         self._fields = (text_field, id_field)
         self._score_args = dict(compressor=compressor, level=level, threads=threads,
-                                batch_size=batch_size)
+                                batch_size=batch_size, **score_options)
 
     def expand(self, pbegin):
         read = pbegin | "ReadSources" >> ReadDocuments(self._files, *self._fields)
         targets = pbegin | "CreateTargets" >> beam.Create(self._targets).with_output_types(Document)
         scored = read.documents | "ScoreDocuments" >> ScoreDocuments(targets, **self._score_args)
-        selection = scored | "SelectTopK" >> SelectTopK(self._k)
-        return ZipFitResult(scored, selection.selected, read.rejected, selection.threshold, read.read)
+        selection = scored | "SelectDocuments" >> SelectDocuments(self._rule)
+        return ZipFitResult(scored, selection.selected, read.rejected, selection.threshold, read.read,
+                            selection.cut)

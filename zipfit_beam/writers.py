@@ -34,6 +34,7 @@ from apache_beam.pvalue import AsList, AsSingleton
 from zipfit_beam import formats, io
 from zipfit_beam.parsing import dead_letter_json, with_score
 from zipfit_beam.records import RowRecord, ScoredDocument
+from zipfit_beam.sharding import WriteSelectedShards
 from zipfit_beam.templates import TextSpec, TextTemplate, as_text_spec
 
 _LOG = logging.getLogger(__name__)
@@ -138,7 +139,7 @@ class FetchSelectedDoFn(beam.DoFn):
     of one file, read again: a JSONL line with ``zipfit_score`` spliced in, byte for byte
     (bytes), or a whole Parquet/Avro row with ``zipfit_score`` (dict; only the row groups
     holding selected rows are read). Each record is parsed again and must give the id that
-    was scored, so a source file that changed during the job is an error, never a wrong
+    was scored, so a source file that changed since scoring is an error, never a wrong
     selection."""
 
     def __init__(self, format_overrides: Dict[str, str], text, id_field: str):
@@ -148,12 +149,17 @@ class FetchSelectedDoFn(beam.DoFn):
     def _check(self, record, expected_id: str) -> None:
         parsed = io.parse_any(record, self._text, self._id_field)
         if getattr(parsed, "id", None) != expected_id:
-            raise RuntimeError(f"{record.source}:{record.position} changed during the job "
-                               f"(it was scored as id {expected_id!r})")
+            raise ValueError(f"{record.source}:{record.position} changed since it was scored "
+                             f"(scored as id {expected_id!r})")
 
     def process(self, element):
         path, wanted = element
         by_position = {position: (doc_id, score) for position, doc_id, score in wanted}
+
+        def key(position):  # the ranking key orders and shards the output deterministically
+            doc_id, score = by_position[position]
+            return (-score, doc_id, path, position)
+
         fmt = self._overrides.get(path) or formats.detect_format(path)
         found = 0
         if fmt == formats.JSONL:
@@ -162,7 +168,7 @@ class FetchSelectedDoFn(beam.DoFn):
                     doc_id, score = by_position[raw.position]
                     self._check(raw, doc_id)
                     found += 1
-                    yield (path, raw.position), with_score(raw.data, score)
+                    yield key(raw.position), with_score(raw.data, score)
                     if found == len(by_position):
                         break
         else:
@@ -175,16 +181,16 @@ class FetchSelectedDoFn(beam.DoFn):
                     row.pop(formats.SCORE_FIELD, None)
                     row[formats.SCORE_FIELD] = score
                     found += 1
-                    yield (path, position), row
+                    yield key(position), row
         self._fetched.inc(found)
         if found != len(by_position):
-            raise RuntimeError(f"{path}: {len(by_position) - found} selected records are missing; "
-                               "the file changed during the job")
+            raise ValueError(f"{path}: {len(by_position) - found} selected records are missing; "
+                             "the file changed since it was scored")
 
 
 class FetchSelected(beam.PTransform):
-    """PCollection[ScoredDocument] -> PCollection[(Key, record)]: the selected records read
-    back from their source files (see FetchSelectedDoFn).
+    """PCollection[ScoredDocument] -> PCollection[(RankKey, record)]: the selected records
+    read back from their source files (see FetchSelectedDoFn).
 
     Late materialisation: scoring keeps only small keys, so no step holds or shuffles the
     corpus text while the selection is found; the selected keys are grouped by source file
@@ -398,10 +404,9 @@ class WriteSelected(beam.PTransform):
         records = selected | "Fetch" >> FetchSelected(plan.format_overrides, self._text, self._id_field)
         if plan.format == formats.JSONL:
             return (records
-                    | "Lines" >> beam.Map(lambda keyed: _as_line(keyed[1]))
-                    | "WriteText" >> beam.io.WriteToText(
-                        posixpath.join(self._staging, "selected"), file_name_suffix=plan.suffix,
-                        num_shards=plan.num_shards, shard_name_template="-SSSSS-of-NNNNN"))
+                    | "Lines" >> beam.Map(lambda keyed: (keyed[0], _as_line(keyed[1])))
+                    | "WriteShards" >> WriteSelectedShards(self._staging, "selected", plan.suffix,
+                                                           plan.num_shards))
         rows = records | "Rows" >> beam.Map(_as_row)
         return rows | "WriteRows" >> WriteRowFiles(
             self._staging, "selected", plan.format, plan.suffix, plan.codec, plan.num_shards,

@@ -105,7 +105,7 @@ def test_dry_run_stages_our_package_as_a_real_submission_does(tmp_path, monkeypa
             assert any(n.startswith("zipfit_beam/_gzip1.") and n.endswith(".so")
                        for n in z.namelist()), z.namelist()
 
-    assert {"ZipFitSelect/ScoreDocuments/Score", "ZipFitSelect/SelectTopK/TopKeys",
+    assert {"ZipFitSelect/ScoreDocuments/Score", "ZipFitSelect/SelectDocuments/FindCut/Histogram1",
             "PublishOutput"} <= transform_names(result)
     workers = result.job.options.view_as(WorkerOptions)
     assert (workers.num_workers, workers.max_num_workers, workers.machine_type) == (

@@ -8,6 +8,7 @@ import pytest
 
 from zipfit_beam.cli import main as cli_main
 from zipfit_beam.pipeline import run
+from zipfit_beam.tokens import count_regex
 
 from tests.conftest import BAD_LINES, oracle_scores, oracle_top_k, read_jsonl, write_jsonl, write_lines
 
@@ -55,8 +56,10 @@ def test_selection_equals_oracle(tmp_path, corpus, sources, targets, extra):
     assert sorted(r["reason"] for r in rejected) == sorted(reason for _, reason in BAD_LINES)
     assert all(r["source"].endswith("src-1.jsonl.gz") and r["position"] > 0 for r in rejected)
     c = manifest["counts"]
+    by_id = {s["id"]: s for s in sources}
     assert c == {"read": len(sources) + len(BAD_LINES), "scored": len(sources),
-                 "rejected": len(BAD_LINES), "selected": k}
+                 "rejected": len(BAD_LINES), "selected": k,
+                 "selected_tokens": sum(count_regex(by_id[r["id"]]["text"]) for r in selected)}
     assert c["read"] == c["scored"] + c["rejected"]
     assert manifest["threshold"]["id"] == oracle_top_k(oracle, k)[-1]
     assert manifest["config"]["top_k"] == k and manifest["versions"]["apache_beam"] == "2.77.0"
