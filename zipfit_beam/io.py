@@ -142,6 +142,16 @@ def needed_fields(text: Union[str, TextSpec], id_field: str) -> List[str]:
 READ_COUNT_TAG = "read_count"
 
 
+def route_dead_letter(element):
+    """A DeadLetter goes to the ``rejected`` tag and is counted (total and by reason);
+    anything else stays on the main output."""
+    if not isinstance(element, DeadLetter):
+        return element
+    Metrics.counter("zipfit", "rejected").inc()
+    Metrics.counter("zipfit", f"rejected_{element.reason}").inc()
+    return beam.pvalue.TaggedOutput(REJECTED_TAG, element)
+
+
 class ReadRecordsDoFn(beam.DoFn):
     """(path, format) -> RawRecord / RowRecord per record; dead letters from the reader
     (damaged files and row groups, undecodable rows) go to the ``rejected`` tag. Every
@@ -158,12 +168,7 @@ class ReadRecordsDoFn(beam.DoFn):
         count = 0
         for record in iter_input(path, fmt, self._fields):
             count += 1
-            if isinstance(record, DeadLetter):
-                Metrics.counter("zipfit", "rejected").inc()
-                Metrics.counter("zipfit", f"rejected_{record.reason}").inc()
-                yield beam.pvalue.TaggedOutput(REJECTED_TAG, record)
-            else:
-                yield record
+            yield route_dead_letter(record)
         self._read.inc(count)
         yield beam.pvalue.TaggedOutput(READ_COUNT_TAG, count)
 
@@ -188,13 +193,7 @@ class ParseDocumentDoFn(beam.DoFn):
         self._text, self._id_field = as_text_spec(text), id_field
 
     def process(self, raw: Union[RawRecord, RowRecord]):
-        parsed = parse_any(raw, self._text, self._id_field)
-        if isinstance(parsed, DeadLetter):
-            Metrics.counter("zipfit", "rejected").inc()
-            Metrics.counter("zipfit", f"rejected_{parsed.reason}").inc()
-            yield beam.pvalue.TaggedOutput(REJECTED_TAG, parsed)
-        else:
-            yield parsed
+        yield route_dead_letter(parse_any(raw, self._text, self._id_field))
 
 
 def load_targets(patterns: Sequence[str], text: Union[str, TextSpec], id_field: str,
