@@ -31,6 +31,11 @@ BAD_LINES = [
 ]
 
 
+# What every select run writes next to its shards and manifest (``report``, ``summary``).
+REPORT_FILES = ["report-groups.png", "report-score-histogram.png", "report-score-vs-length.png",
+                "report-tokens.png", "report.html", "summary.json"]
+
+
 def read_jsonl(path: str) -> List[dict]:
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8") as f:
@@ -92,3 +97,25 @@ def test_pipeline():
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def oracle_select(docs, top_k=None, token_budget=None, fraction=None, min_score=None):
+    """The selection modes straight from their definition, on (id, score, source, position,
+    tokens) tuples: sort by (-score, id, source, position), walk best first, stop at the
+    first document over the budget or below the floor. Returns the selected tuples."""
+    import math
+    from fractions import Fraction
+    ranked = sorted(docs, key=lambda d: (-d[1], d[0], d[2], d[3]))
+    if top_k is not None:
+        budget, weigh = top_k, (lambda d: 1)
+    elif token_budget is not None:
+        budget, weigh = token_budget, (lambda d: d[4])
+    else:
+        budget, weigh = math.floor(Fraction(str(fraction)) * len(docs)), (lambda d: 1)
+    out = []
+    for d in ranked:
+        if (min_score is not None and d[1] < min_score) or weigh(d) > budget:
+            break
+        budget -= weigh(d)
+        out.append(d)
+    return out

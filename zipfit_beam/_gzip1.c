@@ -1,23 +1,41 @@
 /*
  * zipfit_beam._gzip1 -- exact gzip level-1 compressed lengths, computed without compressing.
  *
- * len(gzip.compress(data, 1)) == len(zlib.compress(data, 1, -15)) + 18.  The raw deflate part
- * is what zlib 1.2.12 .. 1.3.1 produce at level 1 (its "fast" parser, windowBits 15, memLevel 8,
- * one deflate() call with Z_FINISH, as Python's zlib.compress makes).  This module re-implements
- * that parser and the per-block encoding choice (stored / fixed / dynamic Huffman) and counts
- * bits instead of writing them, so the lengths are bit-for-bit the ones zlib produces.
+ * len(gzip.compress(data, 1)) == len(zlib.compress(data, 1, -15)) + 18.  The raw deflate part is
+ * what zlib 1.2.12 .. 1.3.1 produce at level 1 (deflate_fast: 3-byte hash of 15 bits, hash chains
+ * cut at 4, nice_match 8, strings inside matches longer than 4 not hashed; windowBits 15,
+ * memLevel 8, so 16383 symbols per block; one deflate() call with Z_FINISH, which is what
+ * Python's zlib.compress does).  This module re-implements that parser and the per-block choice
+ * between stored, fixed-Huffman and dynamic-Huffman coding, and counts bits instead of writing
+ * them.  Independent implementation written from the algorithm's description; no zlib code.
  *
- * Independent implementation written from the algorithm's description; no zlib code is used.
+ * API: gzip1_length(data) -> int;  Gzip1Targets(targets).concat_lengths(source) -> list[int]
+ * (len(gzip.compress(source + t, 1)) for every target t);  ZLIB_COMPAT = "1.2.13".
  *
- * Two engines:
- *   - the "flat" engine, for inputs shorter than 32768 + 32506 bytes, where zlib never slides
- *     its window: positions are absolute offsets into one contiguous buffer.
- *   - the "window" engine, a faithful model of the 64 KiB sliding window (reads, slides, hash
- *     rebasing, stale bytes, the zeroed high-water area) for longer inputs.
+ * Engines
+ *   flat    inputs shorter than 65274 bytes, where zlib never slides its window: positions are
+ *           absolute offsets into one buffer, hash heads/chains are plain arrays.
+ *   window  a faithful model of zlib's 64 KiB window (reads of the input in window-sized pieces,
+ *           slides with hash rebasing, stale bytes, the zeroed high-water area) for the rest.
  *
- * Gzip1Targets.concat_lengths(x) parses x once up to the point where what follows x can start
- * to matter, then resumes from that snapshot for every target, undoing the hash-table writes
- * after each target.
+ * Reuse across targets (concat_lengths)
+ *   The source x is parsed once, up to the first step whose outcome can depend on what follows
+ *   x: normally the first step whose match search may compare a byte of the target.  Each
+ *   target resumes from there; the hash-table writes it makes are logged and undone, so nothing
+ *   of size 64 KiB is copied per target.  When x + target is long enough for the window to
+ *   slide, the window engine resumes from a per-source snapshot instead (x parsed once).
+ *
+ * Block sizes
+ *   Code lengths come from a re-implementation of zlib's heap-based Huffman construction
+ *   (build_tree/gen_bitlen): nodes ordered by (frequency, depth) with zlib's exact heap layout
+ *   and tie order, which decides which of several equally frequent symbols gets which length and
+ *   therefore the size of the code-length description.  Lengths over the limit are repaired
+ *   as zlib does.  The bit-length tree, its 3*(n+1) + 14 header bits, the fixed-code size, and
+ *   the stored size (with the byte alignment of a stored block, only while the block's data is
+ *   still in the window) follow _tr_flush_block.
+ *
+ * Inputs over 4 GiB (which Python's zlib.compress feeds to zlib in pieces) have not been checked
+ * against zlib.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -52,6 +70,7 @@
 #define HEAP_SIZE (2 * L_CODES + 1)
 
 #define PAD 320u                             /* slack after data for word-wise compares */
+#define PREFETCH_AHEAD 8u
 
 /* ------------------------------------------------------------------------------------------ */
 /* static tables                                                                              */
@@ -101,151 +120,283 @@ static inline unsigned hash3(const uint8_t *p)
 /* length limit with the overflow repair that re-deals lengths in heap order.                 */
 
 typedef struct {
-    int heap[HEAP_SIZE];
-    uint32_t key[HEAP_SIZE]; /* freq << 8 | depth */
+    uint64_t heap[4 * HEAP_SIZE + 16]; /* (freq << 18) | (depth << 10) | node, then ~0 */
+    uint16_t order[HEAP_SIZE];    /* nodes by increasing weight, filled from the top */
     uint16_t dad[HEAP_SIZE];
-    uint16_t len[HEAP_SIZE + 1];
+    uint8_t nlen[HEAP_SIZE + 2];  /* code length of every node */
+    uint16_t syms[L_CODES + 2];
     int bl_count[16];
 } hwork;
 
-static inline void sift(hwork *w, int hl, int k)
+#define HKEY_MASK 1023u /* low bits hold the node id; comparisons ignore them */
+
+/*
+ * zlib's smaller(): (freq, depth) lexicographically <=.  With the node id in the low 10 bits,
+ * a <= b on keys is  a <= (b | HKEY_MASK).
+ */
+
+/*
+ * Sinks v from node k (zlib's pqdownheap(k)) through a fixed number of levels,
+ * D = floor(log2(hl)) - floor(log2(k)), without data-dependent branches.  The walk follows the
+ * smaller-child path (the right child wins ties, as in zlib) to the bottom; along it the keys
+ * c_0 <= c_1 <= ...
+ * are sorted, so zlib's rule (children move up while v is larger; v stops at the first node
+ * where it is <= the smaller child) gives node P_t the content
+ *     c_t      if v > c_t,
+ *     v        if c_{t-1} < v <= c_t,
+ *     c_{t-1}  otherwise (its own old content),
+ * i.e. each path node is rewritten with its final content and store addresses depend only on
+ * the path.  The heap beyond hl holds ~0 (never smaller, never moved) up to index 4*hl + 8; the
+ * four grandchildren are loaded one level ahead.  Keys compare as a <= (b | HKEY_MASK).
+ */
+static inline void sink_at(uint64_t *heap, size_t k, int D, uint64_t v)
 {
-    int *heap = w->heap;
-    const uint32_t *key = w->key;
-    int v = heap[k];
-    uint32_t kv = key[v];
-    int j = k << 1;
-    while (j <= hl) {
-        if (j < hl && key[heap[j + 1]] <= key[heap[j]]) j++;
-        if (kv <= key[heap[j]]) break;
-        heap[k] = heap[j];
-        k = j;
-        j <<= 1;
+    uint64_t l = heap[2 * k], r = heap[2 * k + 1], cprev = 0; /* c_{-1}: below every key */
+    size_t P = k;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(GZIP1_NO_ASM)
+    if (D > 0) {
+        /* The C loop below with the selects forced to cmov (compilers emit branches here).
+           Q = 4P: the grandchildren are at heap + 8Q bytes, node P at heap + 2Q bytes.
+           13 registers, so it also builds with a reserved frame pointer. */
+        uint64_t g0, g1, q0, q1, c, x;
+        uint64_t Q = 4 * (uint64_t)P;
+        long t = D;
+        __asm__ volatile(
+            "1:\n\t"
+            "mov (%[heap], %[Q], 8), %[g0]\n\t"
+            "mov 8(%[heap], %[Q], 8), %[g1]\n\t"
+            "lea (%[Q], %[Q]), %[q0]\n\t"
+            "lea 4(%[Q], %[Q]), %[q1]\n\t"
+            "mov %[l], %[c]\n\t"
+            "or $0x3ff, %[c]\n\t"
+            "cmp %[c], %[r]\n\t" /* the right child wins when r <= (l | M) */
+            "mov %[l], %[c]\n\t"
+            "cmovbe %[r], %[c]\n\t"
+            "cmovbe 16(%[heap], %[Q], 8), %[g0]\n\t"
+            "cmovbe 24(%[heap], %[Q], 8), %[g1]\n\t"
+            "cmovbe %[q1], %[q0]\n\t" /* next Q = 4 * (2P + right) */
+            "mov %[c], %[x]\n\t"
+            "or $0x3ff, %[x]\n\t"
+            "cmp %[x], %[v]\n\t" /* x = v > c ? c : v */
+            "mov %[v], %[x]\n\t"
+            "cmova %[c], %[x]\n\t"
+            "mov %[cprev], %[q1]\n\t"
+            "or $0x3ff, %[q1]\n\t"
+            "cmp %[q1], %[v]\n\t" /* node P gets v > c_prev ? x : c_prev */
+            "cmovbe %[cprev], %[x]\n\t"
+            "mov %[x], (%[heap], %[Q], 2)\n\t"
+            "mov %[q0], %[Q]\n\t"
+            "mov %[c], %[cprev]\n\t"
+            "mov %[g0], %[l]\n\t"
+            "mov %[g1], %[r]\n\t"
+            "dec %[t]\n\t"
+            "jnz 1b\n\t"
+            : [Q] "+r"(Q), [l] "+r"(l), [r] "+r"(r), [cprev] "+r"(cprev), [t] "+r"(t),
+              [g0] "=&r"(g0), [g1] "=&r"(g1), [q0] "=&r"(q0), [q1] "=&r"(q1), [c] "=&r"(c),
+              [x] "=&r"(x)
+            : [heap] "r"(heap), [v] "r"(v)
+            : "cc", "memory");
+        P = (size_t)(Q >> 2);
     }
-    heap[k] = v;
+#else
+    {
+        int t;
+        for (t = 0; t < D; t++) {
+            const uint64_t *g = heap + 4 * P;
+            uint64_t g0 = g[0], g1 = g[1], g2 = g[2], g3 = g[3];
+            uint64_t rm = 0 - (uint64_t)(r <= (l | HKEY_MASK));
+            uint64_t c = l ^ ((l ^ r) & rm);
+            uint64_t x = v > (c | HKEY_MASK) ? c : v;
+            heap[P] = v > (cprev | HKEY_MASK) ? x : cprev;
+            cprev = c;
+            P = 2 * P + (size_t)(rm & 1u);
+            l = g0 ^ ((g0 ^ g2) & rm);
+            r = g1 ^ ((g1 ^ g3) & rm);
+        }
+    }
+#endif
+    heap[P] = v > (cprev | HKEY_MASK) ? v : cprev;
+}
+
+static inline int ilog2u(unsigned x)
+{
+    return 31 - __builtin_clz(x);
 }
 
 /*
- * Builds the lengths for freq[0..elems) into w->len; returns the contribution to zlib's opt_len
- * (sum freq*(len + extra), with zlib's -1 per forced code); *static_part gets the contribution to
- * static_len when fixed_len is given; *max_code_out the largest used code.
+ * Code lengths for the used symbols syms[0..k) (ascending, freq > 0) of an alphabet of `elems`
+ * symbols, limited to max_length, exactly as zlib's build_tree/gen_bitlen make them.  Lengths go
+ * to w->nlen[0..elems) (0 for unused symbols).  Returns zlib's opt_len contribution without
+ * extra bits: sum freq*len, minus one per code forced in to make two.  *max_code_out gets the
+ * largest coded symbol (forced ones included).
  */
-static int64_t build_lengths(hwork *w, const uint32_t *freq, int elems, int max_length,
-                             const uint8_t *extra, int extra_base, const uint8_t *fixed_len,
-                             int fixed_const, int64_t *static_part, int *max_code_out)
+static int64_t huff_lengths(hwork *w, const uint32_t *freq, const uint16_t *syms, int k, int elems,
+                            int max_length, int *max_code_out)
 {
-    int n, m, hl = 0, hmax = HEAP_SIZE, max_code = -1, node, h;
-    int64_t opt = 0, stat = 0;
-    uint32_t f1[2]; /* not used; keeps compilers quiet about unused paths */
-    (void)f1;
+    uint64_t *heap = w->heap;
+    uint16_t *order = w->order, *dad = w->dad;
+    uint8_t *nlen = w->nlen;
+    int hl = 0, max_code = -1, i, node, om = HEAP_SIZE, nforced = 0, n, m, h, bits, overflow = 0;
+    int forced[2] = {0, 0};
+    int64_t opt = 0;
 
-    for (n = 0; n < elems; n++) {
-        if (freq[n] != 0) {
-            w->heap[++hl] = max_code = n;
-            w->key[n] = freq[n] << 8;
-        } else {
-            w->len[n] = 0;
-        }
+    memset(nlen, 0, (size_t)elems);
+    for (i = 0; i < k; i++) {
+        n = syms[i];
+        heap[++hl] = ((uint64_t)freq[n] << 18) | (uint64_t)n;
     }
+    if (k) max_code = syms[k - 1];
     while (hl < 2) {
-        node = w->heap[++hl] = (max_code < 2 ? ++max_code : 0);
-        w->key[node] = 1u << 8;
-        opt -= 1;
-        if (fixed_len) stat -= fixed_len[node];
-        else if (fixed_const) stat -= fixed_const;
+        node = (max_code < 2 ? ++max_code : 0);
+        heap[++hl] = ((uint64_t)1 << 18) | (uint64_t)node;
+        forced[nforced++] = node;
     }
+    for (i = hl + 1; i < 4 * hl + 12; i++) heap[i] = ~(uint64_t)0;
     *max_code_out = max_code;
-    for (n = hl / 2; n >= 1; n--) sift(w, hl, n);
+    {
+        int Dh = ilog2u((unsigned)hl);
+        for (i = hl / 2; i >= 1; i--) sink_at(heap, (size_t)i, Dh - ilog2u((unsigned)i), heap[i]);
+    }
 
     node = elems;
     do {
-        n = w->heap[1];
-        w->heap[1] = w->heap[hl--];
-        sift(w, hl, 1);
-        m = w->heap[1];
-        w->heap[--hmax] = n;
-        w->heap[--hmax] = m;
-        {
-            uint32_t kn = w->key[n], km = w->key[m];
-            uint32_t dn = kn & 0xffu, dm = km & 0xffu;
-            uint32_t d = (dn >= dm ? dn : dm) + 1u;
-            w->key[node] = (((kn >> 8) + (km >> 8)) << 8) | (d & 0xffu);
-        }
-        w->dad[n] = w->dad[m] = (uint16_t)node;
-        w->heap[1] = node++;
-        sift(w, hl, 1);
+        uint64_t a = heap[1], b, da, db, d, last = heap[hl];
+        int D;
+        heap[hl] = ~(uint64_t)0;
+        hl--;
+        D = ilog2u((unsigned)hl);
+        sink_at(heap, 1, D, last);
+        b = heap[1];
+        n = (int)(a & HKEY_MASK);
+        m = (int)(b & HKEY_MASK);
+        order[--om] = (uint16_t)n;
+        order[--om] = (uint16_t)m;
+        da = (a >> 10) & 0xffu;
+        db = (b >> 10) & 0xffu;
+        d = ((da >= db ? da : db) + 1u) & 0xffu;
+        dad[n] = dad[m] = (uint16_t)node;
+        sink_at(heap, 1, D, (((a >> 18) + (b >> 18)) << 18) | (d << 10) | (uint64_t)node);
+        node++;
     } while (hl >= 2);
-    w->heap[--hmax] = w->heap[1];
+    order[--om] = (uint16_t)(heap[1] & HKEY_MASK);
 
-    /* gen_bitlen */
-    {
-        int bits, overflow = 0, xb;
+    /* gen_bitlen: lengths top-down in heap order (parents first), clamped at max_length with
+       every clamp (internal nodes included) counted as zlib counts it */
+    nlen[order[om]] = 0;
+    for (h = om + 1; h < HEAP_SIZE; h++) {
+        int over;
+        n = order[h];
+        bits = nlen[dad[n]] + 1;
+        over = bits > max_length;
+        overflow += over;
+        nlen[n] = (uint8_t)(bits - over);
+    }
+    for (i = 0; i < k; i++) opt += (int64_t)freq[syms[i]] * nlen[syms[i]];
+    for (i = 0; i < nforced; i++) opt += (int64_t)nlen[forced[i]] - 1; /* frequency 1, minus 1 */
+    if (overflow) {
         for (bits = 0; bits <= 15; bits++) w->bl_count[bits] = 0;
-        w->len[w->heap[hmax]] = 0;
-        for (h = hmax + 1; h < HEAP_SIZE; h++) {
-            n = w->heap[h];
-            bits = w->len[w->dad[n]] + 1;
-            if (bits > max_length) bits = max_length, overflow++;
-            w->len[n] = (uint16_t)bits;
-            if (n > max_code) continue;
-            w->bl_count[bits]++;
-            xb = (n >= extra_base) ? extra[n - extra_base] : 0;
-            {
-                int64_t f = (int64_t)(w->key[n] >> 8);
-                opt += f * (bits + xb);
-                if (fixed_len) stat += f * (fixed_len[n] + xb);
-                else if (fixed_const) stat += f * (fixed_const + xb);
-            }
-        }
-        if (overflow) {
-            do {
-                bits = max_length - 1;
-                while (w->bl_count[bits] == 0) bits--;
-                w->bl_count[bits]--;
-                w->bl_count[bits + 1] += 2;
-                w->bl_count[max_length]--;
-                overflow -= 2;
-            } while (overflow > 0);
-            h = HEAP_SIZE;
-            for (bits = max_length; bits != 0; bits--) {
-                n = w->bl_count[bits];
-                while (n != 0) {
-                    m = w->heap[--h];
-                    if (m > max_code) continue;
-                    if (w->len[m] != (unsigned)bits) {
-                        opt += ((int64_t)bits - (int64_t)w->len[m]) * (int64_t)(w->key[m] >> 8);
-                        w->len[m] = (uint16_t)bits;
-                    }
-                    n--;
+        for (i = 0; i < k; i++) w->bl_count[nlen[syms[i]]]++;
+        for (i = 0; i < nforced; i++) w->bl_count[nlen[forced[i]]]++;
+        do {
+            bits = max_length - 1;
+            while (w->bl_count[bits] == 0) bits--;
+            w->bl_count[bits]--;
+            w->bl_count[bits + 1] += 2;
+            w->bl_count[max_length]--;
+            overflow -= 2;
+        } while (overflow > 0);
+        h = HEAP_SIZE;
+        for (bits = max_length; bits != 0; bits--) {
+            n = w->bl_count[bits];
+            while (n != 0) {
+                m = order[--h];
+                if (m > max_code) continue;
+                if (nlen[m] != (unsigned)bits) {
+                    opt += ((int64_t)bits - (int64_t)nlen[m]) * (int64_t)(freq[m] ? freq[m] : 1u);
+                    nlen[m] = (uint8_t)bits;
                 }
+                n--;
             }
         }
     }
-    if (static_part) *static_part = stat;
     return opt;
 }
 
-/* bit-length-alphabet frequencies of one code-length sequence (zlib's scan_tree) */
-static void scan_lengths(uint16_t *len, int max_code, uint32_t *blf)
+/* ascending list of the symbols with nonzero frequency */
+static inline int used_syms(const uint32_t *freq, int elems, uint16_t *syms)
 {
-    int n, prevlen = -1, curlen, nextlen = len[0], count = 0, maxc = 7, minc = 4;
-    if (nextlen == 0) maxc = 138, minc = 3;
-    len[max_code + 1] = 0xffff; /* guard */
-    for (n = 0; n <= max_code; n++) {
-        curlen = nextlen;
-        nextlen = len[n + 1];
-        if (++count < maxc && curlen == nextlen) continue;
-        if (count < minc) blf[curlen] += (uint32_t)count;
-        else if (curlen != 0) {
-            if (curlen != prevlen) blf[curlen]++;
-            blf[16]++;
-        } else if (count <= 10) blf[17]++;
-        else blf[18]++;
-        count = 0;
-        prevlen = curlen;
-        if (nextlen == 0) maxc = 138, minc = 3;
-        else if (curlen == nextlen) maxc = 6, minc = 3;
-        else maxc = 7, minc = 4;
+    int n, k = 0;
+    for (n = 0; n < elems; n++) {
+        syms[k] = (uint16_t)n;
+        k += freq[n] != 0;
+    }
+    return k;
+}
+
+/*
+ * Bit-length-alphabet frequencies of one code-length sequence, as zlib's scan_tree counts them,
+ * one run of equal lengths at a time.  zlib's rules, per maximal run of R equal lengths v:
+ *   v == 0: pieces of up to 138; a piece of c adds c zeros if c < 3, else one REPZ_3_10
+ *           (c <= 10) or one REPZ_11_138.
+ *   v != 0: a first piece of up to 7: c < 4 adds c copies of v, else v once plus REP_3_6;
+ *           after a full first piece, pieces of up to 6 each add REP_3_6, or c copies of v when
+ *           c < 3.
+ * run_add[v != 0][R] holds the resulting (copies of v, REP_3_6, REPZ_3_10, REPZ_11_138).
+ */
+#define RUN_MAX (L_CODES + 1)
+static uint8_t run_add[2][RUN_MAX + 1][4];
+
+static void init_run_table(void)
+{
+    unsigned R;
+    for (R = 1; R <= RUN_MAX; R++) {
+        uint8_t *z = run_add[0][R], *nz = run_add[1][R];
+        unsigned c = R % 138;
+        z[3] = (uint8_t)(R / 138);
+        if (c) {
+            if (c < 3) z[0] = (uint8_t)c;
+            else if (c <= 10) z[2]++;
+            else z[3]++;
+        }
+        if (R < 4) nz[0] = (uint8_t)R;
+        else if (R < 7) nz[0] = 1, nz[1] = 1;
+        else {
+            unsigned rest = R - 7;
+            nz[0] = 1;
+            nz[1] = (uint8_t)(1 + rest / 6);
+            rest %= 6;
+            if (rest < 3) nz[0] = (uint8_t)(nz[0] + rest);
+            else nz[1]++;
+        }
+    }
+}
+
+/* len[] must have 8 readable bytes after max_code + 1 (a guard is written there) */
+static void scan_lengths(uint8_t *len, int max_code, uint32_t *blf)
+{
+    int i = 0;
+    len[max_code + 1] = 0xff; /* guard: never a real length */
+    while (i <= max_code) {
+        unsigned v = len[i];
+        int j = i + 1;
+        const uint8_t *add;
+        uint64_t vv = (uint64_t)v * 0x0101010101010101ull;
+        for (;;) {
+            uint64_t wv;
+            memcpy(&wv, len + j, 8);
+            wv ^= vv;
+            if (wv) {
+                j += (int)((unsigned)__builtin_ctzll(wv) >> 3);
+                break;
+            }
+            j += 8;
+        }
+        add = run_add[v != 0][j - i];
+        blf[v] += add[0];
+        blf[16] += add[1];
+        blf[17] += add[2];
+        blf[18] += add[3];
+        i = j;
     }
 }
 
@@ -273,31 +424,58 @@ static inline void bs_init(bstate *b)
     b->bits = 0;
 }
 
-/* Ends the current block as zlib's _tr_flush_block would, adding its size to b->bits. */
-static void bs_flush(bstate *b, uint64_t stored_len, int have_buf, int last)
+/*
+ * Sizes of the current block as zlib's _tr_flush_block sees them: *opt_out is opt_len (dynamic
+ * trees, tree description included), *stat_out is static_len; both without the 3 header bits.
+ */
+static void block_costs(const uint32_t *lf, const uint32_t *df, int64_t *opt_out, int64_t *stat_out)
 {
     hwork w;
     uint32_t blf[BL_CODES + 2];
-    int64_t opt, stat, st_d, optl, optd;
-    int lmax, dmax, blmax, max_blindex;
-    uint64_t opt_lenb, static_lenb;
-    uint16_t llen[L_CODES + 2], dlen[D_CODES + 2];
+    uint8_t llen[L_CODES + 16], dlen[D_CODES + 16];
+    int64_t opt, stat = 0, xs = 0;
+    int k, i, lmax, dmax, blmax, max_blindex;
 
-    optl = build_lengths(&w, b->lf, L_CODES, 15, lbits_extra, 257, fixed_llen, 0, &stat, &lmax);
-    memcpy(llen, w.len, sizeof(uint16_t) * L_CODES);
-    optd = build_lengths(&w, b->df, D_CODES, 15, dbits_extra, 0, NULL, 5, &st_d, &dmax);
-    memcpy(dlen, w.len, sizeof(uint16_t) * D_CODES);
-    stat += st_d;
-    opt = optl + optd;
+    {
+        /* sums over whole alphabets (branch-free; a block has < 2^14 symbols, so no overflow) */
+        uint32_t st = 0, x = 0;
+        for (i = 0; i < L_CODES; i++) st += lf[i] * fixed_llen[i];
+        for (i = 0; i < 29; i++) x += lf[257 + i] * lbits_extra[i];
+        for (i = 0; i < D_CODES; i++) {
+            st += df[i] * 5u;
+            x += df[i] * dbits_extra[i];
+        }
+        stat = (int64_t)st + x;
+        xs = x;
+    }
+    k = used_syms(lf, L_CODES, w.syms);
+    opt = huff_lengths(&w, lf, w.syms, k, L_CODES, 15, &lmax);
+    memcpy(llen, w.nlen, L_CODES);
+
+    k = used_syms(df, D_CODES, w.syms);
+    opt += huff_lengths(&w, df, w.syms, k, D_CODES, 15, &dmax);
+    memcpy(dlen, w.nlen, D_CODES);
+    opt += xs;
 
     memset(blf, 0, sizeof blf);
     scan_lengths(llen, lmax, blf);
     scan_lengths(dlen, dmax, blf);
-    opt += build_lengths(&w, blf, BL_CODES, 7, blbits_extra, 0, NULL, 0, NULL, &blmax);
+    k = used_syms(blf, BL_CODES, w.syms);
+    opt += huff_lengths(&w, blf, w.syms, k, BL_CODES, 7, &blmax);
+    for (i = 16; i < BL_CODES; i++) opt += (int64_t)blf[i] * blbits_extra[i]; /* repeat counts */
     for (max_blindex = BL_CODES - 1; max_blindex >= 3; max_blindex--)
-        if (w.len[bl_rank[max_blindex]] != 0) break;
+        if (w.nlen[bl_rank[max_blindex]] != 0) break;
     opt += 3 * ((int64_t)max_blindex + 1) + 5 + 5 + 4;
+    *opt_out = opt;
+    *stat_out = stat;
+}
 
+/* Ends the current block as zlib's _tr_flush_block would, adding its size to b->bits. */
+static void bs_flush(bstate *b, uint64_t stored_len, int have_buf, int last)
+{
+    int64_t opt, stat;
+    uint64_t opt_lenb, static_lenb;
+    block_costs(b->lf, b->df, &opt, &stat);
     opt_lenb = ((uint64_t)opt + 3 + 7) >> 3;
     static_lenb = ((uint64_t)stat + 3 + 7) >> 3;
     if (static_lenb <= opt_lenb) opt_lenb = static_lenb;
@@ -345,27 +523,44 @@ static inline unsigned load_diff_len(const uint8_t *s, const uint8_t *m, unsigne
     return maxl;
 }
 
-/* zlib's longest_match at level 1 (chain 4, nice 8, prev_length 2), limited to the data */
+static inline uint64_t load64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+/*
+ * zlib's longest_match at level 1 (chain 4, nice 8, prev_length 2), limited to the data.
+ * zlib skips a candidate unless it can beat the best length so far and then measures it;
+ * equivalently every candidate is measured and kept when strictly longer.  The first 8 bytes
+ * are compared at once (enough to decide everything below nice_match = 8); only the candidate
+ * that reaches nice_match is measured further.  buf must be readable 8 bytes past p + la.
+ */
 static inline unsigned flat_match(const uint8_t *buf, const uint16_t *prev, unsigned p,
                                   unsigned cur, unsigned la, unsigned *mstart)
 {
     const uint8_t *s = buf + p;
     unsigned limit = p > MAXDIST ? p - MAXDIST : 0;
     unsigned nice = la < NICE ? la : NICE;
-    unsigned maxl = la < MAXM ? la : MAXM;
-    unsigned best = 2;
+    unsigned best = 2, ms = 0;
+    uint64_t sv = load64(s);
     int chain = CHAIN;
-    do {
-        const uint8_t *m = buf + cur;
-        if (m[best] == s[best] && m[best - 1] == s[best - 1] && m[0] == s[0] && m[1] == s[1]) {
-            unsigned len = load_diff_len(s, m, maxl);
-            if (len > best) {
-                *mstart = cur;
-                best = len;
-                if (len >= nice) break;
-            }
-        }
-    } while ((cur = prev[cur & WMASK]) > limit && --chain != 0);
+    for (;;) {
+        uint64_t x = sv ^ load64(buf + cur);
+        unsigned cp = x ? (unsigned)__builtin_ctzll(x) >> 3 : 8u;
+        cp = cp < nice ? cp : nice;
+        ms = cp > best ? cur : ms;
+        best = cp > best ? cp : best;
+        if (cp >= nice) break;
+        cur = prev[cur & WMASK];
+        if (cur <= limit || --chain == 0) break;
+    }
+    if (best == NICE && la > NICE) {
+        unsigned maxl = la < MAXM ? la : MAXM;
+        best = NICE + load_diff_len(s + NICE, buf + ms + NICE, maxl - NICE);
+    }
+    *mstart = ms;
     return best;
 }
 
@@ -376,19 +571,22 @@ typedef struct {
 
 /*
  * Runs zlib's deflate_fast steps on buf[0..total) from step start *pp while the step start is
- * below `until`.  Blocks that fill up are flushed into b.  When lg is given, every head[]
+ * below `until`.  hv[p] is the hash of buf[p..p+2] (for p + 3 <= total; readable up to
+ * total + PAD).  Blocks that fill up are flushed into b.  When lg is given, every head[]
  * write is logged as (hash << 16 | old value).
  */
-static void flat_run(const uint8_t *buf, unsigned total, unsigned *pp, unsigned until,
-                     unsigned *block_start, uint16_t *head, uint16_t *prev, bstate *b, ulog *lg)
+static void flat_run(const uint8_t *buf, const uint16_t *hv, unsigned total, unsigned *pp,
+                     unsigned until, unsigned *block_start, uint16_t *head, uint16_t *prev,
+                     bstate *b, ulog *lg)
 {
     unsigned p = *pp;
     uint32_t *logv = lg ? lg->v + lg->n : NULL;
     while (p < until) {
         unsigned la = total - p, hh = 0, mlen = 0, ms = 0;
         int fl;
+        __builtin_prefetch(head + hv[p + PREFETCH_AHEAD]);
         if (la >= MINM) {
-            unsigned h = hash3(buf + p);
+            unsigned h = hv[p];
             hh = head[h];
             if (logv) *logv++ = (h << 16) | hh;
             prev[p & WMASK] = (uint16_t)hh;
@@ -400,7 +598,7 @@ static void flat_run(const uint8_t *buf, unsigned total, unsigned *pp, unsigned 
             if (mlen <= MAX_INSERT && la - mlen >= MINM) {
                 unsigned q;
                 for (q = p + 1; q < p + mlen; q++) {
-                    unsigned h = hash3(buf + q);
+                    unsigned h = hv[q];
                     unsigned o = head[h];
                     if (logv) *logv++ = (h << 16) | o;
                     prev[q & WMASK] = (uint16_t)o;
@@ -421,6 +619,71 @@ static void flat_run(const uint8_t *buf, unsigned total, unsigned *pp, unsigned 
     *pp = p;
 }
 
+/*
+ * Continues the source-only parse of buf[0..L) past the point where a match search can see the
+ * end of the source: a step at p is the same whatever follows the source as long as p + 9 <= L
+ * (then nice_match is 8 and the hashed and quick-checked bytes are all source bytes) and no
+ * candidate comparison runs up to the end of the source.  Stops before the first step that
+ * would compare up to buf[L], undoing that step's hash insertion.
+ */
+static void flat_extend(const uint8_t *buf, const uint16_t *hv, unsigned L, unsigned *pp,
+                        unsigned *block_start, uint16_t *head, uint16_t *prev, bstate *b)
+{
+    unsigned p = *pp;
+    while (p + 9 <= L) {
+        unsigned la = L - p, hh, mlen = 0, ms = 0, h = hv[p], oldprev = prev[p & WMASK];
+        int fl;
+        hh = head[h];
+        prev[p & WMASK] = (uint16_t)hh;
+        head[h] = (uint16_t)p;
+        if (hh != 0 && p - hh <= MAXDIST) {
+            const uint8_t *s = buf + p;
+            unsigned limit = p > MAXDIST ? p - MAXDIST : 0, cur = hh;
+            unsigned maxl = la < MAXM ? la : MAXM, best = 2;
+            int chain = CHAIN, hit = 0;
+            do {
+                const uint8_t *m = buf + cur;
+                if (m[best] == s[best] && m[best - 1] == s[best - 1] && m[0] == s[0] &&
+                    m[1] == s[1]) {
+                    unsigned len = load_diff_len(s, m, maxl);
+                    if (len == la) { hit = 1; break; } /* reached the end of the source */
+                    if (len > best) {
+                        ms = cur;
+                        best = len;
+                        if (len >= NICE) break;
+                    }
+                }
+            } while ((cur = prev[cur & WMASK]) > limit && --chain != 0);
+            if (hit) {
+                head[h] = (uint16_t)hh;
+                prev[p & WMASK] = (uint16_t)oldprev;
+                break;
+            }
+            mlen = best;
+        }
+        if (mlen >= MINM) {
+            fl = bs_tally_match(b, p - ms, mlen);
+            if (mlen <= MAX_INSERT) { /* la - mlen >= 5 here */
+                unsigned q;
+                for (q = p + 1; q < p + mlen; q++) {
+                    unsigned hq = hv[q];
+                    prev[q & WMASK] = head[hq];
+                    head[hq] = (uint16_t)q;
+                }
+            }
+            p += mlen;
+        } else {
+            fl = bs_tally_lit(b, buf[p]);
+            p++;
+        }
+        if (fl) {
+            bs_flush(b, p - *block_start, 1, 0);
+            *block_start = p;
+        }
+    }
+    *pp = p;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* window engine: faithful model of zlib's 64 KiB window for inputs of any length             */
 
@@ -437,6 +700,17 @@ typedef struct {
     size_t off;
     uint64_t avail;
 } instream;
+
+static void in_init(instream *in, const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+    in->seg[0] = a;
+    in->seglen[0] = alen;
+    in->seg[1] = b;
+    in->seglen[1] = blen;
+    in->off = 0;
+    in->avail = (uint64_t)alen + blen;
+    in->si = alen ? 0 : blen ? 1 : 2;
+}
 
 static unsigned in_read(instream *in, uint8_t *dst, unsigned want)
 {
@@ -457,31 +731,49 @@ static unsigned in_read(instream *in, uint8_t *dst, unsigned want)
     return got;
 }
 
-/* the string at window position `pos` (relative) */
-static uint64_t window_bits(wmem *wm, const uint8_t *a, size_t alen, const uint8_t *bb, size_t blen)
+/* everything of the window engine besides its memory */
+typedef struct {
+    unsigned strstart, lookahead, match_length, match_start;
+    long block_start;
+    uint64_t high_water;
+    uint64_t base;     /* absolute input offset of win[0] */
+    uint64_t consumed; /* input bytes read into the window so far */
+    bstate b;
+} wstate;
+
+static void window_init(wmem *wm, wstate *st)
+{
+    memset(wm->head, 0, sizeof wm->head);
+    st->strstart = st->lookahead = st->match_start = 0;
+    st->match_length = MINM - 1;
+    st->block_start = 0;
+    st->high_water = 0;
+    st->base = 0;
+    st->consumed = 0;
+    bs_init(&st->b);
+}
+
+/*
+ * Runs deflate_fast steps reading from `in`.  Stops before the first step whose absolute start
+ * p has p + MIN_LOOK > stop_at (returns 1), or at the end of the input after the final block
+ * (returns 0).
+ */
+static int window_run(wmem *wm, wstate *st, instream *in, uint64_t stop_at)
 {
     uint8_t *win = wm->win;
     uint16_t *head = wm->head, *prev = wm->prev;
-    unsigned strstart = 0, lookahead = 0, match_length = MINM - 1, match_start = 0;
-    long block_start = 0;
-    uint64_t high_water = 0;
-    instream in;
-    bstate b;
-
-    in.seg[0] = a;
-    in.seglen[0] = alen;
-    in.seg[1] = bb;
-    in.seglen[1] = blen;
-    in.si = 0;
-    in.off = 0;
-    in.avail = (uint64_t)alen + blen;
-    if (alen == 0) in.si = 1;
-    if (alen == 0 && blen == 0) in.si = 2;
-
-    memset(head, 0, sizeof wm->head);
-    bs_init(&b);
+    unsigned strstart = st->strstart, lookahead = st->lookahead;
+    unsigned match_length = st->match_length, match_start = st->match_start;
+    long block_start = st->block_start;
+    uint64_t high_water = st->high_water;
+    bstate *b = &st->b;
+    int stopped = 0;
 
     for (;;) {
+        if (st->base + strstart + MIN_LOOK > stop_at) {
+            stopped = 1;
+            break;
+        }
         if (lookahead < MIN_LOOK) {
             /* fill_window */
             do {
@@ -492,13 +784,20 @@ static uint64_t window_bits(wmem *wm, const uint8_t *a, size_t alen, const uint8
                     match_start -= WSIZE;
                     strstart -= WSIZE;
                     block_start -= (long)WSIZE;
-                    for (n = 0; n < HSIZE; n++) head[n] = (uint16_t)(head[n] >= WSIZE ? head[n] - WSIZE : 0);
-                    for (n = 0; n < WSIZE; n++) prev[n] = (uint16_t)(prev[n] >= WSIZE ? prev[n] - WSIZE : 0);
+                    st->base += WSIZE;
+                    for (n = 0; n < HSIZE; n++)
+                        head[n] = (uint16_t)(head[n] >= WSIZE ? head[n] - WSIZE : 0);
+                    for (n = 0; n < WSIZE; n++)
+                        prev[n] = (uint16_t)(prev[n] >= WSIZE ? prev[n] - WSIZE : 0);
                     more += WSIZE;
                 }
-                if (in.avail == 0) break;
-                lookahead += in_read(&in, win + strstart + lookahead, more);
-            } while (lookahead < MIN_LOOK && in.avail != 0);
+                if (in->avail == 0) break;
+                {
+                    unsigned got = in_read(in, win + strstart + lookahead, more);
+                    lookahead += got;
+                    st->consumed += got;
+                }
+            } while (lookahead < MIN_LOOK && in->avail != 0);
             if (high_water < WINSZ) {
                 uint64_t curr = (uint64_t)strstart + lookahead, init;
                 if (high_water < curr) {
@@ -526,17 +825,17 @@ static uint64_t window_bits(wmem *wm, const uint8_t *a, size_t alen, const uint8
             }
             if (hh != 0 && strstart - hh <= MAXDIST) {
                 /* longest_match, reading the window as zlib does (possibly past the data) */
-                const uint8_t *s = win + strstart;
+                const uint8_t *sp = win + strstart;
                 unsigned limit = strstart > MAXDIST ? strstart - MAXDIST : 0;
                 unsigned nice = lookahead < NICE ? lookahead : NICE;
                 unsigned best = MINM - 1, cur = hh;
                 int chain = CHAIN;
                 do {
                     const uint8_t *m = win + cur;
-                    if (m[best] == s[best] && m[best - 1] == s[best - 1] && m[0] == s[0] &&
-                        m[1] == s[1]) {
+                    if (m[best] == sp[best] && m[best - 1] == sp[best - 1] && m[0] == sp[0] &&
+                        m[1] == sp[1]) {
                         unsigned len = 3;
-                        while (len < MAXM && s[len] == m[len]) len++;
+                        while (len < MAXM && sp[len] == m[len]) len++;
                         if (len > best) {
                             match_start = cur;
                             best = len;
@@ -547,7 +846,7 @@ static uint64_t window_bits(wmem *wm, const uint8_t *a, size_t alen, const uint8
                 match_length = best <= lookahead ? best : lookahead;
             }
             if (match_length >= MINM) {
-                fl = bs_tally_match(&b, strstart - match_start, match_length);
+                fl = bs_tally_match(b, strstart - match_start, match_length);
                 lookahead -= match_length;
                 if (match_length <= MAX_INSERT && lookahead >= MINM) {
                     match_length--;
@@ -564,18 +863,69 @@ static uint64_t window_bits(wmem *wm, const uint8_t *a, size_t alen, const uint8
                     match_length = 0;
                 }
             } else {
-                fl = bs_tally_lit(&b, win[strstart]);
+                fl = bs_tally_lit(b, win[strstart]);
                 lookahead--;
                 strstart++;
             }
             if (fl) {
-                bs_flush(&b, (uint64_t)((long)strstart - block_start), block_start >= 0, 0);
+                bs_flush(b, (uint64_t)((long)strstart - block_start), block_start >= 0, 0);
                 block_start = (long)strstart;
             }
         }
     }
-    bs_flush(&b, (uint64_t)((long)strstart - block_start), block_start >= 0, 1);
-    return b.bits;
+    if (!stopped) bs_flush(b, (uint64_t)((long)strstart - block_start), block_start >= 0, 1);
+    st->strstart = strstart;
+    st->lookahead = lookahead;
+    st->match_length = match_length;
+    st->match_start = match_start;
+    st->block_start = block_start;
+    st->high_water = high_water;
+    return stopped;
+}
+
+/* raw deflate bits of a||b with the window engine, from scratch */
+static uint64_t window_bits(wmem *wm, const uint8_t *a, size_t alen, const uint8_t *bb, size_t blen)
+{
+    wstate st;
+    instream in;
+    window_init(wm, &st);
+    in_init(&in, a, alen, bb, blen);
+    window_run(wm, &st, &in, UINT64_MAX);
+    return st.b.bits;
+}
+
+/*
+ * The window engine's state after the source x alone, stopped before the first step whose
+ * start p has p + MIN_LOOK > |x|.  Up to there every step only looks at source bytes, and
+ * fill_window is called at the same steps and reads the same source bytes whatever follows x,
+ * so the state is the same for every target except for what lies past x in the window.
+ */
+static void window_snapshot(wmem *wm, wstate *st, const uint8_t *x, size_t L)
+{
+    instream in;
+    window_init(wm, st);
+    in_init(&in, x, L, NULL, 0);
+    window_run(wm, st, &in, (uint64_t)L);
+}
+
+/* raw deflate bits of x||y resumed from window_snapshot(x) (copied into wm/st) */
+static uint64_t window_resume(wmem *wm, wstate *st, const uint8_t *x, size_t L, const uint8_t *y,
+                              size_t yl)
+{
+    instream in;
+    if (st->consumed == (uint64_t)L) {
+        /* the read that reached the end of x would have gone on into y, up to the window end */
+        unsigned end = st->strstart + st->lookahead;
+        size_t room = WINSZ - end, n = yl < room ? yl : room;
+        if (n) memcpy(wm->win + end, y, n);
+        st->lookahead += (unsigned)n;
+        st->consumed += n;
+        in_init(&in, y + n, yl - n, NULL, 0);
+    } else {
+        in_init(&in, x + st->consumed, L - (size_t)st->consumed, y, yl);
+    }
+    window_run(wm, st, &in, UINT64_MAX);
+    return st->b.bits;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -588,8 +938,13 @@ typedef struct scratch {
     uint16_t psave[WSIZE];
     uint8_t *buf;
     size_t bufcap;
+    uint16_t *hv; /* hash of buf[p..p+2] per position */
+    size_t hvcap;
     ulog lg;
-    wmem *wm;
+    wmem *wm;    /* window engine memory */
+    wmem *wsnap; /* window engine snapshot of the current source (long inputs) */
+    wstate wst;  /* its state */
+    int wsnap_ok;
 } scratch;
 
 static scratch *scratch_new(void)
@@ -602,8 +957,10 @@ static void scratch_free(scratch *s)
 {
     if (!s) return;
     free(s->buf);
+    free(s->hv);
     free(s->lg.v);
     free(s->wm);
+    free(s->wsnap);
     free(s);
 }
 
@@ -615,6 +972,12 @@ static int scratch_reserve(scratch *s, size_t buflen, size_t logn)
         s->buf = nb;
         s->bufcap = buflen;
     }
+    if (s->hvcap < buflen) {
+        uint16_t *nh = (uint16_t *)realloc(s->hv, buflen * sizeof(uint16_t));
+        if (!nh) return -1;
+        s->hv = nh;
+        s->hvcap = buflen;
+    }
     if (s->lg.cap < logn) {
         uint32_t *nv = (uint32_t *)realloc(s->lg.v, logn * sizeof(uint32_t));
         if (!nv) return -1;
@@ -624,6 +987,14 @@ static int scratch_reserve(scratch *s, size_t buflen, size_t logn)
     return 0;
 }
 
+/* hv[p] = hash of buf[p..p+2] for p in [from, to), to <= len - 2 ... zero-padded up to pad_to */
+static void fill_hashes(const uint8_t *buf, uint16_t *hv, size_t from, size_t len, size_t pad_to)
+{
+    size_t p;
+    for (p = from; p + 2 < len; p++) hv[p] = (uint16_t)hash3(buf + p);
+    for (; p < pad_to; p++) hv[p] = 0;
+}
+
 static wmem *scratch_wmem(scratch *s)
 {
     if (!s->wm) s->wm = (wmem *)calloc(1, sizeof(wmem));
@@ -631,19 +1002,25 @@ static wmem *scratch_wmem(scratch *s)
 }
 
 /* total deflate bytes (raw) for the concatenation a||b, any length; -1 on memory failure */
+/*
+ * Raw deflate bytes of a||b from scratch; -1 when out of memory.  Expects s->head all zero and
+ * leaves it so (only the entries of hashed strings are touched, and reset afterwards).
+ */
 static int64_t raw_len_any(scratch *s, const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 {
     uint64_t total = (uint64_t)alen + blen;
     if (total < SLIDE_AT) {
-        unsigned p = 0, bs0 = 0;
+        unsigned p = 0, bs0 = 0, q;
         bstate st;
         if (scratch_reserve(s, (size_t)total + PAD, 0)) return -1;
         if (alen) memcpy(s->buf, a, alen);
         if (blen) memcpy(s->buf + alen, b, blen);
-        memset(s->head, 0, sizeof s->head);
+        fill_hashes(s->buf, s->hv, 0, (size_t)total, (size_t)total + PAD);
         bs_init(&st);
-        flat_run(s->buf, (unsigned)total, &p, (unsigned)total, &bs0, s->head, s->prev, &st, NULL);
+        flat_run(s->buf, s->hv, (unsigned)total, &p, (unsigned)total, &bs0, s->head, s->prev, &st,
+                 NULL);
         bs_flush(&st, (uint64_t)(total - bs0), 1, 1);
+        for (q = 0; q + 2 < (unsigned)total; q++) s->head[s->hv[q]] = 0;
         return (int64_t)(st.bits >> 3);
     } else {
         wmem *wm = scratch_wmem(s);
@@ -657,6 +1034,12 @@ static int64_t raw_len_any(scratch *s, const uint8_t *a, size_t alen, const uint
 
 #define GZIP_OVERHEAD 18
 
+/* scratch for gzip1_length: a small free list (head tables kept all zero), shared by threads */
+#define SINGLE_POOL_MAX 8
+static PyThread_type_lock single_lock;
+static scratch *single_pool;
+static int single_pooled;
+
 static PyObject *py_gzip1_length(PyObject *self, PyObject *arg)
 {
     Py_buffer view;
@@ -664,7 +1047,14 @@ static PyObject *py_gzip1_length(PyObject *self, PyObject *arg)
     int64_t r;
     (void)self;
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
-    s = scratch_new();
+    PyThread_acquire_lock(single_lock, WAIT_LOCK);
+    s = single_pool;
+    if (s) {
+        single_pool = s->next;
+        single_pooled--;
+    }
+    PyThread_release_lock(single_lock);
+    if (!s) s = scratch_new();
     if (!s) {
         PyBuffer_Release(&view);
         return PyErr_NoMemory();
@@ -672,6 +1062,15 @@ static PyObject *py_gzip1_length(PyObject *self, PyObject *arg)
     Py_BEGIN_ALLOW_THREADS
     r = raw_len_any(s, (const uint8_t *)view.buf, (size_t)view.len, NULL, 0);
     Py_END_ALLOW_THREADS
+    if (r < 0) memset(s->head, 0, sizeof s->head);
+    PyThread_acquire_lock(single_lock, WAIT_LOCK);
+    if (single_pooled < SINGLE_POOL_MAX) {
+        s->next = single_pool;
+        single_pool = s;
+        single_pooled++;
+        s = NULL;
+    }
+    PyThread_release_lock(single_lock);
     scratch_free(s);
     PyBuffer_Release(&view);
     if (r < 0) return PyErr_NoMemory();
@@ -706,6 +1105,7 @@ typedef struct {
     PyObject_HEAD
     Py_ssize_t n;
     uint8_t *arena;
+    uint16_t *thash; /* per target byte q: hash of t[q..q+2] */
     size_t *off;
     size_t *len;
     size_t maxlen;
@@ -723,6 +1123,7 @@ static void targets_dealloc(TargetsObject *self)
     }
     if (self->lock) PyThread_free_lock(self->lock);
     free(self->arena);
+    free(self->thash);
     free(self->off);
     free(self->len);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -752,9 +1153,10 @@ static int targets_init(TargetsObject *self, PyObject *args, PyObject *kwds)
         total += (size_t)PyBytes_GET_SIZE(o);
     }
     self->arena = (uint8_t *)malloc(total ? total : 1);
+    self->thash = (uint16_t *)malloc(sizeof(uint16_t) * (total ? total : 1));
     self->off = (size_t *)malloc(sizeof(size_t) * (size_t)(n ? n : 1));
     self->len = (size_t *)malloc(sizeof(size_t) * (size_t)(n ? n : 1));
-    if (!self->arena || !self->off || !self->len) {
+    if (!self->arena || !self->thash || !self->off || !self->len) {
         Py_DECREF(fast);
         PyErr_NoMemory();
         return -1;
@@ -765,6 +1167,7 @@ static int targets_init(TargetsObject *self, PyObject *args, PyObject *kwds)
         PyObject *o = PySequence_Fast_GET_ITEM(fast, i);
         size_t l = (size_t)PyBytes_GET_SIZE(o);
         memcpy(self->arena + total, PyBytes_AS_STRING(o), l);
+        fill_hashes(self->arena + total, self->thash + total, 0, l, l);
         self->off[i] = total;
         self->len[i] = l;
         if (l > self->maxlen) self->maxlen = l;
@@ -800,12 +1203,32 @@ static void pool_put(TargetsObject *self, scratch *s)
 }
 
 /* compute all lengths (raw deflate bytes) for source x; 0 ok, -1 memory */
+/*
+ * Raw deflate bytes of x||y when zlib's window will slide (|x| + |y| >= SLIDE_AT): the window
+ * engine resumed from a per-source snapshot (made on first use, s->wsnap_ok reset per source).
+ */
+static int64_t long_pair(scratch *s, const uint8_t *x, size_t L, const uint8_t *y, size_t yl)
+{
+    wstate st;
+    if (!s->wm) s->wm = (wmem *)calloc(1, sizeof(wmem));
+    if (!s->wsnap) s->wsnap = (wmem *)calloc(1, sizeof(wmem));
+    if (!s->wm || !s->wsnap) return -1;
+    if (!s->wsnap_ok) {
+        window_snapshot(s->wsnap, &s->wst, x, L);
+        s->wsnap_ok = 1;
+    }
+    memcpy(s->wm, s->wsnap, sizeof(wmem));
+    st = s->wst;
+    return (int64_t)(window_resume(s->wm, &st, x, L, y, yl) >> 3);
+}
+
 static int compute_all(TargetsObject *self, scratch *s, const uint8_t *x, size_t L, int64_t *out)
 {
     Py_ssize_t j;
+    s->wsnap_ok = 0;
     if ((uint64_t)L >= SLIDE_AT) {
         for (j = 0; j < self->n; j++) {
-            int64_t r = raw_len_any(s, x, L, self->arena + self->off[j], self->len[j]);
+            int64_t r = long_pair(s, x, L, self->arena + self->off[j], self->len[j]);
             if (r < 0) return -1;
             out[j] = r;
         }
@@ -814,18 +1237,22 @@ static int compute_all(TargetsObject *self, scratch *s, const uint8_t *x, size_t
     {
         unsigned P = 0, bstart0 = 0, Lu = (unsigned)L;
         bstate b0, b;
-        size_t need = L + self->maxlen + PAD;
-        if (scratch_reserve(s, need, 2 * (self->maxlen + MAXM + 16))) return -1;
+        /* targets that make x||y reach SLIDE_AT go to long_pair, so the flat buffers never need
+           more than SLIDE_AT bytes of data */
+        size_t ymax = self->maxlen < SLIDE_AT - L ? self->maxlen : SLIDE_AT - L;
+        if (scratch_reserve(s, L + ymax + PAD, 2 * (ymax + MAXM + 16))) return -1;
         memcpy(s->buf, x, L);
+        fill_hashes(s->buf, s->hv, 0, L, L + PAD);
         memset(s->head, 0, sizeof s->head);
         bs_init(&b0);
-        if (Lu > MAXM) flat_run(s->buf, Lu, &P, Lu - MAXM + 1, &bstart0, s->head, s->prev, &b0, NULL);
+        if (Lu > MAXM)
+            flat_run(s->buf, s->hv, Lu, &P, Lu - MAXM + 1, &bstart0, s->head, s->prev, &b0, NULL);
+        flat_extend(s->buf, s->hv, Lu, &P, &bstart0, s->head, s->prev, &b0);
         for (j = 0; j < self->n; j++) {
             size_t yl = self->len[j];
             uint64_t N = (uint64_t)L + yl;
             if (N >= SLIDE_AT) {
-                int64_t r = raw_len_any(s, x, L, self->arena + self->off[j], yl);
-                /* raw_len_any may have used s->head for a flat run only when N < SLIDE_AT, not here */
+                int64_t r = long_pair(s, x, L, self->arena + self->off[j], yl);
                 if (r < 0) return -1;
                 out[j] = r;
                 continue;
@@ -835,6 +1262,17 @@ static int compute_all(TargetsObject *self, scratch *s, const uint8_t *x, size_t
                 unsigned psave_lo = 0, psave_n = 0;
                 size_t k;
                 memcpy(s->buf + L, self->arena + self->off[j], yl);
+                /* hashes: the two strings across the seam, then the target's own, then zeros */
+                {
+                    size_t p0 = L >= 2 ? L - 2 : 0, q;
+                    for (q = p0; q < L && q + 2 < (size_t)Nu; q++)
+                        s->hv[q] = (uint16_t)hash3(s->buf + q);
+                    if (yl > 2)
+                        memcpy(s->hv + L, self->thash + self->off[j], (yl - 2) * sizeof(uint16_t));
+                    q = L + (yl > 2 ? yl - 2 : 0);
+                    if (q < L) q = L;
+                    memset(s->hv + q, 0, (PAD - 8) * sizeof(uint16_t));
+                }
                 memcpy(&b, &b0, sizeof b);
                 if (Nu > WSIZE) {
                     unsigned lo = P > WSIZE ? P : WSIZE;
@@ -843,7 +1281,7 @@ static int compute_all(TargetsObject *self, scratch *s, const uint8_t *x, size_t
                     memcpy(s->psave, s->prev + psave_lo, psave_n * sizeof(uint16_t));
                 }
                 s->lg.n = 0;
-                flat_run(s->buf, Nu, &p, Nu, &bst, s->head, s->prev, &b, &s->lg);
+                flat_run(s->buf, s->hv, Nu, &p, Nu, &bst, s->head, s->prev, &b, &s->lg);
                 bs_flush(&b, (uint64_t)(Nu - bst), 1, 1);
                 out[j] = (int64_t)(b.bits >> 3);
                 for (k = s->lg.n; k-- > 0;) {
@@ -865,6 +1303,10 @@ static PyObject *targets_concat_lengths(TargetsObject *self, PyObject *arg)
     int rc;
     PyObject *list;
     Py_ssize_t j;
+    if (!self->lock) {
+        PyErr_SetString(PyExc_RuntimeError, "Gzip1Targets.__init__ was not called");
+        return NULL;
+    }
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
     out = (int64_t *)malloc(sizeof(int64_t) * (size_t)(self->n ? self->n : 1));
     s = pool_get(self);
@@ -936,14 +1378,18 @@ static PyMethodDef module_methods[] = {
      "testing aid: gzip1_length computed with the sliding-window engine only"},
     {NULL, NULL, 0, NULL}};
 
-static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "_gzip1",
-                                       "Exact gzip level-1 compressed lengths (zlib 1.2.13 level 1).",
-                                       -1, module_methods};
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT, "_gzip1",
+    "Exact gzip level-1 compressed lengths (zlib 1.2.13 level 1).", -1, module_methods,
+    NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__gzip1(void)
 {
     PyObject *m;
     init_tables();
+    init_run_table();
+    if (!single_lock) single_lock = PyThread_allocate_lock();
+    if (!single_lock) return PyErr_NoMemory();
     if (PyType_Ready(&TargetsType) < 0) return NULL;
     m = PyModule_Create(&moduledef);
     if (!m) return NULL;

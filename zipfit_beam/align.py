@@ -10,8 +10,8 @@ gzip-1 kernel). Every target is used; what can be sampled is the source corpus:
 
 * full (default): every parsed source document; the value is exact.
 * ``--sample N``: N documents drawn uniformly without replacement, deterministically (the N
-  smallest keys ``blake2b(seed, file, line)``, so the same files and seed give the same sample
-  on any runner). The estimate is their mean; its standard error is s / sqrt(N) times the
+  smallest keys ``blake2b(seed, file, position)``, so the same files and seed give the same
+  sample on any runner). The estimate is their mean; its standard error is s / sqrt(N) times the
   finite-population correction sqrt((P - N) / (P - 1)), P = parsed documents in the corpus,
   and the 95% interval is mean +- 1.96 SE (normal approximation; fine for N >= 30). The
   corpus is read twice (once to count and draw the keys, once to score the sample), but
@@ -26,15 +26,15 @@ import os
 import shutil
 import tempfile
 import time
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Union
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsSingleton
 
 from zipfit_beam import io, ncd, progress, stats
-from zipfit_beam.config import AlignConfig
 from zipfit_beam.records import Document
+from zipfit_beam.templates import TextSpec
 from zipfit_beam.transforms import ReadDocuments, ScoreDocuments
 
 _LOG = logging.getLogger(__name__)
@@ -93,17 +93,20 @@ def alignment_result(moments, population: int, rejected: int, sample: Optional[i
 
 class MeasureAlignment(beam.PTransform):
     """PBegin -> a singleton PCollection with the ``alignment_result`` dict of the source
-    ``files`` against ``targets`` (see the module docstring for the full and sampled modes)."""
+    ``files`` (paths, or (path, format) pairs from ``io.resolve_sources``) against
+    ``targets`` (see the module docstring for the full and sampled modes). ``text_field``:
+    a field name or a TextSpec; ``score_options``: ``ScoreDocuments``'s long-document and
+    progress settings."""
 
-    def __init__(self, files: Sequence[str], targets: Sequence[Document], text_field: str = "text",
-                 id_field: str = "id", compressor: str = "gzip", level: int = 1,
-                 threads: int = 1, batch_size: int = 64, sample: Optional[int] = None,
-                 seed: int = 0, progress_interval: float = 0.0):
+    def __init__(self, files: Sequence, targets: Sequence[Document],
+                 text_field: Union[str, TextSpec] = "text", id_field: str = "id",
+                 compressor: str = "gzip", level: int = 1, threads: int = 1, batch_size: int = 64,
+                 sample: Optional[int] = None, seed: int = 0, **score_options):
         super().__init__()
         self._files, self._targets = list(files), list(targets)
         self._fields = (text_field, id_field)
         self._score_args = dict(compressor=compressor, level=level, threads=threads,
-                                batch_size=batch_size, progress_interval=progress_interval)
+                                batch_size=batch_size, **score_options)
         self._sample, self._seed = sample, seed
 
     def expand(self, pbegin):
@@ -133,18 +136,6 @@ class MeasureAlignment(beam.PTransform):
             len(self._targets))
 
 
-class WriteJsonDoFn(beam.DoFn):
-    """dict -> the JSON file at ``path`` (any Beam filesystem); emits the path."""
-
-    def __init__(self, path: str, extra: dict):
-        self._path, self._extra = path, extra
-
-    def process(self, result: dict):
-        with FileSystems.create(self._path) as f:
-            f.write(json.dumps(dict(result, **self._extra), indent=2, sort_keys=True).encode("utf-8"))
-        yield self._path
-
-
 def format_result(r: dict) -> str:
     """One paragraph for the terminal."""
     head = f"ZIP-FIT dataset alignment: {r['alignment']:.6f}" if r["alignment"] is not None else \
@@ -165,8 +156,9 @@ def run_align(argv: Optional[List[str]] = None) -> dict:
     from zipfit_beam.options import parse_align_args
 
     config, options = parse_align_args(argv)
-    files = io.resolve_inputs(config.sources, "--source")
-    targets = io.load_targets(config.targets, config.target_field, config.id_field)
+    files = io.resolve_sources(config.sources, config.source_format)
+    targets = io.load_targets(config.targets, config.target_text, config.id_field,
+                              config.target_format)
     scratch = None
     path = config.output
     if not path:
@@ -177,7 +169,7 @@ def run_align(argv: Optional[List[str]] = None) -> dict:
     progress.reset()
     if config.progress_interval:
         if config.sample is None:
-            progress.count_lines_in_background(files)
+            progress.count_records_in_background(files)
         else:
             progress.expect_total(config.sample)
     started = time.monotonic()
@@ -187,10 +179,10 @@ def run_align(argv: Optional[List[str]] = None) -> dict:
         p = beam.Pipeline(options=options)
         (p
          | "MeasureAlignment" >> MeasureAlignment(
-             files, targets, config.text_field, config.id_field, config.compressor, config.level,
+             files, targets, config.source_text, config.id_field, config.compressor, config.level,
              config.scoring_threads, config.batch_size, config.sample, config.seed,
-             config.progress_interval)
-         | "WriteResult" >> beam.ParDo(WriteJsonDoFn(path, extra)))
+             progress_interval=config.progress_interval, **config.score_options)
+         | "WriteResult" >> beam.ParDo(io.WriteJsonDoFn(path, extra)))
         p.run().wait_until_finish()
         with FileSystems.open(path) as f:
             result = json.loads(f.read())

@@ -9,12 +9,18 @@ from typing import List, Optional
 USAGE = """usage: zipfit-beam <command> [flags]
 
 commands:
-  select   score a source corpus against a target set and write the top-K documents
-           (zipfit-beam select --help)
-  example  run select on the small example bundled with the package
-  align    dataset-level ZIP-FIT alignment of a corpus with a target set, exact or sampled
-           (zipfit-beam align --help)
-  report   (re)write report.html and its plots for a finished selection
+  select    score a source corpus against a target set and write the best documents
+            (top-K, a token budget or a fraction; zipfit-beam select --help)
+  reselect  a new selection from the scores a 'select --write-scores' run saved, without
+            rescoring (zipfit-beam reselect --help)
+  example   run select on the small example bundled with the package
+  align     dataset-level ZIP-FIT alignment of a corpus with a target set, exact or
+            sampled with its standard error (zipfit-beam align --help)
+  report    (re)write report.html and its plots for a finished selection
+            (zipfit-beam report DIR)
+  worker-pool
+            serve a Beam SDK worker pool on 127.0.0.1 for --environment_type=EXTERNAL
+            (a Flink TaskManager's sidecar; zipfit-beam worker-pool --help)
 """
 
 
@@ -27,18 +33,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     command, rest = argv[0], argv[1:]
     if command == "select":
         from zipfit_beam.pipeline import run
+    elif command == "reselect":
+        from zipfit_beam.reselect import run_reselect as run
     elif command == "example":
         from zipfit_beam.example import run_example as run
     elif command == "align":
         from zipfit_beam.align import run_align as run
     elif command == "report":
         from zipfit_beam.report import run_report as run
+    elif command == "worker-pool":
+        from zipfit_beam.worker_pool import run
     else:
         print(f"zipfit-beam: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2
     try:
         run(rest)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, ConnectionError) as e:
         print(f"zipfit-beam {command}: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -1,20 +1,24 @@
-"""Turn one raw JSONL record into a ``Document`` or a ``DeadLetter``. Pure: no Beam.
+"""Turn one raw record (a JSONL line, or a decoded Parquet/Avro/Hugging Face row) into a
+``Document`` or a ``DeadLetter``. Pure: no Beam.
 
 Reasons a record is rejected (the ``reason`` field of a dead letter):
     blank_line, invalid_utf8, invalid_json, not_an_object, missing_text,
-    text_not_string, empty_text, invalid_id, corrupt_file (from the reader)
+    text_not_string, empty_text, invalid_id,
+    corrupt_file (from a reader: a damaged compressed stream, Parquet footer or Avro block),
+    corrupt_row_group (from the Parquet reader: a row group that cannot be decoded)
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from typing import Union
+from typing import Any, Mapping, Optional, Union
 
 from zipfit_beam.records import DeadLetter, Document, RawRecord
+from zipfit_beam.templates import TextSpec, as_text_spec
 
 REASONS = ("blank_line", "invalid_utf8", "invalid_json", "not_an_object", "missing_text",
-           "text_not_string", "empty_text", "invalid_id", "corrupt_file")
+           "text_not_string", "empty_text", "invalid_id", "corrupt_file", "corrupt_row_group")
 
 
 def content_id(text: str) -> str:
@@ -22,7 +26,31 @@ def content_id(text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
 
-def parse_record(raw: RawRecord, text_field: str, id_field: str) -> Union[Document, DeadLetter]:
+MISSING_GROUP = "(missing)"
+
+
+def group_value(obj: Mapping, group_field: str) -> str:
+    """A record's ``--group-field`` value as text: a string as it is, any other value as
+    JSON (non-JSON values of Parquet/Avro rows, e.g. dates, as ``str``), ``MISSING_GROUP``
+    when the field is absent or null; a lone surrogate (``"\\ud800"`` in JSON) is kept as
+    that escape, so the group is valid UTF-8. A group never rejects a record."""
+    value: Any = obj.get(group_field)
+    if value is None:
+        return MISSING_GROUP
+    if not isinstance(value, str):
+        value = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
+def parse_record(raw: RawRecord, text: Union[str, TextSpec], id_field: str,
+                 group_field: Optional[str] = None) -> Union[Document, DeadLetter]:
+    """One JSONL line -> Document or DeadLetter. ``text``: a field name or a TextSpec;
+    ``group_field``: the field whose value becomes ``Document.group`` (None: no group)."""
     def reject(reason: str, detail: str) -> DeadLetter:
         return DeadLetter(raw.source, raw.position, reason, detail, raw.data)
 
@@ -38,27 +66,36 @@ def parse_record(raw: RawRecord, text_field: str, id_field: str) -> Union[Docume
         return reject("invalid_json", str(e))
     if not isinstance(obj, dict):
         return reject("not_an_object", f"JSON value is a {type(obj).__name__}, not an object")
-    if text_field not in obj:
-        return reject("missing_text", f"no field {text_field!r}")
-    text = obj[text_field]
-    if not isinstance(text, str):
-        return reject("text_not_string", f"field {text_field!r} is a {type(text).__name__}")
-    if not text.strip():
-        return reject("empty_text", f"field {text_field!r} is empty or whitespace only")
+    return parse_object(obj, raw.source, raw.position, raw.data, text, id_field, group_field)
+
+
+def parse_object(obj: Mapping, source: str, position: int, record: bytes,
+                 text: Union[str, TextSpec], id_field: str,
+                 group_field: Optional[str] = None) -> Union[Document, DeadLetter]:
+    """A decoded record (a JSON object, a Parquet/Avro row, a Hugging Face example) ->
+    Document or DeadLetter. ``record`` is what the output and dead letters carry."""
+    def reject(reason: str, detail: str) -> DeadLetter:
+        return DeadLetter(source, position, reason, detail, record)
+
+    spec = as_text_spec(text)
+    value, problem = spec.extract(obj)
+    if problem is not None:
+        return reject(*problem)
     try:
-        text.encode("utf-8")
+        value.encode("utf-8")
     except UnicodeEncodeError as e:  # lone surrogates from \\ud800-style escapes
-        return reject("invalid_utf8", f"field {text_field!r}: {e}")
+        return reject("invalid_utf8", f"{spec.describe()}: {e}")
     raw_id = obj.get(id_field)
     if raw_id is None:
-        doc_id = content_id(text)
+        doc_id = content_id(value)
     elif isinstance(raw_id, str):
         doc_id = raw_id
     elif isinstance(raw_id, (int, float)) and not isinstance(raw_id, bool):
         doc_id = str(raw_id)
     else:
         return reject("invalid_id", f"field {id_field!r} is a {type(raw_id).__name__}")
-    return Document(doc_id, text, raw.source, raw.position, raw.data)
+    group = group_value(obj, group_field) if group_field else None
+    return Document(doc_id, value, source, position, record, group)
 
 
 def with_score(record: bytes, score: float) -> bytes:

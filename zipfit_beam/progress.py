@@ -7,12 +7,12 @@ no timer thread to start or stop)::
 
     INFO zipfit_beam.progress: scored 4,096 of ~10,000 records (41.0%), 812 docs/s, ETA 7s
 
-The total is the number of input lines, counted by the launcher in a background thread for
-local files (``count_lines_in_background``); until it is known, or when it cannot be (remote
-files), only the count and rate are logged. Rejected lines are in the total but never
-scored, so the last line may stop short of 100%; the end-of-run summary has exact counts.
-On distributed runners the reporter is off: workers log elsewhere, and each would only
-see its own share.
+The total is the number of input records (JSONL lines, Parquet and Avro rows), counted by
+the launcher in a background thread for local files (``count_records_in_background``);
+until it is known, or when it cannot be (remote files), only the count and rate are logged.
+Rejected records are in the total but never scored, so the last line may stop short of
+100%; the end-of-run summary has exact counts. On distributed runners the reporter is off:
+workers log elsewhere, and each would only see its own share.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 _LOG = logging.getLogger(__name__)
 
@@ -106,37 +106,50 @@ def reset() -> None:
         _expected_total = None
 
 
-def count_lines(paths: Sequence[str]) -> int:
-    """Lines in the (possibly compressed) files, as the reader will see them."""
-    from zipfit_beam.io import open_decompressed
+def count_records(files: Sequence[Tuple[str, str]]) -> int:
+    """Records in the (path, format) source files, as the reader will count them: JSONL
+    lines (of the decompressed stream), Parquet rows (from the footer), Avro rows (from
+    the block headers)."""
+    from zipfit_beam import formats
+    from zipfit_beam.io import open_decompressed, open_file
     total = 0
-    for path in paths:
-        with open_decompressed(path) as f:
-            last = b"\n"
-            while True:
-                chunk = f.read(1 << 20)
-                if not chunk:
-                    break
-                total += chunk.count(b"\n")
-                last = chunk[-1:]
-            if last != b"\n":
-                total += 1  # a final line without a terminator
+    for path, fmt in files:
+        if fmt == formats.PARQUET:
+            import pyarrow.parquet as pq
+            with open_file(path) as f:
+                total += pq.ParquetFile(f).metadata.num_rows
+        elif fmt == formats.AVRO:
+            import fastavro
+            with open_file(path) as f:
+                total += sum(block.num_records for block in fastavro.block_reader(f))
+        else:
+            with open_decompressed(path) as f:
+                last = b"\n"
+                while True:
+                    chunk = f.read(1 << 20)
+                    if not chunk:
+                        break
+                    total += chunk.count(b"\n")
+                    last = chunk[-1:]
+                if last != b"\n":
+                    total += 1  # a final line without a terminator
     return total
 
 
-def count_lines_in_background(paths: Sequence[str]) -> Optional[threading.Thread]:
-    """Count the lines of local files in a daemon thread and pass the total to
-    ``expect_total``; remote files (``scheme://``) are not counted (it would mean reading
-    the corpus twice over the network). Returns the thread, or None when not counting."""
-    if not paths or any("://" in p for p in paths):
+def count_records_in_background(files: Sequence[Tuple[str, str]]) -> Optional[threading.Thread]:
+    """Count the records of local (path, format) files in a daemon thread and pass the
+    total to ``expect_total``; remote files (``scheme://``) are not counted (it would mean
+    reading the corpus twice over the network). Returns the thread, or None when not
+    counting."""
+    if not files or any("://" in path for path, _ in files):
         return None
 
     def work():
         try:
-            expect_total(count_lines(paths))
+            expect_total(count_records(files))
         except Exception as e:  # progress is a convenience: never fail the job for it
-            _LOG.debug("progress: could not count input lines: %s", e)
+            _LOG.debug("progress: could not count input records: %s", e)
 
-    thread = threading.Thread(target=work, name="zipfit-count-lines", daemon=True)
+    thread = threading.Thread(target=work, name="zipfit-count-records", daemon=True)
     thread.start()
     return thread

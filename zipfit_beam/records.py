@@ -1,8 +1,9 @@
 """The elements that cross PCollections, and the ranking key.
 
 Every record read is exactly one of: a ``Document`` that gets scored, or a
-``DeadLetter`` with a reason. ``source`` + ``position`` (file path, 1-based line)
-name the record in its input, so every element can be traced back.
+``DeadLetter`` with a reason. ``source`` + ``position`` name the record in its input
+(JSONL: file path and 1-based line; Parquet/Avro: file path and 0-based row index;
+Hugging Face targets: the dataset and row index), so every element can be traced back.
 """
 
 from __future__ import annotations
@@ -17,22 +18,41 @@ class RawRecord(NamedTuple):
     data: bytes
 
 
+class RowRecord(NamedTuple):
+    """One decoded input row (Parquet, Avro): only the fields scoring needs (text or
+    template fields, id). ``position`` is the 0-based row index within the file."""
+    source: str
+    position: int
+    row: dict
+
+
 class Document(NamedTuple):
     """A parsed source or target document."""
     id: str
     text: str
     source: str
     position: int
-    record: bytes  # the original record, unchanged, for the output
+    record: bytes  # JSONL: the original line, unchanged, for the output; Parquet/Avro: b""
+    # (their selected rows are read again, whole, when the output is written)
+    group: Optional[str] = None  # the --group-field value (``parsing.group_value``); None: not asked
 
 
 class ScoredDocument(NamedTuple):
-    """A document with its ZIP-FIT alignment score (the text is no longer needed)."""
+    """A document's score and where it lives: small (no text, no record), so every scored
+    document can be kept, ranked and shuffled cheaply. The records of the selected ones
+    are fetched from their source files at the end (``writers.FetchSelected``). ``tokens``
+    (``tokens.py``) and ``text_bytes`` (UTF-8 size) feed token budgets and reports;
+    ``group`` is the document's ``--group-field`` value (None: not asked for);
+    ``contaminated_by`` the id of the target it shares an n-gram with ("": none, or the
+    guard is off; see ``contamination``), found while the text was at hand."""
     id: str
     score: float
     source: str
     position: int
-    record: bytes
+    tokens: int = 1
+    text_bytes: int = 0
+    group: Optional[str] = None
+    contaminated_by: str = ""
 
 
 class DeadLetter(NamedTuple):
@@ -54,15 +74,6 @@ def rank_key(doc: ScoredDocument) -> RankKey:
     return (-doc.score, doc.id, doc.source, doc.position)
 
 
-def threshold_from_top(top: list, k: int) -> Optional[RankKey]:
-    """The K-th best key, or None when fewer than K documents were scored (keep all)."""
-    return top[k - 1] if len(top) >= k else None
-
-
-def is_selected(key: RankKey, threshold: Optional[RankKey]) -> bool:
-    return threshold is None or key <= threshold
-
-
 class ContaminationHit(NamedTuple):
     """A scored source document that shares an n-gram with a target (see ``contamination``)."""
     id: str
@@ -70,4 +81,3 @@ class ContaminationHit(NamedTuple):
     source: str
     position: int
     target_id: str  # the target it shares the most n-grams with
-    windows: int  # how many of its n-grams match a target

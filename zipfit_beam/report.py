@@ -19,10 +19,10 @@ import datetime
 import html
 import io as _io
 import json
-import math
 import posixpath
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from zipfit_beam import stats
 from zipfit_beam.io import MANIFEST_NAME, SUMMARY_NAME
 
 REPORT_NAME = "report.html"
@@ -41,6 +41,23 @@ COLORS = {"corpus": "#9aa5b1", "selected": "#1f6feb", "contaminated": "#d1242f",
 
 def _n(value) -> str:
     return "-" if value is None else f"{value:,}"
+
+
+def selection_rule(manifest: dict) -> str:
+    """The selection mode in words, e.g. ``top-K, K = 1,000`` or ``token budget 2,000,000``."""
+    rule = manifest.get("selection") or {}
+    mode = rule.get("mode")
+    if mode == "top_k":
+        text = f"top-K, K = {rule['top_k']:,}"
+    elif mode == "token_budget":
+        text = f"token budget {rule['token_budget']:,}"
+    elif mode == "fraction":
+        text = f"the best fraction {rule['fraction']:g}"
+    else:
+        return "selection"
+    if rule.get("min_score") is not None:
+        text += f", score >= {rule['min_score']:g}"
+    return text
 
 
 def format_summary(manifest: dict, wall_s: Optional[float] = None,
@@ -65,8 +82,11 @@ def format_summary(manifest: dict, wall_s: Optional[float] = None,
     else:
         rows.append(("contaminated", "-", "not checked (--contamination-ngram 0)"))
     rows.append(("selected", _n(counts.get("selected")),
-                 f"threshold score {threshold['score']:.6f} (id {threshold['id']})"
-                 if threshold else "every candidate (fewer than K)"))
+                 f"{selection_rule(manifest)}; threshold score {threshold['score']:.6f} "
+                 f"(id {threshold['id']})" if threshold else
+                 f"{selection_rule(manifest)}; every candidate"))
+    if counts.get("selected_tokens") is not None:
+        rows.append(("tokens", _n(counts["selected_tokens"]), "in the selection"))
     width = max(len(r[1]) for r in rows)
     title = "zipfit-beam: done" + (f" in {wall_s:.1f}s" if wall_s is not None else "")
     lines = [title] + [f"  {name:<13} {num:>{width}}  {note}".rstrip() for name, num, note in rows]
@@ -94,27 +114,10 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def _common_bins(histograms: Sequence[Dict[int, int]], width: float, bins: int = 60):
-    """Re-bin fine sparse histograms onto one grid of ``bins`` bars over the occupied range."""
-    occupied = [b for h in histograms for b in h]
-    if not occupied:
-        return [0.0, width], [[0] for _ in histograms]
-    lo, hi = min(occupied), max(occupied) + 1
-    step = max(1, math.ceil((hi - lo) / bins))
-    n = math.ceil((hi - lo) / step)
-    out = []
-    for h in histograms:
-        counts = [0] * n
-        for b, c in h.items():
-            counts[(b - lo) // step] += c
-        out.append(counts)
-    return [(lo + i * step) * width for i in range(n + 1)], out
-
-
 def plot_histogram(summary: dict, manifest: dict) -> bytes:
     hist = summary["histogram"]
     parts = [{int(k): v for k, v in hist[name].items()} for name in ("all", "selected", "contaminated")]
-    edges, (all_c, sel_c, con_c) = _common_bins(parts, hist["bin_width"])
+    edges, (all_c, sel_c, con_c) = stats.rebin(parts, hist["bin_width"])
     fig, ax = _figure()
     widths = [b - a for a, b in zip(edges, edges[1:])]
     ax.bar(edges[:-1], all_c, widths, align="edge", color=COLORS["corpus"], label="corpus")
@@ -213,7 +216,7 @@ def plot_tokens(summary: dict) -> bytes:
     ax.set_yticks([0, 1], [f"selection\n{totals['selected']['tokens']:,} tokens",
                            f"corpus\n{totals['corpus']['tokens']:,} tokens"])
     ax.set_xlim(0, 100)
-    ax.set_xlabel("% of tokens (whitespace-separated)")
+    ax.set_xlabel(f"% of tokens ({summary.get('token_measure', 'tokens')})")
     ax.set_title("Token totals and where they come from")
     if rows and totals["corpus"]["tokens"]:
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
@@ -243,6 +246,7 @@ th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
 img{max-width:100%;border:1px solid #d0d7de;margin:.4em 0}
 pre{white-space:pre-wrap;max-height:14em;overflow:auto;background:#f6f8fa;margin:0;padding:.4em;
 font-size:.8em}
+table.examples td:last-child{min-width:30em}
 .warn{color:#d1242f;font-weight:600}.ok{color:#1a7f37;font-weight:600}.muted{color:#656d76}
 """
 
@@ -296,21 +300,22 @@ def _img(key: str, png: bytes, alt: str) -> str:
             f'src="data:image/png;base64,{data}">')
 
 
-def _examples_table(examples: List[dict], field: Optional[str], flagged=frozenset()) -> str:
-    """``flagged``: (id, source, position) of documents the guard listed; marked in the table."""
+def _examples_table(examples: List[dict], field: Optional[str]) -> str:
     if not examples:
         return '<p class="muted">none</p>'
 
     def name(e):
-        mark = (' <span class="warn">(contaminated)</span>'
-                if e.get("contaminated") or (e["id"], e["source"], e["position"]) in flagged else "")
+        mark = (f' <span class="warn">(contaminated: {_e(e["target"])})</span>'
+                if e.get("contaminated") else "")
         return _Raw(_e(e["id"]) + mark)
 
     rows = [[e["score"], name(e), f"{e['source']}:{e['position']}",
-             *([e["group"]] if field else []), e["bytes"],
+             *([e["group"]] if field else []), e["bytes"], e["tokens"],
              _Raw(f"<pre>{_e(e['snippet'])}</pre>")] for e in examples]
-    headers = ["score", "id", "source:line", *([field] if field else []), "bytes", "text (start)"]
-    return _table(headers, rows, numeric=(0, 4 if field else 3), cls="examples")
+    headers = ["score", "id", "source:position", *([field] if field else []), "bytes", "tokens",
+               "text (start)"]
+    first_size = 4 if field else 3
+    return _table(headers, rows, numeric=(0, first_size, first_size + 1), cls="examples")
 
 
 def render_html(manifest: dict, summary: dict, plots: Dict[str, bytes]) -> str:
@@ -341,8 +346,10 @@ def render_html(manifest: dict, summary: dict, plots: Dict[str, bytes]) -> str:
                    (f"share a {guard['ngram']}-gram with a target; "
                     + ("left out of the selection" if guard.get("excluded") else
                        "kept (--allow-contaminated)")) if guard.get("enabled") else "not checked"],
-                  ["selected", counts["selected"], f"top-K, K = {config.get('top_k'):,}"
-                   if config.get("top_k") else ""]]
+                  ["selected", counts["selected"], selection_rule(manifest)]]
+    if counts.get("selected_tokens") is not None:
+        count_rows.append(["selected tokens", counts["selected_tokens"],
+                           "counted by " + manifest.get("selection", {}).get("token_counter", "?")])
     parts.append("<h2 id=\"counts\">Counts</h2>")
     parts.append(_table(["", "documents", "note"], count_rows, numeric=(1,), cls="counts"))
     if threshold:
@@ -350,7 +357,7 @@ def render_html(manifest: dict, summary: dict, plots: Dict[str, bytes]) -> str:
                      f"selected document: <code>{_e(threshold['id'])}</code>, "
                      f"{_e(threshold['source'])}:{threshold['position']}).</p>")
     else:
-        parts.append("<p>Fewer candidates than K: every candidate was selected.</p>")
+        parts.append("<p>The rule cut nothing off: every candidate was selected.</p>")
 
     # Plots
     parts.append("<h2 id=\"scores\">Scores</h2>")
@@ -409,19 +416,17 @@ def render_html(manifest: dict, summary: dict, plots: Dict[str, bytes]) -> str:
             if len(docs) < n_cont:
                 parts.append(f"<p>The first {len(docs):,} by id are listed (all in manifest.json "
                              f"up to that bound).</p>")
-            parts.append(_table(["id", "source:line", "score", "matching target", "matching n-grams"],
-                                [[d["id"], f"{d['source']}:{d['position']}", d["score"], d["target"],
-                                  d["matching_ngrams"]] for d in docs],
-                                numeric=(2, 4), cls="contaminated"))
+            parts.append(_table(["id", "source:position", "score", "matching target"],
+                                [[d["id"], f"{d['source']}:{d['position']}", d["score"], d["target"]]
+                                 for d in docs], numeric=(2,), cls="contaminated"))
 
     # Examples
     ex = summary["examples"]
-    flagged = {(d["id"], d["source"], d["position"]) for d in guard.get("documents", [])}
     parts.append("<h2 id=\"examples\">Examples</h2>")
-    parts.append("<h3>Best selected</h3>" + _examples_table(ex["top"], field, flagged))
+    parts.append("<h3>Best selected</h3>" + _examples_table(ex["top"], field))
     parts.append("<h3>Last selected (just above the threshold)</h3>"
-                 + _examples_table(ex["boundary"], field, flagged))
-    parts.append("<h3>Lowest scored in the corpus</h3>" + _examples_table(ex["bottom"], field, flagged))
+                 + _examples_table(ex["boundary"], field))
+    parts.append("<h3>Lowest scored in the corpus</h3>" + _examples_table(ex["bottom"], field))
 
     # Configuration
     parts.append("<h2 id=\"config\">Configuration</h2>")

@@ -7,57 +7,14 @@ pipeline can summarize any corpus without collecting documents in one place.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-from typing import Dict, Iterable, NamedTuple, Optional, Tuple
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 # Histogram bins are fixed so partial histograms merge by adding counts: bin i holds scores
 # in [i * w, (i + 1) * w). Scores sit in a narrow band (gzip-1 alignments of real corpora span
 # ~0.05), so the bins are fine and the histogram is sparse; the report re-bins for display.
 HISTOGRAM_BIN_WIDTH = 1e-4
 SNIPPET_CHARS = 600
-
-
-def count_tokens(text: str) -> int:
-    """Whitespace-separated tokens: the token measure of the report. One function, so a
-    model tokenizer can replace it in one place."""
-    return len(text.split())
-
-
-class DocFacts(NamedTuple):
-    """What the report needs to know about one scored document (no full text)."""
-    id: str
-    score: float
-    source: str
-    position: int
-    n_bytes: int  # UTF-8 bytes of the text
-    n_tokens: int  # count_tokens(text)
-    group: str  # the --group-field value ("" when not asked for, "(missing)" when absent)
-    selected: bool
-    contaminated: bool
-    snippet: str  # the first SNIPPET_CHARS characters of the text
-
-
-MISSING_GROUP = "(missing)"
-
-
-def record_text_and_group(record: bytes, text_field: str,
-                          group_field: Optional[str]) -> Tuple[str, str]:
-    """The text and group of a record that parsing already accepted (a JSON object with a
-    string in ``text_field``). The group is the field's value as text: strings as they are,
-    other JSON values serialized, ``MISSING_GROUP`` when the field is absent or null."""
-    obj = json.loads(record)
-    text = obj[text_field]
-    if not group_field:
-        return text, ""
-    value = obj.get(group_field)
-    if value is None:
-        group = MISSING_GROUP
-    elif isinstance(value, str):
-        group = value
-    else:
-        group = json.dumps(value, sort_keys=True)
-    return text, group
 
 
 def sample_key(source: str, position: int, seed: int = 0) -> int:
@@ -80,19 +37,23 @@ def merge_counts(parts: Iterable[Dict]) -> Dict:
     return out
 
 
-def rebin(histogram: Dict[int, int], width: float, bins: int = 60):
-    """Fine sparse histogram {bin: count} -> (edges, counts) over the occupied range in
-    ``bins`` equal bins, for display."""
-    if not histogram:
-        return [0.0, width], [0]
-    lo, hi = min(histogram), max(histogram) + 1
+def rebin(histograms: Sequence[Dict[int, int]], width: float,
+          bins: int = 60) -> Tuple[List[float], List[List[int]]]:
+    """Fine sparse histograms {bin: count} -> (edges, counts per histogram) on one grid of
+    ``bins`` equal bars over the range any of them occupies, for display."""
+    occupied = [b for h in histograms for b in h]
+    if not occupied:
+        return [0.0, width], [[0] for _ in histograms]
+    lo, hi = min(occupied), max(occupied) + 1
     step = max(1, math.ceil((hi - lo) / bins))
     n = math.ceil((hi - lo) / step)
-    counts = [0] * n
-    for b, c in histogram.items():
-        counts[(b - lo) // step] += c
-    edges = [(lo + i * step) * width for i in range(n + 1)]
-    return edges, counts
+    out = []
+    for h in histograms:
+        counts = [0] * n
+        for b, c in h.items():
+            counts[(b - lo) // step] += c
+        out.append(counts)
+    return [(lo + i * step) * width for i in range(n + 1)], out
 
 
 class MeanVariance(NamedTuple):

@@ -1,65 +1,44 @@
-"""What the report needs, computed in the pipeline with combiners: score histograms, totals
-per group, a deterministic sample, and the top and bottom examples. The result is one small
-dict (``summary.json`` next to the output), whatever the corpus size: the launcher renders
-the report from it and never reads the corpus.
+"""What the report needs, computed in the pipeline with combiners over the small scored keys:
+score histograms, totals per group, a deterministic sample, and the top and bottom examples.
+The result is one small dict (``summary.json`` next to the output), whatever the corpus
+size: the launcher renders the report from it and never reads the corpus.
 
-    ScoredDocument --DescribeDocuments--> DocFacts --SummarizeSelection--> {summary dict}
+    scored, selected ScoredDocument --combiners--> histograms, totals, groups, sample,
+                                                  example keys
+    example keys --writers.FetchSelected--> their records, read again --> text snippets
+    --AssembleSummary--> {summary dict}
+
+Only ScoredDocument fields (score, tokens, text_bytes, group, contaminated_by, place) are
+summarized; the text of the few example documents is fetched from their files at the end,
+like the selected records, so no step holds text for every document.
 """
 
 from __future__ import annotations
 
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import apache_beam as beam
-from apache_beam.pvalue import PCollection
+from apache_beam.pvalue import AsSingleton, PCollection
 
 from zipfit_beam import stats
-from zipfit_beam.io import SUMMARY_NAME  # noqa: F401  (re-exported: where the summary is written)
-from zipfit_beam.records import ScoredDocument, rank_key
-from zipfit_beam.stats import DocFacts
+from zipfit_beam.io import parse_any
+from zipfit_beam.records import RawRecord, RowRecord, ScoredDocument, rank_key
+from zipfit_beam.writers import FetchSelected
 
 SAMPLE_SIZE = 2000  # points in the score-vs-length plot
 EXAMPLES = 10  # documents in each example table
 MAX_GROUPS = 30  # groups listed (by corpus size and by selection size)
 
 
-class DescribeDocumentDoFn(beam.DoFn):
-    """ScoredDocument -> DocFacts (sizes, group, a text snippet), read from the record;
-    ``selected`` and ``contaminated`` are fixed per input collection."""
-
-    def __init__(self, text_field: str, group_field: Optional[str], selected: bool,
-                 contaminated: bool):
-        self._text_field, self._group_field = text_field, group_field
-        self._selected, self._contaminated = selected, contaminated
-
-    def process(self, doc: ScoredDocument):
-        text, group = stats.record_text_and_group(doc.record, self._text_field, self._group_field)
-        yield DocFacts(doc.id, doc.score, doc.source, doc.position, len(text.encode("utf-8")),
-                       stats.count_tokens(text), group, self._selected, self._contaminated,
-                       text[:stats.SNIPPET_CHARS])
-
-
-class DescribeDocuments(beam.PTransform):
-    """PCollection[ScoredDocument] -> PCollection[DocFacts]."""
-
-    def __init__(self, text_field: str, group_field: Optional[str], selected: bool = False,
-                 contaminated: bool = False):
-        super().__init__()
-        self._fn = DescribeDocumentDoFn(text_field, group_field, selected, contaminated)
-
-    def expand(self, docs):
-        return docs | "Describe" >> beam.ParDo(self._fn).with_output_types(DocFacts)
-
-
 class ScoreHistogramCombineFn(beam.CombineFn):
-    """DocFacts -> {bin: count} over fixed bins of width ``stats.HISTOGRAM_BIN_WIDTH``
+    """ScoredDocument -> {bin: count} over fixed bins of width ``stats.HISTOGRAM_BIN_WIDTH``
     (sparse, so it stays small; partial histograms add up)."""
 
     def create_accumulator(self):
         return {}
 
-    def add_input(self, acc, facts: DocFacts):
-        b = stats.histogram_bin(facts.score)
+    def add_input(self, acc, doc: ScoredDocument):
+        b = stats.histogram_bin(doc.score)
         acc[b] = acc.get(b, 0) + 1
         return acc
 
@@ -70,25 +49,20 @@ class ScoreHistogramCombineFn(beam.CombineFn):
         return dict(sorted(acc.items()))
 
 
-# docs, bytes, tokens
-Totals = Tuple[int, int, int]
+class SumTuplesCombineFn(beam.CombineFn):
+    """Tuples of ``width`` numbers -> their element-wise sum (zeros when empty)."""
 
-
-def _totals(facts: DocFacts) -> Totals:
-    return (1, facts.n_bytes, facts.n_tokens)
-
-
-class SumTotalsCombineFn(beam.CombineFn):
-    """(docs, bytes, tokens) tuples -> their element-wise sum ((0, 0, 0) when empty)."""
+    def __init__(self, width: int):
+        self._width = width
 
     def create_accumulator(self):
-        return (0, 0, 0)
+        return (0,) * self._width
 
     def add_input(self, acc, row):
         return tuple(a + b for a, b in zip(acc, row))
 
     def merge_accumulators(self, accs):
-        out = (0, 0, 0)
+        out = self.create_accumulator()
         for acc in accs:
             out = self.add_input(out, acc)
         return out
@@ -97,121 +71,190 @@ class SumTotalsCombineFn(beam.CombineFn):
         return acc
 
 
-def _sample_point(f: DocFacts, seed: int = 0):
-    # (sample key, score, bytes, tokens, group, contaminated, id): small, no text
-    return (stats.sample_key(f.source, f.position, seed), f.score, f.n_bytes, f.n_tokens,
-            f.group, f.contaminated, f.id)
+class TotalsCombineFn(SumTuplesCombineFn):
+    """ScoredDocument -> (docs, UTF-8 bytes, tokens)."""
+
+    def __init__(self):
+        super().__init__(3)
+
+    def add_input(self, acc, doc: ScoredDocument):
+        return super().add_input(acc, _totals(doc))
 
 
-def _example(f: DocFacts) -> dict:
-    return {"id": f.id, "score": f.score, "source": f.source, "position": f.position,
-            "group": f.group, "bytes": f.n_bytes, "tokens": f.n_tokens, "snippet": f.snippet,
-            "contaminated": f.contaminated}
+class WhereCombineFn(beam.CombineFn):
+    """``fn`` over the inputs for which ``keep(input)`` holds."""
+
+    def __init__(self, fn: beam.CombineFn, keep):
+        self._fn, self._keep = fn, keep
+
+    def create_accumulator(self):
+        return self._fn.create_accumulator()
+
+    def add_input(self, acc, element):
+        return self._fn.add_input(acc, element) if self._keep(element) else acc
+
+    def merge_accumulators(self, accs):
+        return self._fn.merge_accumulators(accs)
+
+    def extract_output(self, acc):
+        return self._fn.extract_output(acc)
 
 
-def _group_table(corpus: List[Tuple[str, Totals]], chosen: List[Tuple[str, Totals]]) -> List[dict]:
-    rows = {}
-    for group, (docs, nbytes, tokens) in corpus:
-        rows[group] = {"group": group, "docs": docs, "bytes": nbytes, "tokens": tokens,
-                       "selected_docs": 0, "selected_bytes": 0, "selected_tokens": 0}
-    for group, (docs, nbytes, tokens) in chosen:
-        row = rows.setdefault(group, {"group": group, "docs": 0, "bytes": 0, "tokens": 0})
-        row.update(selected_docs=docs, selected_bytes=nbytes, selected_tokens=tokens)
-    return sorted(rows.values(), key=lambda r: (-r["docs"], -r["selected_docs"], r["group"]))
+Totals = Tuple[int, int, int]  # docs, bytes, tokens
 
 
-def assemble_summary(parts: Dict, group_field: Optional[str], sample_size: int) -> dict:
-    """The named partial results -> the summary dict (see ``SummarizeSelection``)."""
-    # The sampled documents that were selected: both samples take the smallest keys, so a
-    # scored sample member is selected iff its key is among the selected sample's keys.
-    selected_keys = {p[0] for p in parts["selected_sample"]}
-    sample = [{"score": p[1], "bytes": p[2], "tokens": p[3], "group": p[4],
-               "contaminated": p[5], "selected": p[0] in selected_keys}
-              for p in sorted(parts["sample"])]
-    corpus_groups = {g: t for g, t in parts["corpus_groups_top"]}
-    corpus_groups.update(parts["selected_groups_in_corpus"])
+def _totals(doc: ScoredDocument) -> Totals:
+    return (1, doc.text_bytes, doc.tokens)
+
+
+def _group(doc: ScoredDocument) -> str:
+    return doc.group if doc.group is not None else ""
+
+
+def _is_contaminated(doc: ScoredDocument) -> bool:
+    return bool(doc.contaminated_by)
+
+
+def _sample_key(doc: ScoredDocument) -> int:
+    return stats.sample_key(doc.source, doc.position)
+
+
+def _sample_point(d: ScoredDocument, selected_keys) -> dict:
+    return {"score": d.score, "bytes": d.text_bytes, "tokens": d.tokens, "group": _group(d),
+            "contaminated": bool(d.contaminated_by), "selected": rank_key(d) in selected_keys}
+
+
+def _example(d: ScoredDocument, snippets: Dict[Tuple[str, int], str]) -> dict:
+    return {"id": d.id, "score": d.score, "source": d.source, "position": d.position,
+            "group": _group(d), "bytes": d.text_bytes, "tokens": d.tokens,
+            "snippet": snippets.get((d.source, d.position), ""),
+            "contaminated": bool(d.contaminated_by), "target": d.contaminated_by}
+
+
+def _group_row(group: str, sums: Tuple[int, ...]) -> dict:
+    docs, nbytes, tokens, sel_docs, sel_bytes, sel_tokens = sums
+    return {"group": group, "docs": docs, "bytes": nbytes, "tokens": tokens,
+            "selected_docs": sel_docs, "selected_bytes": sel_bytes, "selected_tokens": sel_tokens}
+
+
+def group_table(distinct: int, by_corpus: List, by_selection: List) -> dict:
+    """(group, 6 sums) pairs of the largest groups by corpus and by selection size -> the
+    rows of both, largest first (a group leading the selection is listed even when small
+    in the corpus)."""
+    rows = dict(by_corpus)
+    rows.update((g, sums) for g, sums in by_selection if sums[3])
+    table = [_group_row(g, sums) for g, sums in rows.items()]
+    return {"distinct": distinct,
+            "rows": sorted(table, key=lambda r: (-r["docs"], -r["selected_docs"], r["group"]))}
+
+
+def assemble_summary(scored_parts, selected_parts, groups: dict, snippet_pairs,
+                     group_field: Optional[str], sample_size: int, token_measure: str) -> dict:
+    """The partial results of ``SummarizeSelection`` -> the summary dict."""
+    hist_all, totals_all, hist_cont, totals_cont, sample, bottom = scored_parts
+    hist_sel, totals_sel, sample_sel, top, boundary = selected_parts
+    # The sampled documents that were selected: both samples take the smallest sample keys,
+    # so a scored sample member is selected iff it is in the selected sample.
+    selected_keys = {rank_key(d) for d in sample_sel}
+    snippets = dict(snippet_pairs)
+    examples = {"top": top, "boundary": boundary, "bottom": bottom}
     return {
-        "histogram": {"bin_width": stats.HISTOGRAM_BIN_WIDTH, "all": parts["hist_all"],
-                      "selected": parts["hist_selected"], "contaminated": parts["hist_contaminated"]},
-        "totals": {name: dict(zip(("docs", "bytes", "tokens"), parts[f"totals_{name}"]))
-                   for name in ("corpus", "selected", "contaminated")},
-        "token_measure": "whitespace-separated tokens",
-        "groups": {"field": group_field, "distinct": parts["group_count"],
-                   "rows": _group_table(sorted(corpus_groups.items()), parts["selected_groups"])},
-        "sample": {"size": len(sample), "requested": sample_size, "points": sample},
-        "examples": {"top": [_example(f) for f in parts["top"]],
-                     "boundary": [_example(f) for f in parts["boundary"]],
-                     "bottom": [_example(f) for f in parts["bottom"]]},
+        "histogram": {"bin_width": stats.HISTOGRAM_BIN_WIDTH, "all": hist_all,
+                      "selected": hist_sel, "contaminated": hist_cont},
+        "totals": {name: dict(zip(("docs", "bytes", "tokens"), t))
+                   for name, t in (("corpus", totals_all), ("selected", totals_sel),
+                                   ("contaminated", totals_cont))},
+        "token_measure": token_measure,
+        "groups": dict(groups, field=group_field),
+        "sample": {"size": len(sample), "requested": sample_size,
+                   "points": [_sample_point(d, selected_keys) for d in sample]},
+        "examples": {name: [_example(d, snippets) for d in docs] for name, docs in examples.items()},
     }
 
 
+class FetchSnippets(beam.PTransform):
+    """PCollection[ScoredDocument] (a few) -> PCollection[((source, position), snippet)]:
+    the first ``stats.SNIPPET_CHARS`` characters of each document's text, read again from
+    its file through ``writers.FetchSelected`` (the same path, checks and formats as the
+    selected records) and parsed with the run's text spec (a field or a template)."""
+
+    def __init__(self, format_overrides: Dict[str, str], text, id_field: str):
+        super().__init__()
+        self._args = (format_overrides, text, id_field)
+
+    def expand(self, docs):
+        overrides, text, id_field = self._args
+
+        def snippet(keyed):
+            (_, _, path, position), record = keyed
+            raw = (RawRecord(path, position, record) if isinstance(record, bytes)
+                   else RowRecord(path, position, record))
+            return (path, position), parse_any(raw, text, id_field).text[:stats.SNIPPET_CHARS]
+
+        return (docs
+                | "Fetch" >> FetchSelected(overrides, text, id_field, counter="fetched_examples")
+                | "Snippet" >> beam.Map(snippet))
+
+
 class SummarizeSelection(beam.PTransform):
-    """(scored facts, selected facts) -> a singleton PCollection with the summary dict:
+    """(scored, selected) PCollection[ScoredDocument] -> a singleton PCollection with the
+    summary dict:
 
     ``histogram`` (fine sparse score histograms of all, selected and contaminated documents),
     ``totals`` (docs, bytes, tokens of corpus, selection, contaminated), ``groups`` (per
-    ``group_field`` value: corpus and selection totals; the ``MAX_GROUPS`` largest by corpus
-    size plus the largest by selection size), ``sample`` (a deterministic uniform sample of
-    ``sample_size`` scored documents: score, bytes, tokens, group, flags) and ``examples``
-    (the best selected, the last selected before the threshold, and the worst scored, each
-    with an unescaped text snippet: the renderer escapes).
+    ``group_field`` value: corpus and selection totals; the ``max_groups`` largest by corpus
+    size plus the largest by selection size, and how many there are), ``sample`` (a
+    deterministic uniform sample of ``sample_size`` scored documents: score, bytes, tokens,
+    group, flags) and ``examples`` (the best selected, the last selected before the
+    threshold, and the worst scored, each with an unescaped text snippet: the renderer
+    escapes).
 
-    ``scored`` holds every scored document (``contaminated`` set on the ones the guard
-    flagged); ``selected`` the selection. Every part is a combiner, so nothing but small
-    partial results meets on one worker."""
+    ``scored`` holds every scored document (``contaminated_by`` set on the ones the guard
+    flagged); ``selected`` the selection. ``fetch``: (format overrides, text spec, id
+    field) to read the examples' text again. Each side is reduced by one tuple of
+    combiners (``SingleInputTupleCombineFn``), the groups by a per-key sum, so nothing but
+    small partial results meets on one worker and the job gains few stages."""
 
-    def __init__(self, group_field: Optional[str] = None, sample_size: int = SAMPLE_SIZE,
+    def __init__(self, fetch: Tuple[Dict[str, str], object, str], group_field: Optional[str] = None,
+                 token_measure: str = "tokens", sample_size: int = SAMPLE_SIZE,
                  examples: int = EXAMPLES, max_groups: int = MAX_GROUPS):
         super().__init__()
-        self._group_field, self._sample_size = group_field, sample_size
-        self._examples, self._max_groups = examples, max_groups
+        self._fetch, self._group_field, self._token_measure = fetch, group_field, token_measure
+        self._sample_size, self._examples, self._max_groups = sample_size, examples, max_groups
 
-    def expand(self, facts: Tuple[PCollection, PCollection]):
-        scored, selected = facts
+    def expand(self, docs: Tuple[PCollection, PCollection]):
+        scored, selected = docs
         n_ex, n_groups, n_sample = self._examples, self._max_groups, self._sample_size
-        contaminated = scored | "OnlyContaminated" >> beam.Filter(lambda f: f.contaminated)
-        key = rank_key  # (-score, id, source, position): smaller is better
+        Top = beam.combiners.TopCombineFn  # noqa: N806  (smaller rank key = better document)
+        scored_parts = scored | "SummarizeScored" >> beam.CombineGlobally(
+            beam.combiners.SingleInputTupleCombineFn(
+                ScoreHistogramCombineFn(), TotalsCombineFn(),
+                WhereCombineFn(ScoreHistogramCombineFn(), _is_contaminated),
+                WhereCombineFn(TotalsCombineFn(), _is_contaminated),
+                Top(n_sample, key=_sample_key, reverse=True),  # the sample: smallest keys
+                Top(n_ex, key=rank_key)))  # the worst scored
+        selected_parts = selected | "SummarizeSelected" >> beam.CombineGlobally(
+            beam.combiners.SingleInputTupleCombineFn(
+                ScoreHistogramCombineFn(), TotalsCombineFn(),
+                Top(n_sample, key=_sample_key, reverse=True),
+                Top(n_ex, key=rank_key, reverse=True),  # the best selected
+                Top(n_ex, key=rank_key)))  # the last selected
 
-        def per_group(pcoll, label):
-            return (pcoll
-                    | f"{label}GroupRows" >> beam.Map(lambda f: (f.group, _totals(f)))
-                    | f"{label}SumPerGroup" >> beam.CombinePerKey(SumTotalsCombineFn()))
+        groups = (((scored | "CorpusGroupRows" >> beam.Map(lambda d: (_group(d), _totals(d) + (0, 0, 0)))),
+                   (selected | "SelectedGroupRows" >> beam.Map(lambda d: (_group(d), (0, 0, 0) + _totals(d)))))
+                  | "AllGroupRows" >> beam.Flatten()
+                  | "SumPerGroup" >> beam.CombinePerKey(SumTuplesCombineFn(6))
+                  | "GroupTable" >> beam.CombineGlobally(beam.combiners.SingleInputTupleCombineFn(
+                      beam.combiners.CountCombineFn(),
+                      Top(n_groups, key=lambda kv: (kv[1][0], kv[0])),
+                      Top(n_groups, key=lambda kv: (kv[1][3], kv[0]))))
+                  | "GroupRows" >> beam.MapTuple(group_table))
 
-        corpus_groups = per_group(scored, "Corpus")
-        selected_groups = per_group(selected, "Selected")
-        biggest_selected = selected_groups | "LargestSelectedGroups" >> beam.combiners.Top.Of(
-            n_groups, key=lambda kv: (kv[1][0], kv[0]))
-        parts = {
-            "hist_all": scored | "HistAll" >> beam.CombineGlobally(ScoreHistogramCombineFn()),
-            "hist_selected": selected | "HistSelected" >> beam.CombineGlobally(ScoreHistogramCombineFn()),
-            "hist_contaminated": contaminated | "HistContaminated" >> beam.CombineGlobally(
-                ScoreHistogramCombineFn()),
-            "totals_corpus": (scored | "CorpusRows" >> beam.Map(_totals)
-                              | "CorpusTotals" >> beam.CombineGlobally(SumTotalsCombineFn())),
-            "totals_selected": (selected | "SelectedRows" >> beam.Map(_totals)
-                                | "SelectedTotals" >> beam.CombineGlobally(SumTotalsCombineFn())),
-            "totals_contaminated": (contaminated | "ContaminatedRows" >> beam.Map(_totals)
-                                    | "ContaminatedTotals" >> beam.CombineGlobally(SumTotalsCombineFn())),
-            "corpus_groups_top": corpus_groups | "LargestCorpusGroups" >> beam.combiners.Top.Of(
-                n_groups, key=lambda kv: (kv[1][0], kv[0])),
-            # corpus totals of the groups that lead the selection, so both tables are complete
-            "selected_groups_in_corpus": (
-                corpus_groups | "CorpusOfSelectedGroups" >> beam.Filter(
-                    lambda kv, top: kv[0] in {g for g, _ in top}, beam.pvalue.AsSingleton(biggest_selected))
-                | "AsPairs" >> beam.combiners.ToList()),
-            "selected_groups": biggest_selected,
-            "group_count": corpus_groups | "CountGroups" >> beam.combiners.Count.Globally(),
-            "sample": (scored | "SamplePoints" >> beam.Map(_sample_point)
-                       | "Sample" >> beam.combiners.Top.Smallest(n_sample)),
-            "selected_sample": (selected | "SelectedSamplePoints" >> beam.Map(_sample_point)
-                                | "SelectedSample" >> beam.combiners.Top.Smallest(n_sample)),
-            "top": selected | "TopExamples" >> beam.combiners.Top.Smallest(n_ex, key=key),
-            "boundary": selected | "BoundaryExamples" >> beam.combiners.Top.Largest(n_ex, key=key),
-            "bottom": scored | "BottomExamples" >> beam.combiners.Top.Largest(n_ex, key=key),
-        }
-        group_field = self._group_field
-        return ([pcoll | f"Name_{name}" >> beam.Map(lambda v, name=name: (name, v))
-                 for name, pcoll in parts.items()]
-                | "AllParts" >> beam.Flatten()
-                | "PartsAsDict" >> beam.combiners.ToDict()
-                | "AssembleSummary" >> beam.Map(assemble_summary, group_field, n_sample))
+        snippets = ((scored_parts | "BottomExamples" >> beam.FlatMap(lambda parts: parts[-1]),
+                     selected_parts | "SelectedExamples" >> beam.FlatMap(lambda parts: parts[-2] + parts[-1]))
+                    | "AllExamples" >> beam.Flatten()
+                    | "FetchSnippets" >> FetchSnippets(*self._fetch)
+                    | "SnippetList" >> beam.combiners.ToList())
+        return scored_parts | "AssembleSummary" >> beam.Map(
+            assemble_summary, AsSingleton(selected_parts), AsSingleton(groups), AsSingleton(snippets),
+            self._group_field, n_sample, self._token_measure)

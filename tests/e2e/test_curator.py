@@ -3,6 +3,7 @@ summary table, end to end through ``run(argv)`` and the CLI."""
 
 import base64
 import glob
+import html
 import html.parser
 import io
 import json
@@ -85,8 +86,8 @@ def test_allow_contaminated_keeps_them_and_they_rank_first(tmp_path, planted, so
     page = open(os.path.join(out, "report.html"), encoding="utf-8").read()
     assert "&lt;script&gt;alert(&#x27;pwned&#x27;)&lt;/script&gt;" in page  # the text, escaped
     assert "<script>" not in page
-    # kept, but marked where they appear among the examples
-    assert 'planted-exact <span class="warn">(contaminated)</span>' in page
+    # kept, but marked (with the target they copy) where they appear among the examples
+    assert f'planted-exact <span class="warn">(contaminated: {targets[0]["id"]})</span>' in page
 
 
 def test_guard_off_checks_nothing(tmp_path, planted):
@@ -118,7 +119,7 @@ class Page(html.parser.HTMLParser):
 
 
 def test_report_has_the_plots_and_tables(tmp_path, planted):
-    src, tgt, _, _ = planted
+    src, tgt, corpus, _ = planted
     _, out, _, manifest = select(tmp_path, src, tgt)
     page = Page()
     page.feed(open(os.path.join(out, "report.html"), encoding="utf-8").read())
@@ -146,6 +147,11 @@ def test_report_has_the_plots_and_tables(tmp_path, planted):
     assert sum(p["selected"] for p in summary["sample"]["points"]) == K  # sample = whole corpus here
     top = summary["examples"]["top"]
     assert top[0]["score"] == max(r["score"] for r in summary["examples"]["boundary"] + top)
+    # the examples' text is read back from the source file, and shown escaped
+    by_id = {r["id"]: r for r in corpus}
+    for e in top + summary["examples"]["bottom"]:
+        assert e["snippet"] == by_id[e["id"]]["text"][:600] and e["tokens"] >= 1
+    assert html.escape(top[0]["snippet"], quote=True) in open(os.path.join(out, "report.html")).read()
     assert summary["examples"]["boundary"][0]["score"] == pytest.approx(manifest["threshold"]["score"])
     # Re-rendering from the published files gives the same page (apart from its timestamp).
     before = open(os.path.join(out, "report.html")).read()
@@ -176,8 +182,9 @@ def test_progress_lines_and_summary_table(tmp_path, planted, caplog, capsys):
     assert any(f"of ~{total} records" in m and "docs/s" in m and "ETA" in m for m in lines)
     table = capsys.readouterr().out
     assert re.search(rf"contaminated\s+3\s+share a 13-gram", table)
-    assert re.search(rf"selected\s+{K}\s+threshold score", table)
-    assert f"read          {manifest['counts']['read']}" in table.replace("  ", "  ")
+    assert re.search(rf"selected\s+{K}\s+top-K, K = {K}; threshold score", table)
+    assert re.search(rf"tokens\s+{manifest['counts']['selected_tokens']:,}\s+in the selection", table)
+    assert re.search(rf"read\s+{manifest['counts']['read']}\s+records", table)
     assert not os.path.exists(os.path.join(out, "report.html"))  # --no-report
 
 
@@ -200,3 +207,63 @@ def test_report_of_a_run_with_nothing_scored(tmp_path, targets, recwarn):
     summary = json.load(open(os.path.join(out, "summary.json")))
     assert summary["totals"]["corpus"]["docs"] == 0 and summary["examples"]["top"] == []
     assert not [w for w in recwarn if "legend" in str(w.message)]
+
+
+def test_guard_and_report_with_a_parquet_source_and_a_text_template(tmp_path, sources, targets):
+    """The new input paths: rows of a Parquet file, text built by --text-template from two
+    columns, the group from a third. Copies of targets split over the two columns are
+    still caught, and the report's examples show the templated text, escaped."""
+    from tests.fixtures_io import read_output, write_parquet
+
+    def row(doc_id, text, kind):
+        title, _, body = text.partition("\n")
+        return {"id": doc_id, "title": title, "body": body, "kind": kind, "n": len(text)}
+
+    rows = [row(s["id"], s["text"], s["source"]) for s in sources]
+    rows += [row("copy-0", "# copied\n" + targets[0]["text"], "benchmark"),
+             row("copy-<b>4</b>", "<b>bold</b> & more\n" + targets[4]["text"], "benchmark")]
+    texts = {r["id"]: f"{r['title']}\n{r['body']}" for r in rows}
+    src = write_parquet(tmp_path / "rows.parquet", rows, row_group_size=9)
+    tgt = write_jsonl(tmp_path / "targets.jsonl", targets)
+    out = str(tmp_path / "out")
+    run(["--source", src, "--target", tgt, "--target-text-field", "text", "--output", out,
+         "--top-k", str(K), "--text-template", r"{title}\n{body}", "--group-field", "kind"])
+    selected, _, manifest = read_output(out)
+
+    clean = [{"id": i, "text": t} for i, t in texts.items() if not i.startswith("copy-")]
+    assert sorted(r["id"] for r in selected) == sorted(oracle_top_k(oracle_scores(clean, targets), K))
+    assert all(set(r) == {"id", "title", "body", "kind", "n", "zipfit_score"} for r in selected)
+    assert manifest["counts"]["contaminated"] == 2
+    listed = {d["id"]: (d["target"], d["position"]) for d in manifest["contamination"]["documents"]}
+    assert listed == {"copy-0": (targets[0]["id"], len(sources)),
+                      "copy-<b>4</b>": (targets[4]["id"], len(sources) + 1)}
+
+    summary = json.load(open(os.path.join(out, "summary.json")))
+    rows_by_group = {r["group"]: r for r in summary["groups"]["rows"]}
+    assert rows_by_group["benchmark"]["docs"] == 2 and rows_by_group["benchmark"]["selected_docs"] == 0
+    assert sum(r["docs"] for r in rows_by_group.values()) == len(rows)
+    for e in summary["examples"]["top"] + summary["examples"]["bottom"]:
+        assert e["snippet"] == texts[e["id"]][:600]  # the templated text, fetched from the row
+    assert summary["totals"]["contaminated"]["docs"] == 2
+    page = open(os.path.join(out, "report.html"), encoding="utf-8").read()
+    assert "copy-&lt;b&gt;4&lt;/b&gt;" in page and "<b>4</b>" not in page
+    assert html.escape(summary["examples"]["top"][0]["snippet"], quote=True) in page
+
+
+def test_reselect_leaves_out_what_the_scoring_run_left_out(tmp_path, planted):
+    from zipfit_beam.reselect import run_reselect
+    import pyarrow.parquet as pq
+
+    src, tgt, _, plant_ids = planted
+    _, scored_dir, _, _ = select(tmp_path, src, tgt, "--write-scores", "--no-report", name="scored")
+    table = pq.read_table(glob.glob(f"{scored_dir}/scores/scores-*.parquet")).to_pylist()
+    flagged = {r["id"]: r["contaminated_by"] for r in table if r["contaminated_by"]}
+    assert set(flagged) == set(plant_ids) and {r["group"] for r in table} >= {"benchmark", "python"}
+    _, _, fresh_rows, fresh_m = select(tmp_path, src, tgt, "--no-report", name="fresh")
+    again = str(tmp_path / "again")
+    run_reselect(["--scores", scored_dir, "--source", src, "--output", again, "--top-k", str(K)])
+    again_rows = [r for p in sorted(glob.glob(f"{again}/selected-*")) for r in read_jsonl(p)]
+    assert sorted(r["id"] for r in again_rows) == sorted(r["id"] for r in fresh_rows)
+    assert not set(plant_ids) & {r["id"] for r in again_rows}
+    again_m = json.load(open(os.path.join(again, "manifest.json")))
+    assert again_m["counts"] == fresh_m["counts"] and again_m["threshold"] == fresh_m["threshold"]

@@ -8,8 +8,10 @@ import pytest
 
 from zipfit_beam.cli import main as cli_main
 from zipfit_beam.pipeline import run
+from zipfit_beam.tokens import count_regex
 
-from tests.conftest import BAD_LINES, oracle_scores, oracle_top_k, read_jsonl, write_jsonl, write_lines
+from tests.conftest import (BAD_LINES, REPORT_FILES, oracle_scores, oracle_top_k, read_jsonl, write_jsonl,
+                            write_lines)
 
 
 def outputs(out_dir):
@@ -55,8 +57,10 @@ def test_selection_equals_oracle(tmp_path, corpus, sources, targets, extra):
     assert sorted(r["reason"] for r in rejected) == sorted(reason for _, reason in BAD_LINES)
     assert all(r["source"].endswith("src-1.jsonl.gz") and r["position"] > 0 for r in rejected)
     c = manifest["counts"]
+    by_id = {s["id"]: s for s in sources}
     assert c == {"read": len(sources) + len(BAD_LINES), "scored": len(sources),
-                 "rejected": len(BAD_LINES), "selected": k, "contaminated": 0}
+                 "rejected": len(BAD_LINES), "selected": k, "contaminated": 0,
+                 "selected_tokens": sum(count_regex(by_id[r["id"]]["text"]) for r in selected)}
     assert c["read"] == c["scored"] + c["rejected"]
     assert manifest["threshold"]["id"] == oracle_top_k(oracle, k)[-1]
     assert manifest["config"]["top_k"] == k and manifest["versions"]["apache_beam"] == "2.77.0"
@@ -98,9 +102,8 @@ def test_existing_output_is_refused_then_replaced_with_overwrite(tmp_path, corpu
         select(tmp_path, files, target, 3)
     select(tmp_path, files, target, 3, "--num-shards=1", "--overwrite")
     names = sorted(os.listdir(tmp_path / "out"))
-    assert names == ["manifest.json", "rejected-00000-of-00001.jsonl", "report-groups.png",
-                     "report-score-histogram.png", "report-score-vs-length.png", "report-tokens.png",
-                     "report.html", "selected-00000-of-00001.jsonl", "summary.json"]
+    assert names == sorted(["manifest.json", "rejected-00000-of-00001.jsonl",
+                            "selected-00000-of-00001.jsonl"] + REPORT_FILES)
 
 
 def test_cli_errors_are_clear(tmp_path, corpus, capsys):

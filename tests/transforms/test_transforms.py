@@ -8,6 +8,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from zipfit_beam.parsing import parse_record
 from zipfit_beam.records import Document, RawRecord, ScoredDocument
 from zipfit_beam.transforms import ReadDocuments, ScoreDocuments, SelectTopK
+from zipfit_beam.writers import FetchSelected
 
 from tests.conftest import BAD_LINES, oracle_scores, oracle_top_k, write_lines
 
@@ -55,7 +56,7 @@ def test_score_documents_equals_oracle(sources, targets, test_pipeline):
 
 def test_select_top_k_with_ties_is_exact_and_stable(test_pipeline):
     # 30 documents in three score bands; the boundary falls inside the 0.5 band.
-    scored = [ScoredDocument(f"d{i:02d}", [0.9, 0.5, 0.1][i % 3], "s", i, b"") for i in range(30)]
+    scored = [ScoredDocument(f"d{i:02d}", [0.9, 0.5, 0.1][i % 3], "s", i) for i in range(30)]
     k = 14  # 10 at 0.9, then the 4 smallest ids of the 10 at 0.5
     expect = oracle_top_k({d.id: d.score for d in scored}, k)
     assert len(expect) == k
@@ -66,53 +67,160 @@ def test_select_top_k_with_ties_is_exact_and_stable(test_pipeline):
 
 
 def test_select_top_k_more_than_available_keeps_all(test_pipeline):
-    scored = [ScoredDocument(f"d{i}", 0.1 * i, "s", i, b"") for i in range(5)]
+    scored = [ScoredDocument(f"d{i}", 0.1 * i, "s", i) for i in range(5)]
     with test_pipeline as p:
         sel = p | beam.Create(scored).with_output_types(ScoredDocument) | SelectTopK(50)
         assert_that(sel.selected | beam.Map(lambda d: d.id), equal_to([d.id for d in scored]), label="All")
         assert_that(sel.threshold, equal_to([None]), label="NoThreshold")
 
 
-def test_guard_contamination_splits_copies_off_with_their_target(sources, targets, test_pipeline):
-    from zipfit_beam.transforms import GuardContamination
-    planted = {"id": "copy", "text": "intro\n" + targets[2]["text"]}
-    scored = [ScoredDocument(d.id, 0.5, d.source, d.position, d.record)
-              for d in as_docs(sources[:10] + [planted])]
+def test_fetch_selected_reads_back_the_original_records(tmp_path, sources, test_pipeline):
+    path = write_lines(tmp_path / "s.jsonl.gz", [json.dumps(s).encode() for s in sources])
+    picks = {3: 0.5, 17: 0.25, 40: 0.125}  # 1-based line -> score
+    chosen = [ScoredDocument(sources[n - 1]["id"], score, path, n) for n, score in picks.items()]
+    with test_pipeline as p:
+        lines = p | beam.Create(chosen).with_output_types(ScoredDocument) | FetchSelected({}, "text", "id")
+        assert_that(lines | beam.Map(lambda kv: json.loads(kv[1])) | "SplitScore" >> beam.Map(lambda r: (r.pop("zipfit_score"), r)),
+                    equal_to([(score, sources[n - 1]) for n, score in picks.items()]))
+
+
+# --- formats ----------------------------------------------------------------------------
+
+def test_read_documents_from_parquet_avro_and_zstd_with_dead_letters(tmp_path, sources, test_pipeline):
+    import pyarrow.parquet as pq
+    import zstandard
+
+    from tests.fixtures_io import corrupt_parquet_row_group, write_avro, write_parquet
+
+    docs = [{"id": s["id"], "text": s["text"], "extra": i} for i, s in enumerate(sources[:24])]
+    parquet = write_parquet(tmp_path / "a.parquet", docs[:12], row_group_size=4)
+    corrupt_parquet_row_group(parquet, 1, "text")  # rows 4-7
+    avro = write_avro(tmp_path / "b.avro", [{"id": d["id"], "text": d["text"]} for d in docs[12:18]])
+    zst = tmp_path / "c.jsonl.zst"
+    zst.write_bytes(zstandard.ZstdCompressor().compress(
+        b"".join(json.dumps(d).encode() + b"\n" for d in docs[18:])))
+    with test_pipeline as p:
+        res = p | ReadDocuments([(parquet, "parquet"), avro, str(zst)], "text", "id")
+        want = [(d["id"], parquet, i) for i, d in enumerate(docs[:12]) if not 4 <= i < 8]
+        want += [(d["id"], avro, i) for i, d in enumerate(docs[12:18])]
+        want += [(d["id"], str(zst), i + 1) for i, d in enumerate(docs[18:])]
+        assert_that(res.documents | beam.Map(lambda d: (d.id, d.source, d.position)), equal_to(want),
+                    label="Docs")
+        # Parquet/Avro documents carry no record: their rows are read again for the output
+        assert_that(res.documents | beam.Map(lambda d: (d.source.endswith(".zst"), bool(d.record))),
+                    equal_to([(False, False)] * 14 + [(True, True)] * 6), label="Records")
+        assert_that(res.rejected | beam.Map(lambda d: (d.source, d.position, d.reason)),
+                    equal_to([(parquet, 4, "corrupt_row_group")]), label="Dead")
+        assert_that(res.read, equal_to([21]), label="Read")
+    assert pq.ParquetFile(parquet).metadata.num_rows == 12
+
+
+def test_write_row_files_writes_every_shard_even_empty_ones(tmp_path, test_pipeline):
+    import glob
+
+    import pyarrow.parquet as pq
+
+    from zipfit_beam.writers import WriteRowFiles
+
+    rows = [(("s", i), {"id": f"d{i}", "zipfit_score": 0.5 + i}) for i in range(2)]
+    with test_pipeline as p:
+        written = (p | beam.Create(rows)
+                   | WriteRowFiles(str(tmp_path), "selected", "parquet", ".parquet", "snappy", 4))
+        assert_that(written | beam.Map(lambda path: path.rsplit("/", 1)[1]),
+                    equal_to([f"selected-0000{i}-of-00004.parquet" for i in range(4)]))
+    files = sorted(glob.glob(str(tmp_path / "selected-*.parquet")))
+    tables = [pq.read_table(f) for f in files]
+    assert sum(t.num_rows for t in tables) == 2
+    assert all(t.schema.names == ["id", "zipfit_score"] for t in tables)  # empty ones too
+
+
+# --- issue 7: contamination, groups, the report's summary -------------------------------
+
+def test_score_documents_finds_copies_while_scoring_and_carries_the_group(sources, targets,
+                                                                            test_pipeline):
+    planted = {"id": "copy", "text": "intro\n" + targets[2]["text"].upper(), "kind": "bench"}
+    docs = [d._replace(group=d.id.split(":")[0]) for d in as_docs(sources[:10] + [planted])]
+    oracle = oracle_scores(sources[:10] + [planted], targets)
     with test_pipeline as p:
         tgts = p | "Targets" >> beam.Create(as_docs(targets, "targets.jsonl")).with_output_types(Document)
-        guarded = (p | "Docs" >> beam.Create(scored).with_output_types(ScoredDocument)
-                   | GuardContamination(tgts, "fingerprint"))
+        scored = (p | "Docs" >> beam.Create(docs).with_output_types(Document)
+                  | ScoreDocuments(tgts, threads=3, batch_size=4, contamination_ngram=13))
+        assert_that(scored | beam.Map(lambda d: (d.id, d.contaminated_by, d.group, round(d.score, 12))),
+                    equal_to([(d.id, targets[2]["id"] if d.id == "copy" else "", d.group,
+                               round(oracle[d.id], 12)) for d in docs]))
+
+
+def test_score_documents_without_the_guard_flags_nothing(targets, test_pipeline):
+    copy = as_docs([{"id": "copy", "text": targets[0]["text"]}])
+    with test_pipeline as p:
+        tgts = p | "Targets" >> beam.Create(as_docs(targets, "targets.jsonl")).with_output_types(Document)
+        scored = p | "Docs" >> beam.Create(copy).with_output_types(Document) | ScoreDocuments(tgts)
+        assert_that(scored | beam.Map(lambda d: (d.id, d.contaminated_by, d.group)),
+                    equal_to([("copy", "", None)]))
+
+
+def test_guard_contamination_splits_by_the_flag_and_names_the_target(test_pipeline):
+    from zipfit_beam.transforms import GuardContamination
+    scored = [ScoredDocument(f"d{i}", 0.1 * i, "s.jsonl", i, contaminated_by="T/3" if i in (2, 5) else "")
+              for i in range(8)]
+    with test_pipeline as p:
+        guarded = p | beam.Create(scored).with_output_types(ScoredDocument) | GuardContamination()
         assert_that(guarded.clean | "CleanIds" >> beam.Map(lambda d: d.id),
-                    equal_to([s["id"] for s in sources[:10]]), label="Clean")
+                    equal_to([f"d{i}" for i in range(8) if i not in (2, 5)]), label="Clean")
         assert_that(guarded.contaminated | "DirtyIds" >> beam.Map(lambda d: d.id),
-                    equal_to(["copy"]), label="Contaminated")
-        assert_that(guarded.hits | "Hits" >> beam.Map(lambda h: (h.id, h.target_id, h.position)),
-                    equal_to([("copy", targets[2]["id"], 11)]), label="Hits")
+                    equal_to(["d2", "d5"]), label="Contaminated")
+        assert_that(guarded.hits | "Hits" >> beam.Map(tuple),
+                    equal_to([("d2", 0.2, "s.jsonl", 2, "T/3"), ("d5", 0.5, "s.jsonl", 5, "T/3")]),
+                    label="Hits")
 
 
-def test_summarize_selection_counts_and_examples(test_pipeline):
-    from zipfit_beam.stats import DocFacts
+def test_read_documents_keeps_the_group_field_of_jsonl_and_parquet_rows(tmp_path, sources, test_pipeline):
+    from tests.fixtures_io import write_parquet
+    docs = [{"id": s["id"], "text": s["text"], "kind": s["id"].split(":")[0], "n": i}
+            for i, s in enumerate(sources[:6])]
+    docs[1]["kind"] = None
+    jsonl = write_lines(tmp_path / "a.jsonl", [json.dumps(d).encode() for d in docs[:3]])
+    parquet = write_parquet(tmp_path / "b.parquet", docs[3:])
+    with test_pipeline as p:
+        by_kind = p | "ByKind" >> ReadDocuments([jsonl, parquet], "text", "id", group_field="kind")
+        assert_that(by_kind.documents | "Kinds" >> beam.Map(lambda d: (d.id, d.group)),
+                    equal_to([(d["id"], d["kind"] or "(missing)") for d in docs]), label="Kind")
+        by_n = p | "ByNumber" >> ReadDocuments([parquet], "text", "id", group_field="n")
+        assert_that(by_n.documents | "Numbers" >> beam.Map(lambda d: (d.id, d.group)),
+                    equal_to([(d["id"], str(d["n"])) for d in docs[3:]]), label="Number")
+
+
+def test_summarize_selection_counts_and_fetches_example_text(tmp_path, sources, test_pipeline):
     from zipfit_beam.summary import SummarizeSelection
-    facts = [DocFacts(f"d{i}", 0.01 * i, "s", i, 10 * i, i, "even" if i % 2 == 0 else "odd",
-                      False, i == 3, f"text {i}") for i in range(1, 21)]
-    chosen = [f._replace(selected=True) for f in facts if f.score >= 0.17]  # the top 4
+    path = write_lines(tmp_path / "s.jsonl.gz", [json.dumps(s).encode() for s in sources[:20]])
+    scored = [ScoredDocument(sources[i - 1]["id"], 0.01 * i, path, i, tokens=i, text_bytes=10 * i,
+                             group="even" if i % 2 == 0 else "odd",
+                             contaminated_by="T" if i == 3 else "") for i in range(1, 21)]
+    chosen = [d for d in scored if d.score >= 0.17]  # the top 4
 
     def check(summaries):
         (s,) = summaries
         assert s["totals"]["corpus"] == {"docs": 20, "bytes": 2100, "tokens": 210}
         assert s["totals"]["selected"] == {"docs": 4, "bytes": 740, "tokens": 74}
-        assert s["totals"]["contaminated"]["docs"] == 1
+        assert s["totals"]["contaminated"] == {"docs": 1, "bytes": 30, "tokens": 3}
         rows = {r["group"]: r for r in s["groups"]["rows"]}
         assert rows["even"]["docs"] == 10 and rows["even"]["selected_docs"] == 2
-        assert [e["id"] for e in s["examples"]["top"]] == ["d20", "d19"]
-        assert [e["id"] for e in s["examples"]["boundary"]] == ["d17", "d18"]
-        assert [e["id"] for e in s["examples"]["bottom"]] == ["d1", "d2"]
+        assert s["groups"]["field"] == "kind" and s["token_measure"] == "regex-gpt2"
+        ex = s["examples"]
+        assert [e["position"] for e in ex["top"]] == [20, 19]
+        assert [e["position"] for e in ex["boundary"]] == [17, 18]
+        assert [e["position"] for e in ex["bottom"]] == [1, 2]
+        # the text of each example, read back from the file
+        for e in ex["top"] + ex["boundary"] + ex["bottom"]:
+            assert e["snippet"] == sources[e["position"] - 1]["text"][:600]
         assert sum(s["histogram"]["all"].values()) == 20
+        assert sum(s["histogram"]["contaminated"].values()) == 1
         assert s["sample"]["size"] == 5 and all(
             p["selected"] == (p["score"] >= 0.17) for p in s["sample"]["points"])
 
     with test_pipeline as p:
-        scored = p | "Scored" >> beam.Create(facts).with_output_types(DocFacts)
-        selected = p | "Selected" >> beam.Create(chosen).with_output_types(DocFacts)
-        summary = (scored, selected) | SummarizeSelection("kind", sample_size=5, examples=2)
+        all_docs = p | "Scored" >> beam.Create(scored).with_output_types(ScoredDocument)
+        selected = p | "Selected" >> beam.Create(chosen).with_output_types(ScoredDocument)
+        summary = (all_docs, selected) | SummarizeSelection(({}, "text", "id"), "kind",
+                                                            "regex-gpt2", sample_size=5, examples=2)
         assert_that(summary, check)

@@ -3,7 +3,8 @@ import json
 import pytest
 
 from zipfit_beam.parsing import content_id, dead_letter_json, parse_record, with_score
-from zipfit_beam.records import DeadLetter, Document, RawRecord, ScoredDocument, is_selected, rank_key, threshold_from_top
+from zipfit_beam.records import DeadLetter, Document, RawRecord, ScoredDocument, rank_key
+from zipfit_beam.selection import SelectionKey, SelectionRule, find_cut, keeps
 
 from tests.conftest import BAD_LINES
 
@@ -44,10 +45,11 @@ def test_score_round_trips_exactly():
 
 
 def test_ranking_key_orders_score_then_id_and_threshold():
-    docs = [ScoredDocument(i, s, "f", n, b"") for n, (i, s) in
+    docs = [ScoredDocument(i, s, "f", n) for n, (i, s) in
             enumerate([("b", 0.5), ("a", 0.5), ("c", 0.9), ("d", 0.1)])]
     keys = sorted(rank_key(d) for d in docs)
     assert [k[1] for k in keys] == ["c", "a", "b", "d"]
-    t = threshold_from_top(keys, 2)
-    assert [d.id for d in docs if is_selected(rank_key(d), t)] == ["a", "c"]
-    assert threshold_from_top(keys, 10) is None and is_selected(keys[-1], None)
+    cut = find_cut([SelectionKey(k, 1) for k in keys], SelectionRule(top_k=2))
+    assert [d.id for d in docs if keeps(cut, rank_key(d))] == ["a", "c"]
+    everything = find_cut([SelectionKey(k, 1) for k in keys], SelectionRule(top_k=10))
+    assert everything.selected == 4 and keeps(everything, keys[-1])

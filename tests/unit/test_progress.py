@@ -45,13 +45,18 @@ def test_durations():
     assert progress.format_duration(3 * 3600 + 120) == "3h02m"
 
 
-def test_count_lines_plain_gzip_and_unterminated(tmp_path):
+def test_count_records_of_every_source_format(tmp_path):
+    from tests.fixtures_io import write_avro, write_parquet
     a = tmp_path / "a.jsonl"
     a.write_bytes(b"1\n2\n3\n")
     b = tmp_path / "b.jsonl.gz"
     with gzip.open(b, "wb") as f:
         f.write(b"x\n" * 1000 + b"last without newline")
-    assert progress.count_lines([str(a), str(b)]) == 3 + 1001
+    rows = [{"id": str(i), "text": "t" * i} for i in range(1, 40)]
+    parquet = write_parquet(tmp_path / "c.parquet", rows, row_group_size=7)
+    avro = write_avro(tmp_path / "d.avro", rows, sync_interval=64)  # many blocks
+    files = [(str(a), "jsonl"), (str(b), "jsonl"), (parquet, "parquet"), (avro, "avro")]
+    assert progress.count_records(files) == 3 + 1001 + 39 + 39
 
 
 def test_process_reporter_gets_the_expected_total():
@@ -63,4 +68,4 @@ def test_process_reporter_gets_the_expected_total():
         assert progress.process_reporter(3.0).total == 78
     finally:
         progress.reset()
-    assert progress.count_lines_in_background(["gs://bucket/x.jsonl"]) is None
+    assert progress.count_records_in_background([("gs://bucket/x.jsonl", "jsonl")]) is None

@@ -1,6 +1,5 @@
 """Mergeable statistics behind the report and align."""
 
-import json
 import random
 import statistics
 
@@ -46,19 +45,21 @@ def test_histogram_bins_merge_and_rebin():
     b = {stats.histogram_bin(0.12349): 2, stats.histogram_bin(0.2): 1}
     merged = stats.merge_counts([a, b])
     assert merged == {1234: 3, 2000: 1}
-    edges, counts = stats.rebin(merged, stats.HISTOGRAM_BIN_WIDTH, bins=4)
+    edges, (counts, only_b) = stats.rebin([merged, b], stats.HISTOGRAM_BIN_WIDTH, bins=4)
     assert sum(counts) == 4 and counts[0] == 3 and counts[-1] == 1
+    assert only_b == [2, 0, 0, 1]  # the same grid for every histogram
     assert edges[0] == pytest.approx(0.1234) and edges[-1] >= 0.2001 - 1e-12
+    assert stats.rebin([{}, {}], 0.5) == ([0.0, 0.5], [[0], [0]])
 
 
-def test_record_text_and_group():
-    rec = json.dumps({"text": "a b  c\n", "source": "python", "n": 3, "meta": {"k": 1}}).encode()
-    assert stats.record_text_and_group(rec, "text", "source") == ("a b  c\n", "python")
-    assert stats.record_text_and_group(rec, "text", "n")[1] == "3"
-    assert stats.record_text_and_group(rec, "text", "meta")[1] == '{"k": 1}'
-    assert stats.record_text_and_group(rec, "text", "nope")[1] == stats.MISSING_GROUP
-    assert stats.record_text_and_group(rec, "text", None)[1] == ""
-    assert stats.count_tokens("a b  c\n") == 3
+def test_group_value_of_any_record_field():
+    from zipfit_beam.parsing import MISSING_GROUP, group_value
+    rec = {"source": "python", "n": 3, "meta": {"k": 1, "a": [1]}, "none": None, "bad": "x\ud800"}
+    assert group_value(rec, "source") == "python"
+    assert group_value(rec, "n") == "3"
+    assert group_value(rec, "meta") == '{"a": [1], "k": 1}'
+    assert group_value(rec, "nope") == group_value(rec, "none") == MISSING_GROUP
+    assert group_value(rec, "bad") == "x\\ud800"  # a lone surrogate stays visible, as valid UTF-8
 
 
 def test_sample_key_is_stable_and_seeded():

@@ -1,0 +1,448 @@
+"""deploy/ kept honest offline: every file parses, every version matches pyproject.toml's
+Beam pin, every script passes ``bash -n`` and, run with DRY_RUN=1, prints a command that
+our own parsers (and gcloud's, where gcloud is installed) accept, and the files agree
+with each other (ports, service names, task slots, template parameters).
+
+What cannot be checked here (no Docker engine, no cluster, no Google Cloud): building the
+image, and running the compose file, the manifests or the gcloud commands for real.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+
+import pytest
+import yaml
+from apache_beam.options.pipeline_options import (FlinkRunnerOptions, PipelineOptions,
+                                                  PortableOptions, StandardOptions)
+
+from tests.conftest import REPO
+from zipfit_beam.options import (parse_select_args, select_parser, template_parameters_to_flags,
+                                 worker_pool_parser)
+
+DEPLOY = os.path.join(REPO, "deploy")
+
+
+def deploy_files(*patterns):
+    return sorted(f for p in patterns for f in glob.glob(os.path.join(DEPLOY, "**", p), recursive=True))
+
+
+def read(rel):
+    with open(os.path.join(DEPLOY, rel)) as f:
+        return f.read()
+
+
+def yaml_docs(rel):
+    return [d for d in yaml.safe_load_all(read(rel)) if d is not None]
+
+
+def pinned_beam_version() -> str:
+    with open(os.path.join(REPO, "pyproject.toml")) as f:
+        pins = re.findall(r'"apache-beam(?:\[[^\]]*\])?==([^"]+)"', f.read())
+    assert len(pins) == 1, f"pyproject.toml must pin apache-beam exactly once: {pins}"
+    return pins[0]
+
+
+def package_version() -> str:
+    with open(os.path.join(REPO, "pyproject.toml")) as f:
+        return re.search(r'^version = "([^"]+)"', f.read(), re.M).group(1)
+
+
+METADATA = json.loads(read("dataflow/metadata.json"))
+PARAMS = {p["name"]: p for p in METADATA["parameters"]}
+FLAGS = {opt[2:]: action for action in select_parser()._actions
+         for opt in action.option_strings if opt.startswith("--") and opt != "--help"}
+
+
+# ---------------------------------------------------------------- everything parses
+
+def test_every_manifest_parses():
+    files = deploy_files("*.yaml", "*.yml", "*.json")
+    assert len(files) >= 6, files
+    for path in files:
+        with open(path) as f:
+            if path.endswith(".json"):
+                assert json.load(f), path
+                continue
+            docs = [d for d in yaml.safe_load_all(f) if d is not None]
+        assert docs, path
+        for doc in docs:
+            if "apiVersion" in doc:  # Kubernetes
+                assert doc.get("kind") and doc.get("metadata", {}).get("name"), (path, doc)
+            else:
+                assert "services" in doc, path  # docker compose
+
+
+@pytest.mark.parametrize("script", deploy_files("*.sh"), ids=os.path.basename)
+def test_script_passes_bash_n(script):
+    done = subprocess.run(["bash", "-n", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    with open(script) as f:
+        text = f.read()
+    assert text.startswith("#!/usr/bin/env bash\n"), script
+    assert "set -euo pipefail" in text, script
+    assert os.access(script, os.X_OK), f"{script} is not executable"
+
+
+# ---------------------------------------------------------------- versions
+
+def test_every_beam_image_and_pin_uses_the_pyproject_version():
+    beam = pinned_beam_version()
+    refs = []
+    for path in deploy_files("*"):
+        if os.path.isdir(path):
+            continue
+        with open(path) as f:
+            text = f.read()
+        for m in re.finditer(r"apache/beam_([a-z0-9._]+)(?::([^\s\"'@]+))?", text):
+            refs.append(m.group(0))
+            assert m.group(2) == beam, f"{os.path.relpath(path, REPO)}: {m.group(0)} is not pinned to {beam}"
+        for m in re.finditer(r"apache[-_]beam(?:\[[^\]]*\])?==([0-9][^\s\"']*)", text):
+            assert m.group(1) == beam, f"{os.path.relpath(path, REPO)}: {m.group(0)}"
+    kinds = {re.sub(r":.*", "", r) for r in refs}
+    assert {"apache/beam_python3.11_sdk", "apache/beam_flink1.20_job_server"} <= kinds, refs
+
+
+def test_python_and_flink_versions_agree_everywhere():
+    dockerfile = read("Dockerfile")
+    sdk_py = re.findall(r"apache/beam_python(\d+)\.(\d+)_sdk", dockerfile)
+    launcher_py = re.findall(r"python(\d)(\d+)-template-launcher-base", dockerfile)
+    assert sdk_py and launcher_py and set(sdk_py) == set(launcher_py), (sdk_py, launcher_py)
+
+    flink = set()
+    for path in deploy_files("*.yaml", "*.yml", "*.sh"):
+        with open(path) as f:
+            text = f.read()
+        flink |= set(re.findall(r"beam_flink(\d+\.\d+)_job_server", text))
+        flink |= set(re.findall(r"image: flink:(\d+\.\d+)", text))
+        flink |= {v.replace("_", ".") for v in re.findall(r"flinkVersion: v(\d+_\d+)", text)}
+        flink |= set(re.findall(r"FLINK_VERSION:-(\d+\.\d+)", text))
+    assert len(flink) == 1, f"Flink versions disagree: {flink}"
+    assert flink <= set(FlinkRunnerOptions.PUBLISHED_FLINK_VERSIONS), flink
+
+
+def test_our_image_references_carry_the_package_version():
+    version = package_version()
+    for path in deploy_files("*.yaml", "*.yml"):
+        with open(path) as f:
+            for ref in re.findall(r"[\w.\-/]*zipfit-beam:[\w.\-]+", f.read()):
+                assert ref.endswith(f"zipfit-beam:{version}"), (path, ref)
+
+
+# ---------------------------------------------------------------- the Dockerfile
+
+def test_dockerfile_installs_the_package_and_checks_the_kernel():
+    text = read("Dockerfile")
+    assert re.search(r"^FROM apache/beam_python3\.11_sdk:", text, re.M)
+    assert "pip install --no-cache-dir ." in text and "pip check" in text
+    assert "import zipfit_beam._gzip1" in text  # fails the build if the kernel did not compile
+    entry = re.search(r"FLEX_TEMPLATE_PYTHON_PY_FILE=/opt/zipfit-beam/(\S+)", text).group(1)
+    assert os.path.isfile(os.path.join(REPO, entry)), entry
+    ignore = read("Dockerfile.dockerignore").split()
+    for src in re.findall(r"^COPY (?!--from)(\S+)", text, re.M):
+        if src != "pyproject.toml" and not src.endswith(".md"):
+            assert any(rule.startswith("!" + src.rstrip("/")) for rule in ignore), src
+        assert os.path.exists(os.path.join(REPO, src)), src
+
+
+# ---------------------------------------------------------------- Flex Template metadata
+
+def test_metadata_parameters_are_a_subset_of_the_cli_flags():
+    assert set(PARAMS) <= set(FLAGS), set(PARAMS) - set(FLAGS)
+    required = {name for name, action in FLAGS.items() if action.required}
+    assert required <= set(PARAMS), required - set(PARAMS)
+
+
+@pytest.mark.parametrize("name", sorted(PARAMS))
+def test_metadata_parameter_matches_its_flag(name):
+    p, action = PARAMS[name], FLAGS[name]
+    assert p["label"].strip() and p["helpText"].strip()
+    assert p["isOptional"] is (not action.required)
+    regexes = [re.compile(r) for r in p["regexes"]]
+
+    def ok(value):
+        return all(r.search(value) for r in regexes)
+
+    if action.nargs == 0:  # an on/off flag: the template passes true/false
+        assert ok("true") and ok("false") and not ok("yes")
+    if action.choices:
+        assert all(ok(c) for c in action.choices) and not ok("bogus")
+    if action.type is int:
+        assert not ok("abc") and not ok("-1")
+        if action.default is not None:
+            assert ok(str(action.default))
+
+
+def test_template_parameters_reach_the_parser():
+    example = {"source": "gs://b/corpus/part-*.jsonl.gz", "target": "gs://b/t.jsonl",
+               "output": "gs://b/out", "top-k": "100", "text-field": "content",
+               "target-text-field": "prompt", "id-field": "doc_id", "compressor": "gzip",
+               "level": "1", "num-shards": "4", "output-suffix": ".jsonl.gz",
+               "scoring-threads": "2", "batch-size": "32", "overwrite": "true", "min-score": "0.1",
+               "contamination-ngram": "10", "allow-contaminated": "false", "group-field": "lang"}
+    # top-k, token-budget and fraction exclude each other: the example uses top-k
+    assert set(example) | {"token-budget", "fraction"} == set(PARAMS), \
+        "update the example when metadata.json changes"
+    for name, value in example.items():
+        assert all(re.search(r, value) for r in PARAMS[name]["regexes"]), (name, value)
+    config, _ = parse_select_args(template_parameters_to_flags(
+        [f"--{k}={v}" for k, v in example.items()] + ["--runner=DataflowRunner"]))
+    assert (config.top_k, config.text_field, config.target_text_field, config.overwrite,
+            config.num_shards, config.output_suffix, config.contamination_ngram,
+            config.allow_contaminated, config.group_field) == (
+        100, "content", "prompt", True, 4, ".jsonl.gz", 10, False, "lang")
+
+
+# ---------------------------------------------------------------- commands the scripts run
+
+def dry_run(script, *args, **env):
+    """Run a deploy script with DRY_RUN=1; returns its printed commands as argv lists."""
+    full_env = dict(os.environ, DRY_RUN="1", **env)
+    done = subprocess.run(["bash", os.path.join(DEPLOY, script), *args], capture_output=True,
+                          text=True, env=full_env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout, [shlex.split(line) for line in done.stdout.splitlines()
+                         if line.split(" ", 1)[0] in ("docker", "gcloud", "zipfit-beam")]
+
+
+@functools.lru_cache(maxsize=None)
+def gcloud_flags(*command):
+    """The flags gcloud documents for a command (None when gcloud is not installed)."""
+    if not shutil.which("gcloud"):
+        return None
+    done = subprocess.run(["gcloud", *command, "--help"], capture_output=True, text=True,
+                          env=dict(os.environ, CLOUDSDK_CORE_DISABLE_PROMPTS="1"), timeout=120)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout)
+    return set(re.findall(r"--[a-z][a-z0-9-]+", text))
+
+
+def assert_gcloud_knows(argv, n_words):
+    known = gcloud_flags(*argv[1:n_words])
+    if known is None:
+        return
+    used = {a.split("=", 1)[0] for a in argv[n_words:] if a.startswith("--")}
+    assert used <= known, f"gcloud {' '.join(argv[1:n_words])} has no {used - known}"
+
+
+def beam_flag_names():
+    return set(PipelineOptions([]).get_all_options(drop_default=False))
+
+
+def assert_select_command(argv):
+    """argv = [...] select FLAGS: our flags parse, the rest are Beam options Beam knows."""
+    flags = argv[argv.index("select") + 1:]
+    config, options = parse_select_args(flags)
+    _, beam_args = select_parser().parse_known_args(flags)
+    unknown = {a[2:].split("=", 1)[0] for a in beam_args if a.startswith("--")} - beam_flag_names()
+    assert not unknown, f"not Beam options: {unknown}"
+    return config, options
+
+
+def test_flink_submit_through_the_job_server():
+    _, [argv] = dry_run("flink/submit.sh", "--source", "/data/c/*.jsonl", "--target", "/data/t.jsonl",
+                        "--output", "/data/out", "--top-k", "7")
+    config, options = assert_select_command(argv)
+    portable = options.view_as(PortableOptions)
+    assert options.view_as(StandardOptions).runner == "PortableRunner"
+    assert (portable.job_endpoint, portable.artifact_endpoint) == ("localhost:8099", "localhost:8098")
+    assert (portable.environment_type, portable.environment_config) == ("EXTERNAL", "localhost:50000")
+    assert config.top_k == 7 and config.scoring_threads == 1
+
+
+def test_flink_submit_with_flink_master():
+    _, [argv] = dry_run("flink/submit.sh", "--source", "/d/*.jsonl", "--target", "/d/t.jsonl",
+                        "--output", "/d/out", "--top-k", "7", FLINK_MASTER="flink-jm:8081")
+    _, options = assert_select_command(argv)
+    flink = options.view_as(FlinkRunnerOptions)
+    assert options.view_as(StandardOptions).runner == "FlinkRunner"
+    assert flink.flink_master == "flink-jm:8081" and flink.flink_submit_uber_jar
+    assert flink.flink_version in FlinkRunnerOptions.PUBLISHED_FLINK_VERSIONS
+    assert options.view_as(PortableOptions).environment_type == "EXTERNAL"
+
+
+def test_flex_template_build_script():
+    _, commands = dry_run("dataflow/build-flex-template.sh", PROJECT="p",
+                          TEMPLATE="gs://b/templates/zipfit-beam.json")
+    build, push, template = commands
+    assert build[:4] == ["docker", "build", "-f", os.path.join(DEPLOY, "Dockerfile")]
+    assert build[-1] == REPO  # the build context is the repository root
+    image = build[build.index("-t") + 1]
+    assert image.endswith(f"/zipfit-beam:{package_version()}") and push == ["docker", "push", image]
+    assert template[:4] == ["gcloud", "dataflow", "flex-template", "build"]
+    assert f"--image={image}" in template and "--sdk-language=PYTHON" in template
+    assert f"--metadata-file={os.path.join(DEPLOY, 'dataflow', 'metadata.json')}" in template
+    assert_gcloud_knows(template, 4)
+
+
+def parse_gcloud_dict(value):
+    """gcloud's KEY=VALUE list, with the optional ^D^ alternative delimiter."""
+    sep = ","
+    if value.startswith("^"):
+        sep, value = value[1:].split("^", 1)
+    return dict(kv.split("=", 1) for kv in value.split(sep))
+
+
+def test_flex_template_run_script_passes_valid_parameters():
+    _, [argv] = dry_run("dataflow/run-flex-template.sh", "source=gs://b/c/part-{0,1}*.jsonl.gz",
+                        "target=gs://b/t.jsonl", "output=gs://b/out", "top-k=1000", "overwrite=true",
+                        PROJECT="p", TEMPLATE="gs://b/t.json", IMAGE="r/zipfit-beam:0.1.0")
+    assert argv[:4] == ["gcloud", "dataflow", "flex-template", "run"]
+    assert_gcloud_knows(argv, 4)
+    params = parse_gcloud_dict(next(a for a in argv if a.startswith("--parameters="))
+                               .split("=", 1)[1])
+    assert params.pop("sdk_container_image") == "r/zipfit-beam:0.1.0"
+    assert params["source"] == "gs://b/c/part-{0,1}*.jsonl.gz"  # a comma survives
+    for name, value in params.items():
+        assert all(re.search(r, value) for r in PARAMS[name]["regexes"]), (name, value)
+    parse_select_args(template_parameters_to_flags([f"--{k}={v}" for k, v in params.items()]))
+
+
+def test_flex_template_metadata_accepted_by_gcloud(tmp_path):
+    if not shutil.which("gcloud"):
+        pytest.skip("gcloud is not installed")
+    done = subprocess.run(
+        ["gcloud", "dataflow", "flex-template", "build", "gs://zipfit-ci/t.json",
+         "--image=r/zipfit-beam:0.1.0", "--sdk-language=PYTHON",
+         f"--metadata-file={os.path.join(DEPLOY, 'dataflow', 'metadata.json')}", "--print-only"],
+        capture_output=True, text=True, timeout=120,
+        env=dict(os.environ, CLOUDSDK_CONFIG=str(tmp_path), CLOUDSDK_CORE_DISABLE_PROMPTS="1"))
+    assert done.returncode == 0, done.stderr
+    spec = json.loads(done.stdout.split("\n", 1)[1])  # after gcloud's "|-" line
+    assert [p["name"] for p in spec["metadata"]["parameters"]] == list(PARAMS)
+
+
+# ---------------------------------------------------------------- Flink: compose and Kubernetes
+
+def worker_pool_args(command):
+    """['zipfit-beam', 'worker-pool', ...] -> parsed worker-pool flags."""
+    assert command[:2] == ["zipfit-beam", "worker-pool"], command
+    return worker_pool_parser().parse_args(command[2:])
+
+
+def test_compose_wires_the_worker_pool_into_the_taskmanager():
+    compose = yaml_docs("flink/docker-compose.yml")[0]
+    services = compose["services"]
+    assert {"jobmanager", "taskmanager", "job-server", "worker-pool"} <= set(services)
+    pool = services["worker-pool"]
+    assert pool["network_mode"] == "service:taskmanager"
+    args = worker_pool_args(pool["entrypoint"] + pool["command"])
+    assert (args.host, args.port, args.container_executable) == (
+        "127.0.0.1", 50000, "/opt/apache/beam/boot")
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+    job_server = services["job-server"]
+    artifacts_dir = next(a.split("=", 1)[1] for a in job_server["command"]
+                         if a.startswith("--artifacts-dir="))
+    mounts = {name: {v.split(":")[1]: v.split(":")[0] for v in services[name].get("volumes", [])}
+              for name in ("job-server", "taskmanager", "worker-pool")}
+    assert len({m.get(artifacts_dir) for m in mounts.values()} - {None}) == 1 and all(
+        artifacts_dir in m for m in mounts.values()), mounts
+    assert any(a == "--flink-master=jobmanager:8081" for a in job_server["command"])
+
+
+def k8s(rel, kind, name=None):
+    docs = [d for d in yaml_docs(rel) if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    assert len(docs) == 1, (rel, kind, name)
+    return docs[0]
+
+
+def test_flink_deployment_has_a_loopback_worker_pool_sidecar():
+    fd = k8s("flink/k8s/flink-deployment.yaml", "FlinkDeployment")
+    containers = {c["name"]: c for c in fd["spec"]["taskManager"]["podTemplate"]["spec"]["containers"]}
+    assert "flink-main-container" in containers
+    sidecar = containers["beam-worker-pool"]
+    args = worker_pool_args(sidecar["command"] + sidecar["args"])
+    assert (args.host, args.port, args.container_executable) == (
+        "127.0.0.1", 50000, "/opt/apache/beam/boot")
+    mounts = {c: {m["name"]: m["mountPath"] for m in containers[c].get("volumeMounts", [])}
+              for c in ("flink-main-container", "beam-worker-pool")}
+    assert mounts["flink-main-container"]["beam-artifacts"] == mounts["beam-worker-pool"]["beam-artifacts"]
+
+
+def test_cronjob_submits_to_the_job_server_service_and_the_sidecar(tmp_path):
+    cron = k8s("schedule/cronjob.yaml", "CronJob")
+    assert len(cron["spec"]["schedule"].split()) == 5
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]
+    [container] = pod["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+
+    # Run the container's command with the repo's submit.sh as zipfit-flink-submit (the
+    # Dockerfile installs it under that name), printing instead of submitting.
+    assert "COPY deploy/flink/submit.sh /usr/local/bin/zipfit-flink-submit" in read("Dockerfile")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "zipfit-flink-submit").symlink_to(os.path.join(DEPLOY, "flink", "submit.sh"))
+    done = subprocess.run(container["command"] + container["args"], capture_output=True, text=True,
+                          env=dict(os.environ, **env, DRY_RUN="1",
+                                   PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}"), timeout=60)
+    assert done.returncode == 0, done.stderr
+    config, options = assert_select_command(shlex.split(done.stdout))
+    assert re.fullmatch(re.escape(env["OUTPUT_ROOT"]) + r"/\d{4}-\d{2}-\d{2}", config.output)
+
+    # ... to the job server's Service, and to the sidecar's port.
+    portable = options.view_as(PortableOptions)
+    service = k8s("flink/k8s/job-server.yaml", "Service")
+    ports = {p["name"]: p["port"] for p in service["spec"]["ports"]}
+    assert portable.job_endpoint == f"{service['metadata']['name']}:{ports['job']}"
+    assert portable.artifact_endpoint == f"{service['metadata']['name']}:{ports['artifact']}"
+    fd = k8s("flink/k8s/flink-deployment.yaml", "FlinkDeployment")
+    sidecar = next(c for c in fd["spec"]["taskManager"]["podTemplate"]["spec"]["containers"]
+                   if c["name"] == "beam-worker-pool")
+    assert portable.environment_config == f"localhost:{worker_pool_args(sidecar['command'] + sidecar['args']).port}"
+    # One Python process per task slot; parallelism = all slots.
+    slots = int(fd["spec"]["flinkConfiguration"]["taskmanager.numberOfTaskSlots"])
+    assert int(portable.sdk_worker_parallelism) == slots
+    assert options.view_as(FlinkRunnerOptions).parallelism == slots * fd["spec"]["taskManager"]["replicas"]
+
+    # The job server's NetworkPolicy lets this pod in, and the job server reaches Flink.
+    policy = k8s("flink/k8s/job-server.yaml", "NetworkPolicy")
+    allowed = policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]
+    assert allowed.items() <= pod["metadata"]["labels"].items()
+    job_server = k8s("flink/k8s/job-server.yaml", "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert f"--flink-master={fd['metadata']['name']}-rest:8081" in job_server["args"]
+
+
+# ---------------------------------------------------------------- Cloud Scheduler -> Flex Template
+
+SCHEDULER_ENV = dict(PROJECT="p", SERVICE_ACCOUNT="s@p.iam.gserviceaccount.com",
+                     TEMPLATE="gs://b/templates/zipfit-beam.json", IMAGE="r/zipfit-beam:0.1.0",
+                     SOURCE="gs://b/corpus/part-*.jsonl.gz", TARGET="gs://b/t.jsonl",
+                     OUTPUT="gs://b/curated/latest", TOP_K="100000", TEMP_LOCATION="gs://b/tmp")
+
+# FlexTemplateRuntimeEnvironment fields of the Dataflow v1b3 API that the body may set.
+RUNTIME_ENVIRONMENT_FIELDS = {
+    "numWorkers", "maxWorkers", "zone", "serviceAccountEmail", "tempLocation", "machineType",
+    "additionalExperiments", "network", "subnetwork", "additionalUserLabels", "kmsKeyName",
+    "ipConfiguration", "workerRegion", "workerZone", "enableStreamingEngine", "flexrsGoal",
+    "stagingLocation", "sdkContainerImage", "diskSizeGb", "autoscalingAlgorithm",
+    "dumpHeapOnOom", "saveHeapDumpsToGcsPath", "launcherMachineType"}
+
+
+def test_cloud_scheduler_launches_the_template_with_valid_parameters():
+    out, commands = dry_run("schedule/cloud-scheduler.sh", **SCHEDULER_ENV)
+    body = json.loads(out[:out.index("\ngcloud ")])
+    [argv] = commands
+    assert argv[:5] == ["gcloud", "scheduler", "jobs", "create", "http"]
+    assert_gcloud_knows(argv, 5)
+    assert "--uri=https://dataflow.googleapis.com/v1b3/projects/p/locations/us-central1/flexTemplates:launch" in argv
+
+    launch = body["launchParameter"]
+    assert launch["containerSpecGcsPath"] == SCHEDULER_ENV["TEMPLATE"]
+    assert set(launch["environment"]) <= RUNTIME_ENVIRONMENT_FIELDS
+    assert launch["environment"]["sdkContainerImage"] == SCHEDULER_ENV["IMAGE"]
+    params = launch["parameters"]
+    required = {n for n, p in PARAMS.items() if not p["isOptional"]}
+    assert required <= set(params) <= set(PARAMS)
+    for name, value in params.items():
+        assert all(re.search(r, value) for r in PARAMS[name]["regexes"]), (name, value)
+    config, _ = parse_select_args(template_parameters_to_flags(
+        [f"--{k}={v}" for k, v in params.items()] + ["--runner=DataflowRunner"]))
+    assert config.overwrite  # the same output path every night

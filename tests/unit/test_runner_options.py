@@ -1,0 +1,38 @@
+"""Runner-facing flag handling: unsupported runners refused, Flex Template parameters
+turned into select flags."""
+
+import pytest
+
+from zipfit_beam.cli import main as cli_main
+from zipfit_beam.options import parse_select_args, template_parameters_to_flags
+
+BASE = ["--source", "s.jsonl", "--target", "t.jsonl", "--output", "out", "--top-k", "3"]
+
+
+@pytest.mark.parametrize("runner", [
+    "DaskRunner", "dask", "daskrunner", "apache_beam.runners.dask.dask_runner.DaskRunner"])
+def test_dask_runner_is_refused_with_the_reason(runner):
+    with pytest.raises(ValueError, match="finish_bundle"):
+        parse_select_args(BASE + [f"--runner={runner}"])
+
+
+def test_dask_refusal_is_a_clear_cli_error(capsys):
+    assert cli_main(["select", *BASE, "--runner=DaskRunner"]) == 2
+    assert "not supported" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("runner", ["PortableRunner", "FlinkRunner", "DataflowRunner", "FnApiRunner"])
+def test_other_runners_pass(runner):
+    _, options = parse_select_args(BASE + [f"--runner={runner}"])
+    assert options.get_all_options()["runner"] == runner
+
+
+def test_template_parameters_become_select_flags():
+    argv = ["--source=gs://b/*.jsonl", "--overwrite=true", "--top-k=5", "--project=p"]
+    assert template_parameters_to_flags(argv) == ["--source=gs://b/*.jsonl", "--overwrite",
+                                                  "--top-k=5", "--project=p"]
+    assert template_parameters_to_flags(["--overwrite=False", "--top-k=5"]) == ["--top-k=5"]
+    config, _ = parse_select_args(template_parameters_to_flags(BASE + ["--overwrite=true"]))
+    assert config.overwrite
+    with pytest.raises(ValueError, match="true or false"):
+        template_parameters_to_flags(["--overwrite=yes"])
