@@ -27,18 +27,22 @@ def content_id(text: str) -> str:
 
 
 MISSING_GROUP = "(missing)"
+GROUP_MAX_CHARS = 200  # a group is a label carried with every scored key: keep it small
 
 
 def group_value(obj: Mapping, group_field: str) -> str:
     """A record's ``--group-field`` value as text: a string as it is, any other value as
     JSON (non-JSON values of Parquet/Avro rows, e.g. dates, as ``str``), ``MISSING_GROUP``
     when the field is absent or null; a lone surrogate (``"\\ud800"`` in JSON) is kept as
-    that escape, so the group is valid UTF-8. A group never rejects a record."""
+    that escape, so the group is valid UTF-8. Longer values are cut to ``GROUP_MAX_CHARS``
+    characters (the group travels with every scored key). A group never rejects a record."""
     value: Any = obj.get(group_field)
     if value is None:
         return MISSING_GROUP
     if not isinstance(value, str):
         value = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    if len(value) > GROUP_MAX_CHARS:
+        value = value[:GROUP_MAX_CHARS - 3] + "..."
     if not value.isascii():
         try:
             value.encode("utf-8")

@@ -36,6 +36,16 @@ def test_window_hashes_match_the_definition_and_are_order_sensitive():
     assert len(c.window_hashes(tokens[:12], 13)) == 0
 
 
+def test_window_hashes_of_long_documents_and_every_size():
+    # past the first power table (4,096 entries), so it grows while hashing
+    tokens = [f"w{(i * 7919) % 1009}" for i in range(9000)]
+    for n in (1, 2, 13, 50):
+        got = c.window_hashes(tokens, n)
+        assert len(got) == len(tokens) - n + 1
+        for i in (0, 1, 4095, 4096 - n, 8999 - n + 1):
+            assert int(got[i]) == slow_window_hash(tokens[i:i + n]), (n, i)
+
+
 def test_signed_transport_round_trips_through_the_index():
     entries = list(c.target_ngrams("T", TARGET))
     assert any(e.hash < 0 for e in entries) and any(e.hash > 0 for e in entries)

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from zipfit_beam.parsing import content_id, dead_letter_json, parse_record, with_score
+from zipfit_beam.parsing import (MISSING_GROUP, content_id, dead_letter_json, group_value, parse_record,
+                                 with_score)
 from zipfit_beam.records import DeadLetter, Document, RawRecord, ScoredDocument, rank_key
 from zipfit_beam.selection import SelectionKey, SelectionRule, find_cut, keeps
 
@@ -53,3 +54,21 @@ def test_ranking_key_orders_score_then_id_and_threshold():
     assert [d.id for d in docs if keeps(cut, rank_key(d))] == ["a", "c"]
     everything = find_cut([SelectionKey(k, 1) for k in keys], SelectionRule(top_k=10))
     assert everything.selected == 4 and keeps(everything, keys[-1])
+
+
+def test_group_value_of_any_record_field():
+    rec = {"source": "python", "n": 3, "meta": {"k": 1, "a": [1]}, "none": None, "bad": "x\ud800"}
+    assert group_value(rec, "source") == "python"
+    assert group_value(rec, "n") == "3"
+    assert group_value(rec, "meta") == '{"a": [1], "k": 1}'
+    assert group_value(rec, "nope") == group_value(rec, "none") == MISSING_GROUP
+    assert group_value(rec, "bad") == "x\\ud800"  # a lone surrogate stays visible, as valid UTF-8
+    long = group_value({"g": "a" * 1000}, "g")
+    assert len(long) == 200 and long.endswith("...")
+
+
+def test_parse_record_carries_the_group_only_when_asked():
+    raw = RawRecord("f.jsonl", 3, b'{"id": "a", "text": "x y", "lang": "py"}')
+    assert parse_record(raw, "text", "id").group is None
+    assert parse_record(raw, "text", "id", "lang").group == "py"
+    assert parse_record(raw, "text", "id", "nope").group == MISSING_GROUP

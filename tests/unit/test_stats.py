@@ -52,16 +52,6 @@ def test_histogram_bins_merge_and_rebin():
     assert stats.rebin([{}, {}], 0.5) == ([0.0, 0.5], [[0], [0]])
 
 
-def test_group_value_of_any_record_field():
-    from zipfit_beam.parsing import MISSING_GROUP, group_value
-    rec = {"source": "python", "n": 3, "meta": {"k": 1, "a": [1]}, "none": None, "bad": "x\ud800"}
-    assert group_value(rec, "source") == "python"
-    assert group_value(rec, "n") == "3"
-    assert group_value(rec, "meta") == '{"a": [1], "k": 1}'
-    assert group_value(rec, "nope") == group_value(rec, "none") == MISSING_GROUP
-    assert group_value(rec, "bad") == "x\\ud800"  # a lone surrogate stays visible, as valid UTF-8
-
-
 def test_sample_key_is_stable_and_seeded():
     assert stats.sample_key("f.jsonl", 3) == stats.sample_key("f.jsonl", 3)
     assert stats.sample_key("f.jsonl", 3) != stats.sample_key("f.jsonl", 3, seed=1)
