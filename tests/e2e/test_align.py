@@ -71,3 +71,16 @@ def test_cli_align(files, capsys, tmp_path):
     assert "ZIP-FIT dataset alignment:" in out and "95% confidence interval" in out
     assert cli_main(["align", "--source", src, "--target", tgt, "--sample", "1"]) == 2
     assert "--sample must be at least 2" in capsys.readouterr().err
+
+
+def test_align_reads_parquet_and_a_text_template(tmp_path, sources, targets):
+    from tests.fixtures_io import write_parquet
+    rows = [dict(zip(("head", "rest"), s["text"].split("\n", 1)), id=s["id"]) for s in sources]
+    rows = [r for r in rows if "rest" in r][:20]
+    src = write_parquet(tmp_path / "rows.parquet", rows, row_group_size=6)
+    tgt = write_jsonl(tmp_path / "t.jsonl", targets)
+    r = run_align(["--source", src, "--target", tgt, "--text-template", r"{head}\n{rest}",
+                   "--target-text-field", "text"])
+    docs = [{"id": x["id"], "text": x["head"] + "\n" + x["rest"]} for x in rows]
+    assert r["documents"] == r["population"] == len(rows)
+    assert r["alignment"] == pytest.approx(statistics.fmean(oracle_scores(docs, targets).values()), abs=1e-12)
