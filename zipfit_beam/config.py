@@ -74,8 +74,18 @@ class InputSettings:
                     chunk_reduce=self.chunk_reduce)
 
 
+
+class SelectionFlags:
+    """The selection rule of a config with ``top_k``, ``token_budget``, ``fraction`` and
+    ``min_score`` fields (select and reselect share it)."""
+
+    @property
+    def rule(self) -> SelectionRule:
+        return SelectionRule(top_k=self.top_k, token_budget=self.token_budget,
+                             fraction=self.fraction, min_score=self.min_score)
+
 @dataclass(frozen=True)
-class SelectConfig(InputSettings):
+class SelectConfig(InputSettings, SelectionFlags):
     """Everything that decides a selection.
 
     ``sources`` / ``targets``: file patterns (local paths or any Beam filesystem, e.g.
@@ -144,17 +154,12 @@ class SelectConfig(InputSettings):
         if self.group_field == "":
             raise ValueError("--group-field must not be empty")
 
-    @property
-    def rule(self) -> SelectionRule:
-        return SelectionRule(top_k=self.top_k, token_budget=self.token_budget,
-                             fraction=self.fraction, min_score=self.min_score)
-
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
-class ReselectConfig:
+class ReselectConfig(SelectionFlags):
     """A new selection from the scores table of a previous ``select --write-scores`` run.
 
     ``scores``: that run's output directory (``scores/`` and ``manifest.json``);
@@ -182,11 +187,6 @@ class ReselectConfig:
             raise ValueError("--num-shards must be >= 0")
         if self.output_suffix is not None and self.output_suffix not in OUTPUT_SUFFIXES:
             raise ValueError(f"output suffix must be one of {OUTPUT_SUFFIXES}")
-
-    @property
-    def rule(self) -> SelectionRule:
-        return SelectionRule(top_k=self.top_k, token_budget=self.token_budget,
-                             fraction=self.fraction, min_score=self.min_score)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
