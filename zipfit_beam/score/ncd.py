@@ -19,10 +19,10 @@ import functools
 import importlib
 import threading
 import zlib
-from typing import Callable, Dict, NamedTuple, Optional, Sequence
+from typing import Callable, Dict, Iterator, NamedTuple, Optional, Sequence
 
 __all__ = ["gzip_length", "Compressor", "default_level", "ncd", "check_compressor",
-           "kernel_name", "TargetSet", "split_chunks", "document_score"]
+           "kernel_name", "TargetSet", "split_chunks", "iter_chunks", "document_score"]
 
 GZIP_FRAMING_BYTES = 18  # 10-byte gzip header + 8-byte CRC32/ISIZE trailer
 
@@ -188,14 +188,19 @@ def split_chunks(data: bytes, chunk_bytes: int) -> list[bytes]:
     Equal sizes (rather than full chunks and a short tail) keep every chunk above
     chunk_bytes / 2: a tiny tail chunk would score like a tiny document, and gzip-1
     ZIP-FIT favours short documents."""
+    return list(iter_chunks(data, chunk_bytes))
+
+
+def iter_chunks(data: bytes, chunk_bytes: int) -> Iterator[bytes]:
+    """``split_chunks`` one chunk at a time (so scoring holds one chunk, not a second copy
+    of the document)."""
     n = max(1, -(-len(data) // chunk_bytes))
     size, extra = divmod(len(data), n)
-    out, start = [], 0
+    start = 0
     for i in range(n):
         end = start + size + (1 if i < extra else 0)
-        out.append(data[start:end])
+        yield data[start:end]
         start = end
-    return out
 
 
 def document_score(targets: "TargetSet", data: bytes, max_bytes: int | None = None,
@@ -205,7 +210,7 @@ def document_score(targets: "TargetSet", data: bytes, max_bytes: int | None = No
         data = data[:max_bytes]
     if chunk_bytes is None or len(data) <= chunk_bytes:
         return targets.alignment(data)
-    scores = [targets.alignment(c) for c in split_chunks(data, chunk_bytes)]
+    scores = [targets.alignment(c) for c in iter_chunks(data, chunk_bytes)]
     if reduce == "max":
         return max(scores)
     if reduce == "mean":
