@@ -98,8 +98,8 @@ class _AssembleReselect:
 
 
 def build_reselect(p: beam.Pipeline, config: ReselectConfig, previous: dict, score_pattern: str,
-                   files: Sequence[InputFile]):
-    staging = out.staging_dir(config.output)
+                   files: Sequence[InputFile], staging: Optional[str] = None):
+    staging = staging or out.staging_dir(config.output)
     scoring = previous["config"]
     scoring_config = SelectConfig(**{k: tuple(v) if isinstance(v, list) else v
                                      for k, v in scoring.items()})
@@ -141,7 +141,8 @@ def run_reselect(argv: Optional[List[str]] = None):
     out.check_output(config.output, config.overwrite)
     _LOG.info("zipfit-beam reselect: scores from %s, %d source files", config.scores, len(files))
     p = beam.Pipeline(options=pipeline_options)
-    build_reselect(p, config, previous, score_pattern, files)
-    result = p.run()
-    result.wait_until_finish()
+    with out.claim_staging(config.output, out.launcher_runs_job(pipeline_options)) as staging:
+        build_reselect(p, config, previous, score_pattern, files, staging)
+        result = p.run()
+        result.wait_until_finish()
     return result

@@ -27,6 +27,7 @@ from apache_beam.pvalue import AsSingleton, PCollection
 
 import zipfit_beam
 from zipfit_beam import formats
+from zipfit_beam.formats.base import DEFAULT_MAX_RECORD_BYTES
 from zipfit_beam.io import publish as out
 from zipfit_beam.io.files import InputFile, resolve_sources
 from zipfit_beam.io.read import ReadDocuments
@@ -73,18 +74,19 @@ class ZipFitSelect(beam.PTransform):
     select by ``rule`` (a SelectionRule, or an int K for top-K).
 
     ``text_field``: a field name or a TextSpec; ``group_field``: a record field carried as
-    ``ScoredDocument.group``. The targets are prepared (ordered, fingerprinted) here, in
-    the launcher, once. ``scored``/``selected`` are small ScoredDocument keys;
+    ``ScoredDocument.group``; ``max_record_bytes``: larger records are dead letters. The
+    targets are prepared (ordered, fingerprinted) here, in the launcher, once. ``scored``/``selected`` are small ScoredDocument keys;
     ``io.write.WriteSelected`` fetches the selected records from their files."""
 
     def __init__(self, files: Sequence, targets: Sequence[Document],
                  rule: Union[SelectionRule, int], text_field: Union[str, TextSpec] = "text",
                  id_field: str = "id", spec: ScoringSpec = ScoringSpec(),
-                 group_field: Optional[str] = None, allow_contaminated: bool = False):
+                 group_field: Optional[str] = None, allow_contaminated: bool = False,
+                 max_record_bytes: Optional[int] = DEFAULT_MAX_RECORD_BYTES):
         super().__init__()
         self._files, self._rule, self._spec = files, rule, spec
         self._targets: PreparedTargets = prepare_targets(targets)
-        self._fields = (text_field, id_field, group_field)
+        self._fields = (text_field, id_field, group_field, max_record_bytes)
         self._allow_contaminated = allow_contaminated
 
     def expand(self, pbegin):
@@ -178,20 +180,23 @@ class _AssembleSelect:
 
 
 def build_pipeline(p: beam.Pipeline, config: SelectConfig, files: Sequence,
-                   targets: Sequence[Document], plan: Optional[OutputPlan] = None):
+                   targets: Sequence[Document], plan: Optional[OutputPlan] = None,
+                   staging: Optional[str] = None):
     """Add the whole job to ``p``. ``files``: the resolved source files ((path, format)
     pairs from ``io.files.resolve_sources``, or paths); ``targets``: the parsed target
     documents (``io.targets.load_targets``); ``plan``: how the output is written (default:
-    ``io.write.plan_output`` from the config). Returns the ZipFitResult."""
+    ``io.write.plan_output`` from the config); ``staging``: the staging directory (default:
+    a new name; ``run`` claims one, ``io.publish.claim_staging``). Returns the ZipFitResult."""
     files: List[InputFile] = [(f, formats.detect_format(f)) if isinstance(f, str) else tuple(f)
                               for f in files]
     if plan is None:
         plan = plan_output(files, config.output_format, config.output_suffix,
                            config.num_shards, config.source_text)
-    staging = out.staging_dir(config.output)
+    staging = staging or out.staging_dir(config.output)
     result = p | "ZipFitSelect" >> ZipFitSelect(
         files, targets, config.rule, config.source_text, config.id_field, config.scoring,
-        group_field=config.group_field, allow_contaminated=config.allow_contaminated)
+        group_field=config.group_field, allow_contaminated=config.allow_contaminated,
+        max_record_bytes=config.max_record_bytes)
 
     staged = [result.selected | "WriteSelected" >> WriteSelected(
                   plan, staging, config.source_text, config.id_field),
@@ -266,7 +271,7 @@ def run(argv: Optional[List[str]] = None, wait: bool = True):
     config, pipeline_options = parse_select_args(argv)
     files = resolve_sources(config.sources, config.source_format)
     targets = load_targets(config.targets, config.target_text, config.id_field,
-                           config.target_format)
+                           config.target_format, config.max_record_bytes)
     plan = plan_output(files, config.output_format, config.output_suffix,
                        config.num_shards, config.source_text)
     if config.tokenizer:
@@ -279,10 +284,12 @@ def run(argv: Optional[List[str]] = None, wait: bool = True):
         progress.count_records_in_background(files)
     started = time.monotonic()
     p = beam.Pipeline(options=pipeline_options)
-    build_pipeline(p, config, files, targets, plan)
-    result = p.run()
+    with out.claim_staging(config.output, out.launcher_runs_job(pipeline_options)) as staging:
+        build_pipeline(p, config, files, targets, plan, staging)
+        result = p.run()
+        if wait:
+            result.wait_until_finish()
     if wait:
-        result.wait_until_finish()
         finish(config, time.monotonic() - started)
     return result
 
