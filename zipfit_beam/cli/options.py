@@ -64,7 +64,11 @@ def select_parser() -> argparse.ArgumentParser:
                         "'tokenizers' package; default: a regex count close to GPT-style BPE)")
     p.add_argument("--write-scores", action="store_true",
                    help="also write every scored document's id, score, tokens, bytes, source "
-                        "and position to DIR/scores/scores-*.parquet (for zipfit-beam reselect)")
+                        "and position: the key tables, in DIR/scores/ (for zipfit-beam reselect)")
+    p.add_argument("--cache", default=None, metavar="DIR",
+                   help="keep each source file's key table (its scores) in DIR (local or gs://) "
+                        "and reuse it while the file and the scoring settings are unchanged: "
+                        "a killed run resumes, a scheduled run rescores only new or changed files")
     p.add_argument("--contamination-ngram", type=int, default=contamination.DEFAULT_NGRAM,
                    metavar="N", help="leave out documents sharing a run of N normalized tokens "
                    f"with a target (default: {contamination.DEFAULT_NGRAM}; 0: no check)")
@@ -220,7 +224,7 @@ def parse_select_args(argv: Optional[List[str]]) -> Tuple[SelectConfig, Pipeline
         num_shards=args.num_shards, output_suffix=args.output_suffix, overwrite=args.overwrite,
         output_format=args.output_format, token_budget=args.token_budget,
         fraction=args.fraction, min_score=args.min_score, tokenizer=args.tokenizer,
-        write_scores=args.write_scores, contamination_ngram=args.contamination_ngram,
+        write_scores=args.write_scores, cache=args.cache.rstrip("/") if args.cache else None, contamination_ngram=args.contamination_ngram,
         allow_contaminated=args.allow_contaminated, group_field=args.group_field,
         report=args.report)
     return config, options
