@@ -119,7 +119,7 @@ def build_reselect(p: beam.Pipeline, config: ReselectConfig, previous: dict,
     scoring_config = SelectConfig(**{k: tuple(v) if isinstance(v, list) else v
                                      for k, v in scoring.items()})
     plan = plan_output(files, scoring.get("output_format"), config.output_suffix,
-                               config.num_shards, scoring_config.source_text)
+                       config.num_shards, scoring_config.source_text, scoring_config.source_format)
     # The same candidates as the scoring run: its clean documents if the guard excluded.
     only = "clean" if excludes_contaminated(previous) else None
     selection = (p

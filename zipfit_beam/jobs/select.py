@@ -20,9 +20,10 @@ import posixpath
 import time
 import zlib
 from collections import Counter
-from typing import List, NamedTuple, Optional, Sequence, Union
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import apache_beam as beam
+from apache_beam.io import fileio
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import AsSingleton, PCollection
 
@@ -109,8 +110,10 @@ class ZipFitResult(NamedTuple):
 
 
 class ZipFitSelect(beam.PTransform):
-    """PBegin -> ZipFitResult: score the source ``files`` ((path, format) pairs from
-    ``io.files.resolve_sources``) against ``targets`` as ``spec`` says, one key table per
+    """PBegin -> ZipFitResult: score the source files that the ``sources`` patterns match
+    (matched on the workers, so the job graph does not grow with the number of files; each
+    file's format from its name, or ``source_format``) against ``targets`` as ``spec``
+    says, one key table per
     file in ``tables`` (a directory: the cache, or the run's staging area), leave out the
     documents that share a ``spec.contamination_ngram``-token run with a target (unless
     ``allow_contaminated``) and select by ``rule`` (a SelectionRule, or an int K).
@@ -121,13 +124,15 @@ class ZipFitSelect(beam.PTransform):
     the launcher, once. Every pass after scoring reads the tables again (``io.keys``), so
     no step keeps every key; ``io.write.WriteSelected`` fetches the selected records."""
 
-    def __init__(self, files: Sequence[InputFile], targets: Sequence[Document],
+    def __init__(self, sources: Sequence[str], targets: Sequence[Document],
                  rule: Union[SelectionRule, int], tables: str,
                  text_field: Union[str, TextSpec] = "text", id_field: str = "id",
                  spec: ScoringSpec = ScoringSpec(), group_field: Optional[str] = None,
-                 allow_contaminated: bool = False, tokenizer_digest: Optional[str] = None):
+                 allow_contaminated: bool = False, tokenizer_digest: Optional[str] = None,
+                 source_format: str = "auto"):
         super().__init__()
-        self._files, self._rule, self._spec, self._tables = [tuple(f) for f in files], rule, spec, tables
+        self._sources, self._source_format = sorted(set(sources)), source_format
+        self._rule, self._spec, self._tables = rule, spec, tables
         self._targets: PreparedTargets = prepare_targets(targets)
         self._text, self._id_field, self._group_field = as_text_spec(text_field), id_field, group_field
         self._allow_contaminated = allow_contaminated
@@ -137,8 +142,14 @@ class ZipFitSelect(beam.PTransform):
     def expand(self, pbegin):
         guard = bool(self._spec.contamination_ngram)
         targets = pbegin | "CreateTargets" >> beam.Create([self._targets])
+        source_format = self._source_format
         tables = (pbegin
-                  | "ListFiles" >> beam.Create(self._files)
+                  | "SourcePatterns" >> beam.Create(self._sources)
+                  | "MatchFiles" >> fileio.MatchAll()
+                  | "FilePaths" >> beam.FlatMap(lambda m: [] if m.path.endswith("/") else [m.path])
+                  | "EachFileOnce" >> beam.Distinct()
+                  | "WithFormat" >> beam.Map(lambda path: (path, formats.format_of(path, source_format).NAME))
+                  .with_output_types(Tuple[str, str])
                   | "ScoreFiles" >> ScoreFiles(targets, self._spec, self._text, self._id_field,
                                                self._group_field, self._tables, self.fingerprint))
         candidates = "clean" if guard and not self._allow_contaminated else None
@@ -249,15 +260,16 @@ def build_pipeline(p: beam.Pipeline, config: SelectConfig, files: Sequence,
                               for f in files]
     if plan is None:
         plan = plan_output(files, config.output_format, config.output_suffix,
-                           config.num_shards, config.source_text)
+                           config.num_shards, config.source_text, config.source_format)
     staging = out.staging_dir(config.output)
     # The key tables: in the cache, or in the staging area, where they are published as
     # DIR/scores/ with --write-scores and removed with it otherwise.
     staged_scores = posixpath.join(staging, out.SCORES_DIR)
     select = ZipFitSelect(
-        files, targets, config.rule, config.cache or staged_scores, config.source_text,
+        config.sources, targets, config.rule, config.cache or staged_scores, config.source_text,
         config.id_field, config.scoring, group_field=config.group_field,
-        allow_contaminated=config.allow_contaminated, tokenizer_digest=tokenizer_digest)
+        allow_contaminated=config.allow_contaminated, tokenizer_digest=tokenizer_digest,
+        source_format=config.source_format)
     result = p | "ZipFitSelect" >> select
 
     staged = [result.selected | "WriteSelected" >> WriteSelected(
@@ -288,7 +300,7 @@ def build_pipeline(p: beam.Pipeline, config: SelectConfig, files: Sequence,
     # The report's data (summary.json), reduced from the scored keys by combiners; the
     # few example texts are read back from their files.
     summary = (result.scored, result.selected) | "SummarizeSelection" >> SummarizeSelection(
-        (plan.format_overrides, config.source_text, config.id_field), config.group_field,
+        (plan.source_format, config.source_text, config.id_field), config.group_field,
         tokens.counter_name(config.tokenizer))
     staged.append(summary | "WriteSummary" >> beam.ParDo(
         out.WriteJsonDoFn(posixpath.join(staging, out.SUMMARY_NAME), indent=None)))
@@ -309,7 +321,7 @@ def run(argv: Optional[List[str]] = None, wait: bool = True):
     targets = load_targets(config.targets, config.target_text, config.id_field,
                            config.target_format)
     plan = plan_output(files, config.output_format, config.output_suffix,
-                       config.num_shards, config.source_text)
+                       config.num_shards, config.source_text, config.source_format)
     tokenizer_digest = None
     if config.tokenizer:
         tokens.load_counter(config.tokenizer)  # a bad tokenizer is an error before the job
