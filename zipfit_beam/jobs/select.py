@@ -42,7 +42,7 @@ from zipfit_beam.report import progress
 from zipfit_beam.report.summary import NamedCombineFn, SummarizeSelection
 from zipfit_beam.score import contamination, ncd, tokens
 from zipfit_beam.score.spec import PreparedTargets, ScoringSpec, prepare_targets, scoring_fingerprint
-from zipfit_beam.score.transforms import ScoreFiles, contamination_hit
+from zipfit_beam.score.transforms import ContaminationHitDoFn, ScoreFiles
 from zipfit_beam.select.cut import SelectionRule, threshold_json
 from zipfit_beam.select.transforms import SelectDocuments
 
@@ -159,7 +159,7 @@ class ZipFitSelect(beam.PTransform):
         if guard:
             contaminated = (tables
                             | "ReadContaminated" >> beam.FlatMap(keys.read_keys, only="contaminated")
-                            | "Hits" >> beam.Map(contamination_hit).with_output_types(ContaminationHit))
+                            | "Hits" >> beam.ParDo(ContaminationHitDoFn()).with_output_types(ContaminationHit))
         return ZipFitResult(
             tables,
             tables | "ReadScored" >> beam.FlatMap(keys.read_keys).with_output_types(ScoredDocument),

@@ -30,7 +30,7 @@ from zipfit_beam.score.spec import PreparedTargets, ScoringSpec
 from zipfit_beam.score.tokens import load_counter
 
 __all__ = ["BatchScorer", "ScoreBatchDoFn", "ScoreDocuments", "ScoreFilesDoFn", "ScoreFiles", "SplitContaminatedDoFn", "Guarded",
-           "GuardContamination", "CONTAMINATED_TAG"]
+           "GuardContamination", "ContaminationHitDoFn", "CONTAMINATED_TAG"]
 
 
 class _Holder:
@@ -260,6 +260,18 @@ class SplitContaminatedDoFn(beam.DoFn):
 
 def contamination_hit(doc: ScoredDocument) -> ContaminationHit:
     return ContaminationHit(doc.id, doc.score, doc.source, doc.position, doc.contaminated_by)
+
+
+class ContaminationHitDoFn(beam.DoFn):
+    """A contaminated ScoredDocument -> its ContaminationHit, counted in the
+    ``contaminated`` metric."""
+
+    def __init__(self):
+        self._contaminated = Metrics.counter("zipfit", "contaminated")
+
+    def process(self, doc: ScoredDocument):
+        self._contaminated.inc()
+        yield contamination_hit(doc)
 
 
 class Guarded(NamedTuple):
