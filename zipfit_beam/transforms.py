@@ -20,7 +20,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import AsList, AsSingleton, PCollection
 from apache_beam.utils import shared
 
-from zipfit_beam import contamination, progress
+from zipfit_beam import contamination, ncd, progress
 from zipfit_beam import selection as sel
 from zipfit_beam.io import READ_COUNT_TAG, REJECTED_TAG, ParseDocumentDoFn, ReadRecordsDoFn, needed_fields
 from zipfit_beam.ncd import DEFAULT_CHUNK_BYTES, TargetSet, document_score
@@ -100,13 +100,16 @@ class ScoreBatchDoFn(beam.DoFn):
     documents are truncated to ``max_doc_bytes`` and/or scored chunk by chunk
     (``ncd.document_score``); the n-gram check always reads the whole text. With
     ``progress_interval`` > 0 each batch is reported to the process's progress reporter
-    (local runs; see ``progress``)."""
+    (local runs; see ``progress``). At setup each worker checks that it gives the lengths the
+    launcher would (``ncd.check_same_scoring``) and fails before scoring anything if not."""
 
     def __init__(self, compressor: str, level: int, threads: int,
                  max_doc_bytes: Optional[int] = None, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
                  chunk_reduce: str = "max", tokenizer: Optional[str] = None,
                  contamination_ngram: int = 0, progress_interval: float = 0.0):
         self._compressor, self._level, self._threads = compressor, level, threads
+        # Built where the job is built (the launcher); setup() on each worker compares.
+        self._scoring = ncd.scoring_identity(compressor, level)
         self._long_docs = dict(max_bytes=max_doc_bytes, chunk_bytes=chunk_bytes or None,
                                reduce=chunk_reduce)
         self._tokenizer = tokenizer
@@ -121,6 +124,7 @@ class ScoreBatchDoFn(beam.DoFn):
         self._chunked = Metrics.counter("zipfit", "scored_in_chunks")
 
     def setup(self):
+        ncd.check_same_scoring(self._scoring, self._compressor, self._level)
         if self._threads > 1:
             self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="zipfit-score")
         self._counter = self._shared_counter.acquire(
