@@ -4,7 +4,7 @@ For every zlib below (and zlib-ng in compat mode, the zlib of Fedora 40+), this 
 release's sources from a package registry with the registry's own client, checks them against a
 pinned SHA-256, builds the deflate half with cc into a shared library (benchmarks/zlib_len_harness.c
 is its only export surface), checks that zlibVersion() says the expected version, and then
-compares, pair by pair, the kernel's lengths (``zipfit_beam._gzip1``) with that build's
+compares, pair by pair, the kernel's lengths (``zipfit_beam.score._gzip1``) with that build's
 ``len(zlib.compress(data, 1, -15)) + 18`` (raw deflate, windowBits -15, memLevel 8, default
 strategy, plus the 18 gzip framing bytes the kernel reports).
 
@@ -418,7 +418,7 @@ def main(argv=None):
     ap.add_argument("--out", type=pathlib.Path, help="also write the tables here")
     a = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    from zipfit_beam import _gzip1 as kernel
+    from zipfit_beam.score import _gzip1 as kernel
 
     chosen = [s for s in SOURCES if not a.only or s.label in a.only.split(",")]
     a.cache.mkdir(parents=True, exist_ok=True)
@@ -455,7 +455,7 @@ def main(argv=None):
     tallies = compare(builds, groups, kernel, a.jobs)
 
     src_of = {s.label: s for s in SOURCES}
-    lines = [f"zlib level 1 (raw deflate, windowBits -15, memLevel 8) vs zipfit_beam._gzip1; "
+    lines = [f"zlib level 1 (raw deflate, windowBits -15, memLevel 8) vs the C kernel; "
              f"{time.monotonic() - t1:.0f} s; python zlib runtime {zlib.ZLIB_RUNTIME_VERSION}",
              f"{'build':<20} {'from':<28} {'zlibVersion()':<15} {'pairs':>9} {'mismatches':>10} "
              f"{'singles':>8} {'mismatches':>10}  first differing case"]

@@ -12,7 +12,7 @@ from typing import Dict, Iterable, List
 
 import pytest
 
-from zipfit_beam.example import EXAMPLE_SOURCE, EXAMPLE_TARGETS
+from zipfit_beam.jobs.example import EXAMPLE_SOURCE, EXAMPLE_TARGETS
 
 # (line, reason): one of each way a record can be unusable.
 BAD_LINES = [
@@ -70,7 +70,7 @@ def targets() -> List[dict]:
 # canonical zlib whenever the kernel is built, so tests of the scores against these oracles, or
 # of golden lengths, do not apply there.
 def _oracle_is_canonical() -> bool:
-    from zipfit_beam import ncd
+    from zipfit_beam.score import ncd
     return ncd.zlib_is_canonical()
 
 

@@ -1,4 +1,4 @@
-"""The C kernel zipfit_beam._gzip1 must give exactly len(gzip.compress(data, 1)).
+"""The C kernel zipfit_beam.score._gzip1 must give exactly len(gzip.compress(data, 1)).
 
 Every length is checked against the zlib this interpreter links:
 len(zlib.compress(b, 1, -15)) + 18 (raw deflate plus the 10-byte gzip header and 8-byte trailer).
@@ -23,9 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from zipfit_beam.ncd import CANONICAL_ZLIB
+from zipfit_beam.score.ncd import CANONICAL_ZLIB
 
-g1 = pytest.importorskip("zipfit_beam._gzip1", reason="C kernel not built")
+g1 = pytest.importorskip("zipfit_beam.score._gzip1", reason="C kernel not built")
 
 # zlib's level-1 parser and block coder are unchanged from 1.2.11 through 1.3.2 (each release
 # built and compared by benchmarks/zlib_versions.py); the kernel reproduces that code path.

@@ -24,14 +24,14 @@ import zlib
 
 import pytest
 
-import zipfit_beam
-from zipfit_beam import ncd
+import zipfit_beam.score
+from zipfit_beam.score import ncd
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _kernel():
-    return pytest.importorskip("zipfit_beam._gzip1", reason="C kernel not built")
+    return pytest.importorskip("zipfit_beam.score._gzip1", reason="C kernel not built")
 
 
 def _kernel_concat(g1):
@@ -90,14 +90,14 @@ def _fake_kernel(shift: int):
 @pytest.mark.parametrize("shift, loads", [(0, True), (1, False)])
 def test_load_kernel_runs_the_self_check(monkeypatch, shift, loads):
     fake = _fake_kernel(shift)
-    monkeypatch.setitem(sys.modules, "zipfit_beam._gzip1", fake)
-    monkeypatch.setattr(zipfit_beam, "_gzip1", fake, raising=False)
+    monkeypatch.setitem(sys.modules, "zipfit_beam.score._gzip1", fake)
+    monkeypatch.setattr(zipfit_beam.score, "_gzip1", fake, raising=False)
     assert (ncd._load_kernel() is fake) is loads
 
 
 def test_load_kernel_without_the_kernel(monkeypatch):
-    monkeypatch.setitem(sys.modules, "zipfit_beam._gzip1", None)  # import raises ImportError
-    monkeypatch.delattr(zipfit_beam, "_gzip1", raising=False)
+    monkeypatch.setitem(sys.modules, "zipfit_beam.score._gzip1", None)  # import raises ImportError
+    monkeypatch.delattr(zipfit_beam.score, "_gzip1", raising=False)
     assert ncd._load_kernel() is None
 
 
@@ -141,13 +141,14 @@ def test_check_same_scoring_fails_loudly():
 
 
 def test_scoring_dofn_checks_at_setup():
-    from zipfit_beam.transforms import ScoreBatchDoFn
-    dofn = ScoreBatchDoFn("gzip", 1, 1)
-    assert dofn._scoring == ncd.scoring_identity("gzip", 1)  # taken where the job is built
+    from zipfit_beam.score.spec import ScoringSpec
+    from zipfit_beam.score.transforms import ScoreBatchDoFn
+    dofn = ScoreBatchDoFn(ScoringSpec(compressor="gzip", level=1))
+    assert dofn._scorer._scoring == ncd.scoring_identity("gzip", 1)  # taken where the job is built
     dofn.setup()
     dofn.teardown()
     here = ncd.scoring_identity("gzip", 1)
-    dofn._scoring = ZLIB_FEDORA if here["canonical"] else CANONICAL_DEBIAN  # a launcher elsewhere
+    dofn._scorer._scoring = ZLIB_FEDORA if here["canonical"] else CANONICAL_DEBIAN  # a launcher elsewhere
     with pytest.raises(RuntimeError, match="the job was built for"):
         dofn.setup()
 
@@ -221,3 +222,17 @@ def test_left_out_releases_differ(builds, cases):
         assert _mismatches(found[label], g1, cases) > 0, label
         concat = lambda x, ys, b=found[label]: b.concat_lengths(x, builds[0].PackedTargets(ys))
         assert not ncd._reproduces_canonical(concat), label
+
+
+def test_cached_key_tables_are_not_shared_across_kinds_of_lengths(monkeypatch):
+    """--cache reuses a source file's key table by the scoring fingerprint: tables scored with
+    another deflate (zlib-ng without the kernel) must not be reused where scores are canonical."""
+    from zipfit_beam.records import Document
+    from zipfit_beam.score import spec as spec_mod
+    spec = spec_mod.ScoringSpec()
+    targets = spec_mod.prepare_targets([Document("t", "def f(): return 1", "t.jsonl", 0, b"")])
+    canonical = spec_mod.scoring_fingerprint(spec, targets, "text", "id", None)
+    monkeypatch.setattr(ncd, "scoring_identity", lambda c, l: dict(ZLIB_FEDORA))
+    assert spec_mod.scoring_fingerprint(spec, targets, "text", "id", None) != canonical
+    monkeypatch.setattr(ncd, "scoring_identity", lambda c, l: dict(KERNEL_FEDORA))
+    assert spec_mod.scoring_fingerprint(spec, targets, "text", "id", None) == canonical
