@@ -281,6 +281,7 @@ def build_pipeline(p: beam.Pipeline, config: SelectConfig, files: Sequence,
 
     manifest = {"config": config.to_dict(), "versions": versions(),
                 "kernel": ncd.kernel_name(config.compressor, config.level),
+                "scoring": ncd.scoring_identity(config.compressor, config.level),
                 "selection": dict(config.rule.to_dict(),
                                   token_counter=tokens.counter_name(config.tokenizer)),
                 "targets": {"count": len(targets), "files": sorted({d.source for d in targets})},
