@@ -35,7 +35,7 @@ from zipfit_beam.select import cut as sel
 from zipfit_beam.select.cut import SelectionRule
 from zipfit_beam.select.transforms import SelectDocuments
 
-__all__ = ["ZipFitSelect", "ZipFitSelection", "RECORDS_SOURCE"]
+__all__ = ["ZipFitSelect", "ZipFitSelection", "ZipFitSelectYaml", "RECORDS_SOURCE"]
 
 RECORDS_SOURCE = "records"  # the ``source`` of documents made from records
 
@@ -175,3 +175,38 @@ class ZipFitSelect(beam.PTransform):
                     | "WithScore" >> beam.MapTuple(lambda key, record: {
                         **{k: v for k, v in record.items() if k != SCORE_FIELD}, SCORE_FIELD: key.score}))
         return ZipFitSelection(selected, parsed[REJECTED_TAG], keys, selection.cut)
+
+
+class ZipFitSelectYaml(beam.PTransform):
+    """``type: ZipFitSelect`` in a Beam YAML pipeline (see the README): rows in, the selected
+    rows (with ``zipfit_score``) as output ``selected`` and the dead letters as ``rejected``
+    (source, position, reason, detail). The config keys are ``ZipFitSelect``'s arguments.
+
+        providers:
+          - type: python
+            config: {}
+            transforms:
+              ZipFitSelect: zipfit_beam.jobs.records.ZipFitSelectYaml
+    """
+
+    def __init__(self, **config):
+        super().__init__()
+        self._select = ZipFitSelect(**config)
+
+    def expand(self, rows):
+        def as_dict(row):
+            return row._asdict() if hasattr(row, "_asdict") else dict(row)
+
+        from apache_beam.typehints.row_type import RowTypeConstraint
+
+        # The selected rows keep the input's schema, plus zipfit_score (a YAML sink needs one).
+        fields = [(n, t) for n, t in getattr(rows.element_type, "_fields", ()) if n != SCORE_FIELD]
+        result = rows | "AsRecords" >> beam.Map(as_dict) | "ZipFitSelect" >> self._select
+        return {
+            "selected": result.selected | "AsRows" >> beam.Map(lambda r: beam.Row(**r)).with_output_types(
+                RowTypeConstraint.from_fields(fields + [(SCORE_FIELD, float)])),
+            "rejected": result.rejected | "DeadLetterRows" >> beam.Map(
+                lambda d: beam.Row(source=d.source, position=d.position, reason=d.reason,
+                                   detail=d.detail)).with_output_types(RowTypeConstraint.from_fields(
+                    [("source", str), ("position", int), ("reason", str), ("detail", str)])),
+        }
