@@ -26,6 +26,7 @@ from apache_beam.pvalue import AsList, AsSingleton
 import zipfit_beam
 from zipfit_beam import contamination, formats, io, ncd, progress, tokens, writers
 from zipfit_beam.config import SelectConfig
+from zipfit_beam.options import cli_config
 from zipfit_beam.records import Document, ScoredDocument
 from zipfit_beam.summary import SummarizeSelection
 from zipfit_beam.transforms import ZipFitSelect
@@ -180,7 +181,7 @@ def build_pipeline(p: beam.Pipeline, config: SelectConfig, files: Sequence,
     def count(pcoll, name):
         return AsSingleton(pcoll | f"Count{name}" >> beam.combiners.Count.Globally())
 
-    manifest = {"config": config.to_dict(), "versions": versions(),
+    manifest = {"config": config.to_dict(), "cli_config": cli_config(config), "versions": versions(),
                 "kernel": ncd.kernel_name(config.compressor, config.level),
                 "selection": dict(config.rule.to_dict(),
                                   token_counter=tokens.counter_name(config.tokenizer)),
