@@ -24,8 +24,8 @@ from apache_beam.options.pipeline_options import (FlinkRunnerOptions, PipelineOp
                                                   PortableOptions, StandardOptions)
 
 from tests.conftest import REPO
-from zipfit_beam.options import (parse_select_args, select_parser, template_parameters_to_flags,
-                                 worker_pool_parser)
+from zipfit_beam.options import (parse_select_args, parse_with_config, select_parser,
+                                 template_parameters_to_flags, worker_pool_parser)
 
 DEPLOY = os.path.join(REPO, "deploy")
 
@@ -187,8 +187,9 @@ def test_template_parameters_reach_the_parser():
                "level": "1", "num-shards": "4", "output-suffix": ".jsonl.gz",
                "scoring-threads": "2", "batch-size": "32", "overwrite": "true", "min-score": "0.1",
                "contamination-ngram": "10", "allow-contaminated": "false", "group-field": "lang"}
-    # top-k, token-budget and fraction exclude each other: the example uses top-k
-    assert set(example) | {"token-budget", "fraction"} == set(PARAMS), \
+    # top-k, token-budget and fraction exclude each other: the example uses top-k; config
+    # names a file to read (tests/unit/test_deploy_config.py)
+    assert set(example) | {"token-budget", "fraction", "config"} == set(PARAMS), \
         "update the example when metadata.json changes"
     for name, value in example.items():
         assert all(re.search(r, value) for r in PARAMS[name]["regexes"]), (name, value)
@@ -239,7 +240,7 @@ def assert_select_command(argv):
     """argv = [...] select FLAGS: our flags parse, the rest are Beam options Beam knows."""
     flags = argv[argv.index("select") + 1:]
     config, options = parse_select_args(flags)
-    _, beam_args = select_parser().parse_known_args(flags)
+    _, beam_args = parse_with_config(select_parser, flags)  # with the flags of --config FILE
     unknown = {a[2:].split("=", 1)[0] for a in beam_args if a.startswith("--")} - beam_flag_names()
     assert not unknown, f"not Beam options: {unknown}"
     return config, options
@@ -384,7 +385,18 @@ def test_cronjob_submits_to_the_job_server_service_and_the_sidecar(tmp_path):
                           env=dict(os.environ, **env, DRY_RUN="1",
                                    PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}"), timeout=60)
     assert done.returncode == 0, done.stderr
-    config, options = assert_select_command(shlex.split(done.stdout))
+    # The ConfigMaps the pod mounts, written where the printed command can read them.
+    argv = shlex.split(done.stdout)
+    volumes = {v["name"]: v for v in pod["spec"].get("volumes", [])}
+    for mount in container.get("volumeMounts", []):
+        config_map = k8s("schedule/cronjob.yaml", "ConfigMap", volumes[mount["name"]]["configMap"]["name"])
+        local = tmp_path / mount["name"]
+        local.mkdir()
+        for name, text in config_map["data"].items():
+            (local / name).write_text(text)
+        argv = [a.replace(mount["mountPath"], str(local)) for a in argv]
+    config, options = assert_select_command(argv)
+    assert config.sources and config.targets and config.top_k
     assert re.fullmatch(re.escape(env["OUTPUT_ROOT"]) + r"/\d{4}-\d{2}-\d{2}", config.output)
 
     # ... to the job server's Service, and to the sidecar's port.
