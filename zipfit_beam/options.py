@@ -12,6 +12,7 @@ from GitHub, which we avoid. Parallelism then comes from scoring threads, one pe
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -558,7 +559,7 @@ def _check_gcs_support(paths: List[str]) -> None:
     if not any(p.startswith("gs://") for p in paths):
         return
     try:
-        from apache_beam.io.gcp import gcsfilesystem  # noqa: F401
+        importlib.import_module("apache_beam.io.gcp.gcsfilesystem")  # needs google-cloud-storage
     except ImportError:
         raise ValueError("gs:// paths need Beam's GCS support: pip install 'zipfit-beam[gcp]'") from None
 

@@ -1,7 +1,8 @@
-"""deploy/ kept honest offline: every file parses, every version matches pyproject.toml's
-Beam pin, every script passes ``bash -n`` and, run with DRY_RUN=1, prints a command that
-our own parsers (and gcloud's, where gcloud is installed) accept, and the files agree
-with each other (ports, service names, task slots, template parameters).
+"""deploy/ kept honest offline: every file parses, every version matches the one exact Beam
+pin (pyproject.toml's `deploy` extra), every script passes ``bash -n`` and, run with
+DRY_RUN=1, prints a command that our own parsers (and gcloud's, where gcloud is installed)
+accept, and the files agree with each other (ports, service names, task slots, template
+parameters).
 
 What cannot be checked here (no Docker engine, no cluster, no Google Cloud): building the
 image, and running the compose file, the manifests or the gcloud commands for real.
@@ -43,10 +44,29 @@ def yaml_docs(rel):
     return [d for d in yaml.safe_load_all(read(rel)) if d is not None]
 
 
+def pyproject() -> dict:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    with open(os.path.join(REPO, "pyproject.toml"), "rb") as f:
+        return tomllib.load(f)
+
+
 def pinned_beam_version() -> str:
-    with open(os.path.join(REPO, "pyproject.toml")) as f:
-        pins = re.findall(r'"apache-beam(?:\[[^\]]*\])?==([^"]+)"', f.read())
+    """The one exact Beam pin, in the `deploy` extra (what the images install); the default
+    dependencies give a range, which must hold it."""
+    from packaging.requirements import Requirement
+    project = pyproject()["project"]
+    extras = project["optional-dependencies"]
+    every = [Requirement(r) for r in project["dependencies"] + [r for rs in extras.values() for r in rs]]
+    pins = [str(r.specifier)[2:] for r in every
+            if r.name == "apache-beam" and str(r.specifier).startswith("==")]
     assert len(pins) == 1, f"pyproject.toml must pin apache-beam exactly once: {pins}"
+    assert any(Requirement(r).name == "apache-beam" and str(Requirement(r).specifier) == f"=={pins[0]}"
+               for r in extras["deploy"]), "the exact pin belongs in the deploy extra"
+    [default] = [Requirement(r) for r in project["dependencies"] if Requirement(r).name == "apache-beam"]
+    assert not str(default.specifier).startswith("==") and pins[0] in default.specifier, default
     return pins[0]
 
 
@@ -93,7 +113,7 @@ def test_script_passes_bash_n(script):
 
 # ---------------------------------------------------------------- versions
 
-def test_every_beam_image_and_pin_uses_the_pyproject_version():
+def test_every_beam_image_and_pin_uses_the_deploy_pin():
     beam = pinned_beam_version()
     refs = []
     for path in deploy_files("*"):
@@ -141,7 +161,8 @@ def test_our_image_references_carry_the_package_version():
 def test_dockerfile_installs_the_package_and_checks_the_kernel():
     text = read("Dockerfile")
     assert re.search(r"^FROM apache/beam_python3\.11_sdk:", text, re.M)
-    assert "pip install --no-cache-dir ." in text and "pip check" in text
+    # the deploy extra: the exact Beam pin, gs:// and Hugging Face targets
+    assert "pip install --no-cache-dir '.[deploy]'" in text and "pip check" in text
     assert "import zipfit_beam._gzip1" in text  # fails the build if the kernel did not compile
     entry = re.search(r"FLEX_TEMPLATE_PYTHON_PY_FILE=/opt/zipfit-beam/(\S+)", text).group(1)
     assert os.path.isfile(os.path.join(REPO, entry)), entry
