@@ -25,8 +25,8 @@ from apache_beam.options.pipeline_options import (FlinkRunnerOptions, PipelineOp
                                                   PortableOptions, StandardOptions)
 
 from tests.conftest import REPO
-from zipfit_beam.options import (parse_select_args, parse_with_config, select_parser,
-                                 template_parameters_to_flags, worker_pool_parser)
+from zipfit_beam.cli.options import (parse_select_args, parse_with_config, select_parser,
+                                     template_parameters_to_flags, worker_pool_parser)
 
 DEPLOY = os.path.join(REPO, "deploy")
 
@@ -163,7 +163,7 @@ def test_dockerfile_installs_the_package_and_checks_the_kernel():
     assert re.search(r"^FROM apache/beam_python3\.11_sdk:", text, re.M)
     # the deploy extra: the exact Beam pin, gs:// and Hugging Face targets
     assert "pip install --no-cache-dir '.[deploy]'" in text and "pip check" in text
-    assert "import zipfit_beam._gzip1" in text  # fails the build if the kernel did not compile
+    assert "import zipfit_beam.score._gzip1" in text  # fails the build if the kernel did not compile
     entry = re.search(r"FLEX_TEMPLATE_PYTHON_PY_FILE=/opt/zipfit-beam/(\S+)", text).group(1)
     assert os.path.isfile(os.path.join(REPO, entry)), entry
     ignore = read("Dockerfile.dockerignore").split()

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.conftest import REPO
-from zipfit_beam import hf
+from zipfit_beam.io import hf
 
 KNOWN = {"openai/openai_humaneval", "zipfit/tiny"}
 GATED = {"zipfit/gated"}
@@ -280,7 +280,7 @@ def probe_in_subprocess(hub_url, home, **env):
     full = {k: v for k, v in os.environ.items()
             if k not in PROXY_VARIABLES and k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
     full.update(HF_ENDPOINT=hub_url, HF_HOME=str(home), **env)
-    code = ("from zipfit_beam import hf\n"
+    code = ("from zipfit_beam.io import hf\n"
             "try:\n    hf.check_hub_reachable('hf:zipfit/nope')\n    print('PASSED')\n"
             "except hf.HubTargetNotFound as e:\n    print('NOT FOUND', e)\n")
     done = subprocess.run([sys.executable, "-c", code], env=full, cwd=REPO, capture_output=True,

@@ -12,7 +12,7 @@ import pytest
 
 import zipfit_beam
 from tests.conftest import REPO
-from zipfit_beam import options
+from zipfit_beam.cli import options
 from zipfit_beam.cli import main as cli_main
 
 PARSERS = {"select": options.select_parser, "reselect": options.reselect_parser,

@@ -9,7 +9,7 @@ import json
 import pytest
 import yaml
 
-from zipfit_beam.options import (cli_config, parse_align_args, parse_reselect_args,
+from zipfit_beam.cli.options import (cli_config, parse_align_args, parse_reselect_args,
                                  parse_select_args)
 
 BASE = ["--source", "corpus/a.jsonl", "--target", "t.jsonl", "--output", "out", "--top-k", "5"]

@@ -67,8 +67,9 @@ def test_workers_never_import_the_launcher_only_packages():
     """What a worker imports to run the job loads neither datasets nor matplotlib (they are
     imported inside the launcher's functions that use them)."""
     code = ("import sys\n"
-            "import zipfit_beam.pipeline, zipfit_beam.transforms, zipfit_beam.reselect, "
-            "zipfit_beam.align, zipfit_beam.io\n"
+            "import zipfit_beam.jobs.select, zipfit_beam.jobs.reselect, zipfit_beam.jobs.align, "
+            "zipfit_beam.score.transforms, zipfit_beam.select.transforms, zipfit_beam.io.read, "
+            "zipfit_beam.io.write, zipfit_beam.io.targets, zipfit_beam.formats\n"
             "print(sorted(m for m in ('datasets', 'matplotlib', 'huggingface_hub') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                           timeout=120)
@@ -77,16 +78,17 @@ def test_workers_never_import_the_launcher_only_packages():
 
 
 def test_without_datasets_a_hub_target_names_the_extra(monkeypatch):
-    from zipfit_beam import hf
+    from zipfit_beam.formats import hf as hf_files
+    from zipfit_beam.io import hf
     monkeypatch.setitem(sys.modules, "datasets", None)  # import datasets -> ImportError
     with pytest.raises(ValueError, match=r"pip install 'zipfit-beam\[hf\]'"):
         list(hf.load_rows("hf:openai_humaneval:test"))
     with pytest.raises(ValueError, match=r"zipfit-beam\[hf\]"):
-        list(hf.load_file_rows("targets.csv", open))
+        list(hf_files.read(None, "targets.csv"))
 
 
 def test_without_gcs_support_a_gs_path_names_the_extra(monkeypatch):
-    from zipfit_beam.options import parse_select_args
+    from zipfit_beam.cli.options import parse_select_args
     monkeypatch.setitem(sys.modules, "apache_beam.io.gcp.gcsfilesystem", None)
     with pytest.raises(ValueError, match=r"pip install 'zipfit-beam\[gcp\]'"):
         parse_select_args(["--source", "gs://b/c/*.jsonl", "--target", "t.jsonl", "--output", "o",

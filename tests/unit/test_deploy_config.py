@@ -10,7 +10,7 @@ import re
 import yaml
 
 from tests.conftest import REPO
-from zipfit_beam.options import parse_select_args, template_parameters_to_flags
+from zipfit_beam.cli.options import parse_select_args, template_parameters_to_flags
 
 DEPLOY = os.path.join(REPO, "deploy")
 
