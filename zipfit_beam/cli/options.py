@@ -224,7 +224,8 @@ def add_output_flags(p: argparse.ArgumentParser, output_help: str, suffix_defaul
     g = p.add_argument_group("output")
     g.add_argument("--output", required=True, metavar="DIR", help=output_help)
     g.add_argument("--num-shards", type=int, default=0, metavar="N",
-                   help=f"number of {shards} shards (default: 0, chosen from the data size)")
+                   help=f"number of {shards} shards (default: 0, chosen from the data size: "
+                        "one per ~128 MiB of records)")
     g.add_argument("--output-suffix", default=None, choices=list(formats.OUTPUT_SUFFIXES),
                    metavar="SUFFIX",
                    help="suffix, and so format and compression, of the output shards: "
