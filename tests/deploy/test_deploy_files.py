@@ -207,7 +207,8 @@ def test_template_parameters_reach_the_parser():
                "target-text-field": "prompt", "id-field": "doc_id", "compressor": "gzip",
                "level": "1", "num-shards": "4", "output-suffix": ".jsonl.gz",
                "scoring-threads": "2", "batch-size": "32", "overwrite": "true", "min-score": "0.1",
-               "contamination-ngram": "10", "allow-contaminated": "false", "group-field": "lang"}
+               "contamination-ngram": "10", "allow-contaminated": "false", "group-field": "lang",
+               "cache": "gs://b/cache"}
     # top-k, token-budget and fraction exclude each other: the example uses top-k; config
     # names a file to read (tests/unit/test_deploy_config.py)
     assert set(example) | {"token-budget", "fraction", "config"} == set(PARAMS), \
@@ -218,8 +219,8 @@ def test_template_parameters_reach_the_parser():
         [f"--{k}={v}" for k, v in example.items()] + ["--runner=DataflowRunner"]))
     assert (config.top_k, config.text_field, config.target_text_field, config.overwrite,
             config.num_shards, config.output_suffix, config.contamination_ngram,
-            config.allow_contaminated, config.group_field) == (
-        100, "content", "prompt", True, 4, ".jsonl.gz", 10, False, "lang")
+            config.allow_contaminated, config.group_field, config.cache) == (
+        100, "content", "prompt", True, 4, ".jsonl.gz", 10, False, "lang", "gs://b/cache")
 
 
 # ---------------------------------------------------------------- commands the scripts run
@@ -419,6 +420,7 @@ def test_cronjob_submits_to_the_job_server_service_and_the_sidecar(tmp_path):
     config, options = assert_select_command(argv)
     assert config.sources and config.targets and config.top_k
     assert re.fullmatch(re.escape(env["OUTPUT_ROOT"]) + r"/\d{4}-\d{2}-\d{2}", config.output)
+    assert config.cache == env["CACHE"]  # a night that adds one shard scores only that shard
 
     # ... to the job server's Service, and to the sidecar's port.
     portable = options.view_as(PortableOptions)
@@ -448,7 +450,8 @@ def test_cronjob_submits_to_the_job_server_service_and_the_sidecar(tmp_path):
 SCHEDULER_ENV = dict(PROJECT="p", SERVICE_ACCOUNT="s@p.iam.gserviceaccount.com",
                      TEMPLATE="gs://b/templates/zipfit-beam.json", IMAGE="r/zipfit-beam:0.1.0",
                      SOURCE="gs://b/corpus/part-*.jsonl.gz", TARGET="gs://b/t.jsonl",
-                     OUTPUT="gs://b/curated/latest", TOP_K="100000", TEMP_LOCATION="gs://b/tmp")
+                     OUTPUT="gs://b/curated/latest", TOP_K="100000", TEMP_LOCATION="gs://b/tmp",
+                     CACHE="gs://b/cache")
 
 # FlexTemplateRuntimeEnvironment fields of the Dataflow v1b3 API that the body may set.
 RUNTIME_ENVIRONMENT_FIELDS = {
@@ -469,6 +472,7 @@ def test_cloud_scheduler_launches_the_template_with_valid_parameters():
 
     launch = body["launchParameter"]
     assert launch["containerSpecGcsPath"] == SCHEDULER_ENV["TEMPLATE"]
+    assert launch["parameters"]["cache"] == SCHEDULER_ENV["CACHE"]
     assert set(launch["environment"]) <= RUNTIME_ENVIRONMENT_FIELDS
     assert launch["environment"]["sdkContainerImage"] == SCHEDULER_ENV["IMAGE"]
     params = launch["parameters"]

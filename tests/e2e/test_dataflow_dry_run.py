@@ -111,7 +111,7 @@ def test_dry_run_stages_our_package_as_a_real_submission_does(tmp_path, monkeypa
             assert any(n.startswith("zipfit_beam/score/_gzip1.") and n.endswith(".so")
                        for n in z.namelist()), z.namelist()
 
-    assert {"ZipFitSelect/ScoreDocuments/Score", "ZipFitSelect/SelectDocuments/FindCut/Histogram1",
+    assert {"ZipFitSelect/ScoreFiles/ScoreFile", "ZipFitSelect/SelectDocuments/FindCut/Histogram1",
             "PublishOutput"} <= transform_names(result)
     workers = result.job.options.view_as(WorkerOptions)
     assert (workers.num_workers, workers.max_num_workers, workers.machine_type) == (
@@ -134,4 +134,4 @@ def test_flex_template_entry_point_submits_with_our_image(tmp_path, monkeypatch,
     env = environment(result)
     assert container_image(env) == image
     assert "workflow.tar.gz" not in staged_files(env)
-    assert "ZipFitSelect/ScoreDocuments/Score" in transform_names(result)
+    assert "ZipFitSelect/ScoreFiles/ScoreFile" in transform_names(result)

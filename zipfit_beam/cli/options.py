@@ -122,8 +122,13 @@ def select_parser() -> argparse.ArgumentParser:
                         help="format of the output shards (default: that of the sources)")
     output.add_argument("--write-scores", action="store_true",
                         help="also write every scored document's id, score, tokens, bytes, "
-                             "source and position to DIR/scores/scores-*.parquet (for "
+                             "source and position: the key tables, in DIR/scores/ (for "
                              "zipfit-beam reselect)")
+    output.add_argument("--cache", default=None, metavar="DIR",
+                        help="keep each source file's key table (its scores) in DIR (local or "
+                             "gs://) and reuse it while the file and the scoring settings are "
+                             "unchanged: a killed run resumes, a scheduled run rescores only "
+                             "new or changed files (default: none, every file is scored)")
     output.add_argument("--group-field", default=None, metavar="F",
                         help="record field the report breaks the corpus and selection down by "
                              "(e.g. source; default: none, no breakdown)")
@@ -296,13 +301,14 @@ def parse_select_args(argv: Optional[List[str]]) -> Tuple[SelectConfig, Pipeline
     """argv -> (SelectConfig, PipelineOptions). Raises SystemExit/ValueError on bad flags."""
     args, beam_args = parse_with_config(select_parser, argv)
     options, local = _beam_options(beam_args)
-    _check_gcs_support(args.source + args.target + [args.output])
+    _check_gcs_support(args.source + args.target + [args.output, args.cache or ""])
     config = SelectConfig(
         **_input_settings(args, local), output=args.output.rstrip("/"), top_k=args.top_k,
         num_shards=args.num_shards, output_suffix=args.output_suffix, overwrite=args.overwrite,
         output_format=args.output_format, token_budget=args.token_budget,
         fraction=args.fraction, min_score=args.min_score, tokenizer=args.tokenizer,
-        write_scores=args.write_scores, contamination_ngram=args.contamination_ngram,
+        write_scores=args.write_scores, cache=args.cache.rstrip("/") if args.cache else None,
+        contamination_ngram=args.contamination_ngram,
         allow_contaminated=args.allow_contaminated, group_field=args.group_field,
         report=args.report)
     return config, options
