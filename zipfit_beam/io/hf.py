@@ -111,8 +111,10 @@ def check_hub_reachable(spec: str, name: Optional[str] = None) -> None:
     error: ``HubUnreachable``."""
     datasets = require_datasets(spec)
     from huggingface_hub import HfApi, constants
-    from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, HFValidationError,
-                                        OfflineModeIsEnabled, RepositoryNotFoundError)
+    # huggingface_hub.utils exports these in 0.24 (our floor) and in 2.x; 0.24's
+    # huggingface_hub.errors lacks the HTTP ones
+    from huggingface_hub.utils import (GatedRepoError, HfHubHTTPError, HFValidationError,
+                                       OfflineModeIsEnabled, RepositoryNotFoundError)
     if datasets.config.HF_HUB_OFFLINE or constants.HF_HUB_OFFLINE:
         return  # datasets then uses its cache, and fails at once when the dataset is not there
     name = name or parse_hub_spec(spec)[0]
