@@ -65,6 +65,8 @@ def test_selection_equals_oracle(tmp_path, corpus, sources, targets, extra):
     assert c["read"] == c["scored"] + c["rejected"]
     assert manifest["threshold"]["id"] == oracle_top_k(oracle, k)[-1]
     assert manifest["config"]["top_k"] == k and manifest["versions"]["apache_beam"] == apache_beam.__version__
+    from zipfit_beam.score import ncd
+    assert manifest["scoring"] == ncd.scoring_identity("gzip", 1)  # which zlib the scores follow
     assert not glob.glob(str(tmp_path / "out" / "_staging-*")), "staging directory left behind"
 
 
