@@ -30,6 +30,7 @@ from apache_beam.pvalue import AsSingleton, PCollection
 
 import zipfit_beam
 from zipfit_beam import formats
+from zipfit_beam.cli.options import cli_config
 from zipfit_beam.io import publish as out
 from zipfit_beam.io.files import InputFile, resolve_sources
 from zipfit_beam.io import keys
@@ -280,7 +281,7 @@ def build_pipeline(p: beam.Pipeline, config: SelectConfig, files: Sequence,
         staged.append(result.tables | "StageScores" >> beam.FlatMap(
             keys.stage_table, staged_scores, copy=bool(config.cache)))
 
-    manifest = {"config": config.to_dict(), "versions": versions(),
+    manifest = {"config": config.to_dict(), "cli_config": cli_config(config), "versions": versions(),
                 "kernel": ncd.kernel_name(config.compressor, config.level),
                 "scoring": ncd.scoring_identity(config.compressor, config.level),
                 "selection": dict(config.rule.to_dict(),
