@@ -77,6 +77,8 @@ read -r -a ZIPFIT_CMD <<< "${ZIPFIT_BEAM:-zipfit-beam}"
 FLINK_DIR=$CACHE/flink-$FLINK_VERSION        # pip --target; FLINK_HOME is its pyflink/
 FLINK_HOME=$FLINK_DIR/pyflink
 BEAM_LIB=$CACHE/beam-flink-job-server-$BEAM_JAVA_VERSION
+BEAM_RUNNER=$(sed -n 's:.*<beam.flink.runner>\(.*\)</beam.flink.runner>.*:\1:p' "$POM")
+JOB_SERVER_JAR=$BEAM_LIB/$BEAM_RUNNER-job-server-$BEAM_JAVA_VERSION.jar
 BIND_LIB=$CACHE/loopback_bind-$(cksum < "$HERE/loopback_bind.c" | cut -d' ' -f1).so
 SERVICES=(jobmanager taskmanager jobserver workerpool)   # start order; stopped in reverse
 
@@ -104,12 +106,12 @@ install_flink() {
 }
 
 install_job_server() {
-    [[ -f $BEAM_LIB/.complete ]] && return
-    log "fetching Beam $BEAM_JAVA_VERSION's Flink job server (Maven) into $BEAM_LIB"
+    [[ -f $BEAM_LIB/.complete && -f $JOB_SERVER_JAR ]] && return
+    log "building Beam $BEAM_JAVA_VERSION's Flink job-server jar (Maven) in $BEAM_LIB"
     rm -rf "$BEAM_LIB"
-    mvn --quiet --batch-mode -Dstyle.color=never -f "$POM" dependency:copy-dependencies \
-        -DincludeScope=runtime -DoutputDirectory="$BEAM_LIB" >&2
-    compgen -G "$BEAM_LIB/beam-runners-flink-*.jar" > /dev/null || die "no Flink runner jar in $BEAM_LIB"
+    mvn --quiet --batch-mode -Dstyle.color=never -f "$POM" package \
+        -Djobserver.build.dir="$BEAM_LIB" >&2
+    [[ -f $JOB_SERVER_JAR ]] || die "no $JOB_SERVER_JAR"
     touch "$BEAM_LIB/.complete"
 }
 
@@ -178,15 +180,6 @@ stop_one() {
         kill -KILL -- "-$pid" 2>/dev/null || true
     fi
     rm -f "$STATE/$name.pid"
-}
-
-# The job server sends its whole classpath to the cluster with every job (Beam stages the
-# jars it was started with), so it gets the least that runs it: the Beam jars, the cluster's
-# flink-dist and log4j; not the Table API/SQL and Scala jars of the cluster's lib/ (80 MB).
-job_server_classpath() {
-    local cp="$BEAM_LIB/*:$FLINK_HOME/lib/flink-dist-$FLINK_VERSION.jar" jar
-    for jar in "$FLINK_HOME"/lib/log4j-*.jar; do cp+=":$jar"; done
-    echo "$cp"
 }
 
 write_config() {
@@ -258,7 +251,7 @@ up() {
 
     local t0=$SECONDS
     local flink_env=(env FLINK_CONF_DIR="$STATE/conf" FLINK_LOG_DIR="$STATE/log"
-                     FLINK_PID_DIR="$STATE/flink" HADOOP_CLASSPATH="$BEAM_LIB/*"
+                     FLINK_PID_DIR="$STATE/flink" HADOOP_CLASSPATH="$JOB_SERVER_JAR"
                      LD_PRELOAD="$BIND_LIB")
     log "starting Flink $FLINK_VERSION: JobManager and a TaskManager with $SLOTS slots"
     launch jobmanager "${flink_env[@]}" "$FLINK_HOME/bin/jobmanager.sh" start-foreground
@@ -269,8 +262,7 @@ up() {
 
     log "starting Beam $BEAM_JAVA_VERSION's Flink job server"
     launch jobserver env LD_PRELOAD="$BIND_LIB" java -Xmx512m -Djava.net.preferIPv4Stack=true \
-        -Dlog4j.configurationFile="$STATE/conf/log4j-console.properties" \
-        -cp "$(job_server_classpath)" org.apache.beam.runners.flink.FlinkJobServerDriver \
+        -jar "$JOB_SERVER_JAR" \
         --flink-master="127.0.0.1:$REST_PORT" --flink-conf-dir="$STATE/conf" \
         --job-host=127.0.0.1 --job-port="$JOB_PORT" --artifact-port="$ARTIFACT_PORT" \
         --expansion-port=-1 --artifacts-dir="$STATE/artifacts"
