@@ -204,6 +204,10 @@ taskmanager.memory.process.size: $TM_MEMORY
 taskmanager.memory.network.min: 512m
 taskmanager.memory.network.max: 512m
 parallelism.default: $SLOTS
+# Generous RPC and heartbeat timeouts: on a busy 2-core machine the defaults (10 s, 50 s)
+# failed a job with "AskTimeoutException: Ask timed out on ... taskmanager".
+pekko.ask.timeout: 60 s
+heartbeat.timeout: 180000
 rest.address: 127.0.0.1
 rest.bind-address: 127.0.0.1
 rest.port: $REST_PORT

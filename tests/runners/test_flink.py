@@ -194,12 +194,15 @@ def local(tmp_path_factory, corpus):
     return select(corpus, tmp_path_factory.mktemp("local") / "out")
 
 
-class SlotWatch(threading.Thread):
-    """Polls Flink's /overview while a job runs: the fewest free slots seen."""
+class JobWatch(threading.Thread):
+    """Polls while a job runs: Flink's /overview (the fewest free slots seen) and the
+    listening sockets of the cluster's processes (the TaskManager opens Beam's Fn API
+    servers for the job's SDK workers only then)."""
 
     def __init__(self, cluster):
         super().__init__(daemon=True)
         self.cluster, self.min_free, self.stop = cluster, None, threading.Event()
+        self.pids, self.sockets = list(cluster.pids().values()), set()
 
     def run(self):
         while not self.stop.is_set():
@@ -208,14 +211,19 @@ class SlotWatch(threading.Thread):
                 self.min_free = free if self.min_free is None else min(self.min_free, free)
             except OSError:
                 pass
-            self.stop.wait(0.2)
+            try:
+                self.sockets |= set(listening_sockets(self.pids))
+            except OSError:  # a file descriptor closed while being read
+                pass
+            self.stop.wait(0.5)
 
 
 @pytest.fixture(scope="module")
 def flink_run(cluster, corpus, tmp_path_factory):
     jobs_before = {j["jid"] for j in cluster.get("/jobs/overview")["jobs"]}
     workers_before = cluster.log("workerpool").count("Starting worker with command")
-    watch = SlotWatch(cluster)
+    idle_sockets = set(listening_sockets(cluster.pids().values()))
+    watch = JobWatch(cluster)
     watch.start()
     started = time.monotonic()
     try:
@@ -227,7 +235,7 @@ def flink_run(cluster, corpus, tmp_path_factory):
     (job,) = [j for j in cluster.get("/jobs/overview")["jobs"] if j["jid"] not in jobs_before]
     workers = cluster.log("workerpool").count("Starting worker with command") - workers_before
     return dict(result=result, out=out, job=job, min_free_slots=watch.min_free,
-                workers=workers, seconds=seconds)
+                workers=workers, seconds=seconds, job_sockets=watch.sockets - idle_sockets)
 
 
 def test_up_prints_the_flags_and_binds_loopback_only(cluster):
@@ -300,3 +308,13 @@ def test_parallelism_two_uses_both_slots(cluster, flink_run):
     assert readers and all(min(n) > 0 for n in readers), reads
     # One SDK worker per slot (--sdk_worker_parallelism=2), kept for the whole job.
     assert flink_run["workers"] == SLOTS, cluster.log("workerpool")[-3000:]
+
+
+def test_servers_opened_for_the_job_listen_on_loopback_only(cluster, flink_run):
+    """The Fn API servers (control, data, state, logging, ...) that Beam's runner opens in
+    the TaskManager for the SDK workers bind the wildcard address in Beam; here they must
+    be on loopback (loopback_bind.so)."""
+    tm = cluster.pids()["taskmanager"]
+    opened = {(addr, port) for pid, addr, port in flink_run["job_sockets"] if pid == tm}
+    assert opened, "no server seen in the TaskManager during the job"
+    assert all(is_loopback_hex(addr) for addr, _ in opened), opened
