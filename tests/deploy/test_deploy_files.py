@@ -24,7 +24,7 @@ from apache_beam.options.pipeline_options import (FlinkRunnerOptions, PipelineOp
                                                   PortableOptions, StandardOptions)
 
 from tests.conftest import REPO
-from zipfit_beam.options import (parse_select_args, select_parser, template_parameters_to_flags,
+from zipfit_beam.cli.options import (parse_select_args, select_parser, template_parameters_to_flags,
                                  worker_pool_parser)
 
 DEPLOY = os.path.join(REPO, "deploy")
@@ -144,7 +144,7 @@ def test_dockerfile_installs_the_package_and_checks_the_kernel():
     text = read("Dockerfile")
     assert re.search(r"^FROM apache/beam_python3\.11_sdk:", text, re.M)
     assert "pip install --no-cache-dir ." in text and "pip check" in text
-    assert "import zipfit_beam._gzip1" in text  # fails the build if the kernel did not compile
+    assert "import zipfit_beam.score._gzip1" in text  # fails the build if the kernel did not compile
     entry = re.search(r"FLEX_TEMPLATE_PYTHON_PY_FILE=/opt/zipfit-beam/(\S+)", text).group(1)
     assert os.path.isfile(os.path.join(REPO, entry)), entry
     ignore = read("Dockerfile.dockerignore").split()
@@ -188,7 +188,8 @@ def test_template_parameters_reach_the_parser():
                "target-text-field": "prompt", "id-field": "doc_id", "compressor": "gzip",
                "level": "1", "num-shards": "4", "output-suffix": ".jsonl.gz",
                "scoring-threads": "2", "batch-size": "32", "overwrite": "true", "min-score": "0.1",
-               "contamination-ngram": "10", "allow-contaminated": "false", "group-field": "lang"}
+               "contamination-ngram": "10", "allow-contaminated": "false", "group-field": "lang",
+               "cache": "gs://b/cache"}
     # top-k, token-budget and fraction exclude each other: the example uses top-k
     assert set(example) | {"token-budget", "fraction"} == set(PARAMS), \
         "update the example when metadata.json changes"
@@ -198,8 +199,8 @@ def test_template_parameters_reach_the_parser():
         [f"--{k}={v}" for k, v in example.items()] + ["--runner=DataflowRunner"]))
     assert (config.top_k, config.text_field, config.target_text_field, config.overwrite,
             config.num_shards, config.output_suffix, config.contamination_ngram,
-            config.allow_contaminated, config.group_field) == (
-        100, "content", "prompt", True, 4, ".jsonl.gz", 10, False, "lang")
+            config.allow_contaminated, config.group_field, config.cache) == (
+        100, "content", "prompt", True, 4, ".jsonl.gz", 10, False, "lang", "gs://b/cache")
 
 
 # ---------------------------------------------------------------- commands the scripts run
@@ -388,6 +389,7 @@ def test_cronjob_submits_to_the_job_server_service_and_the_sidecar(tmp_path):
     assert done.returncode == 0, done.stderr
     config, options = assert_select_command(shlex.split(done.stdout))
     assert re.fullmatch(re.escape(env["OUTPUT_ROOT"]) + r"/\d{4}-\d{2}-\d{2}", config.output)
+    assert config.cache == env["CACHE"]  # a night that adds one shard scores only that shard
 
     # ... to the job server's Service, and to the sidecar's port.
     portable = options.view_as(PortableOptions)
@@ -417,7 +419,8 @@ def test_cronjob_submits_to_the_job_server_service_and_the_sidecar(tmp_path):
 SCHEDULER_ENV = dict(PROJECT="p", SERVICE_ACCOUNT="s@p.iam.gserviceaccount.com",
                      TEMPLATE="gs://b/templates/zipfit-beam.json", IMAGE="r/zipfit-beam:0.1.0",
                      SOURCE="gs://b/corpus/part-*.jsonl.gz", TARGET="gs://b/t.jsonl",
-                     OUTPUT="gs://b/curated/latest", TOP_K="100000", TEMP_LOCATION="gs://b/tmp")
+                     OUTPUT="gs://b/curated/latest", TOP_K="100000", TEMP_LOCATION="gs://b/tmp",
+                     CACHE="gs://b/cache")
 
 # FlexTemplateRuntimeEnvironment fields of the Dataflow v1b3 API that the body may set.
 RUNTIME_ENVIRONMENT_FIELDS = {
@@ -438,6 +441,7 @@ def test_cloud_scheduler_launches_the_template_with_valid_parameters():
 
     launch = body["launchParameter"]
     assert launch["containerSpecGcsPath"] == SCHEDULER_ENV["TEMPLATE"]
+    assert launch["parameters"]["cache"] == SCHEDULER_ENV["CACHE"]
     assert set(launch["environment"]) <= RUNTIME_ENVIRONMENT_FIELDS
     assert launch["environment"]["sdkContainerImage"] == SCHEDULER_ENV["IMAGE"]
     params = launch["parameters"]
