@@ -3,7 +3,7 @@ accumulators (a local run of a small job has one bundle, so Beam never merges th
 Flink with --parallelism=2 it does, and TotalsCombineFn used to read the accumulators as
 documents)."""
 
-from zipfit_beam.summary import SumTuplesCombineFn, TotalsCombineFn
+from zipfit_beam.report.summary import SumTuplesCombineFn, TotalsCombineFn
 
 
 def test_totals_merge_adds_accumulators():
