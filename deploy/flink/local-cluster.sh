@@ -253,6 +253,8 @@ up() {
     done
     write_config
 
+    # From here on, a failed start stops whatever it had started.
+    trap 'if (($? != 0)); then log "start failed: stopping what was started"; down; fi' EXIT
     local t0=$SECONDS
     local flink_env=(env FLINK_CONF_DIR="$STATE/conf" FLINK_LOG_DIR="$STATE/log"
                      FLINK_PID_DIR="$STATE/flink" HADOOP_CLASSPATH="$JOB_SERVER_JAR"
@@ -276,6 +278,7 @@ up() {
     wait_for workerpool "listening socket" log_has workerpool "worker pool listening on 127.0.0.1:$POOL_PORT"
 
     flags > "$STATE/flags"
+    trap - EXIT
     log "up in $((SECONDS - t0)) s: Flink REST http://127.0.0.1:$REST_PORT, logs in $STATE/log"
     cat "$STATE/flags"
 }
