@@ -11,9 +11,11 @@ thread (``--scoring-threads`` defaults to 1 off the local runner); ``--sdk_worke
 follows ``--parallelism``, so parallelism 2 means two worker processes, one per slot.
 
 Reported per run: the wall time of the ``zipfit-beam select`` process; the Flink job's own
-duration (from submission to the end, REST /jobs/<id>); and the busiest stage, the one that
+duration (from submission to the end, REST /jobs/<id>); the busiest stage, the one that
 reads and scores the files (the vertex whose subtasks received the shards), with the files
-each subtask got. The ratios are parallelism 1 over parallelism 2.
+each subtask got; the CPU seconds each SDK worker process of the job used (from /proc: on a
+machine others are using, the split of the work shows scaling where wall time cannot); and
+the load average after the run. The ratios are parallelism 1 over parallelism 2.
 
     python benchmarks/flink_scaling.py [--docs 20000] [--shards 8] [--targets 82] [--out FILE]
 """
@@ -65,15 +67,35 @@ def get(rest, path):
         return json.load(r)
 
 
-def flink_select(rest, flags, files, target, out, parallelism, top_k):
+def worker_cpu_seconds(state):
+    """CPU seconds (user + system) of each SDK worker process the pool has running (they
+    outlive the job by --environment_cache_millis), keyed by PID."""
+    pool = int(open(os.path.join(state, "workerpool.pid")).read().split()[0])
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pool:  # ppid
+            out[int(pid)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def flink_select(rest, state, flags, files, target, out, parallelism, top_k):
     flags = [f for f in flags if not f.startswith(("--parallelism=", "--sdk_worker_parallelism="))]
     flags += [f"--parallelism={parallelism}", f"--sdk_worker_parallelism={parallelism}"]
     before = {j["jid"] for j in get(rest, "/jobs/overview")["jobs"]}
     argv = [ZIPFIT, "select", *[a for f in files for a in ("--source", f)], "--target", target,
             "--output", out, "--top-k", str(top_k), "--no-report", *flags]
+    cpu_before = worker_cpu_seconds(state)
     started = time.monotonic()
     done = subprocess.run(argv, capture_output=True, text=True)
     wall = time.monotonic() - started
+    # Workers started for this job (their PIDs are new), and what each one spent.
+    cpu = sorted((c for pid, c in worker_cpu_seconds(state).items() if pid not in cpu_before),
+                 reverse=True)
     if done.returncode != 0:
         sys.exit(done.stdout[-3000:] + done.stderr[-5000:])
     (job,) = [j for j in get(rest, "/jobs/overview")["jobs"] if j["jid"] not in before]
@@ -85,7 +107,8 @@ def flink_select(rest, flags, files, target, out, parallelism, top_k):
         if sum(files_read) == len(files) and (scoring is None or v["duration"] > scoring[0]):
             scoring = (v["duration"], files_read)
     return dict(wall=wall, job=job["duration"] / 1000, stage=scoring[0] / 1000,
-                files_per_subtask=scoring[1])
+                files_per_subtask=scoring[1], worker_cpu=cpu,
+                load=open("/proc/loadavg").read().split()[0])
 
 
 def main():
@@ -113,8 +136,8 @@ def main():
         flags = up.stdout.strip().splitlines()[-1].split()
         rest = f"http://127.0.0.1:{rest_port}"
         try:
-            runs = {p: flink_select(rest, flags, files, target, os.path.join(work, f"out-p{p}"),
-                                    p, a.top_k) for p in (1, 2)}
+            runs = {p: flink_select(rest, env["ZIPFIT_FLINK_STATE"], flags, files, target,
+                                    os.path.join(work, f"out-p{p}"), p, a.top_k) for p in (1, 2)}
         finally:
             subprocess.run(["bash", SCRIPT, "down"], env=env, capture_output=True, text=True)
 
@@ -122,10 +145,11 @@ def main():
              f"{a.docs:,} real documents ({size / 1e6:.1f} MB) in {a.shards} files x {a.targets} "
              f"HumanEval targets, top-k {a.top_k}, {os.cpu_count()} cores; cluster up in {up_s:.0f} s",
              f"{'parallelism':>11} {'select wall s':>14} {'Flink job s':>12} {'read+score stage s':>19}"
-             f"  files per subtask"]
+             f"  files per subtask  CPU s per SDK worker  load after"]
     for p, r in runs.items():
         lines.append(f"{p:>11} {r['wall']:>14.1f} {r['job']:>12.1f} {r['stage']:>19.1f}"
-                     f"  {r['files_per_subtask']}")
+                     f"  {str(r['files_per_subtask']):<17}  "
+                     f"{str([round(c, 1) for c in r['worker_cpu']]):<20}  {r['load']}")
     one, two = runs[1], runs[2]
     lines.append(f"ratio p1/p2: wall {one['wall'] / two['wall']:.2f}, job {one['job'] / two['job']:.2f}, "
                  f"read+score stage {one['stage'] / two['stage']:.2f}")
