@@ -131,7 +131,7 @@ def build_reselect(p: beam.Pipeline, config: ReselectConfig, previous: dict,
     staged = [selected | "WriteSelected" >> WriteSelected(
         plan, staging, scoring_config.source_text, scoring_config.id_field)]
     manifest = {"config": config.to_dict(), "scoring_config": scoring, "versions": versions(),
-                "kernel": previous.get("kernel"),
+                "kernel": previous.get("kernel"), "scoring": previous.get("scoring"),
                 "selection": dict(config.rule.to_dict(),
                                   token_counter=previous.get("selection", {}).get("token_counter")),
                 "reselected_from": config.scores, "targets": previous.get("targets"),

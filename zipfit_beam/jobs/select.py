@@ -1,7 +1,8 @@
 """The selection job: score each source file into a key table -> guard -> select -> fetch
 and write -> summary -> publish.
 
-``ZipFitSelect`` is the transform (reading through selecting); ``build_pipeline`` adds the
+``SelectFiles`` is the transform (reading through selecting; ``jobs.records.ZipFitSelect``
+is the same over a PCollection of records); ``build_pipeline`` adds the
 writers, the summary and the publishing step; ``run`` parses flags, checks the inputs in
 the launcher and runs the job. From Python::
 
@@ -29,6 +30,7 @@ from apache_beam.pvalue import AsSingleton, PCollection
 
 import zipfit_beam
 from zipfit_beam import formats
+from zipfit_beam.cli.options import cli_config
 from zipfit_beam.io import publish as out
 from zipfit_beam.io.files import InputFile, resolve_sources
 from zipfit_beam.io import keys
@@ -42,11 +44,11 @@ from zipfit_beam.report import progress
 from zipfit_beam.report.summary import NamedCombineFn, SummarizeSelection
 from zipfit_beam.score import contamination, ncd, tokens
 from zipfit_beam.score.spec import PreparedTargets, ScoringSpec, prepare_targets, scoring_fingerprint
-from zipfit_beam.score.transforms import ScoreFiles, contamination_hit
+from zipfit_beam.score.transforms import ContaminationHitDoFn, ScoreFiles
 from zipfit_beam.select.cut import SelectionRule, threshold_json
 from zipfit_beam.select.transforms import SelectDocuments
 
-__all__ = ["TableTotals", "ZipFitResult", "ZipFitSelect", "build_pipeline", "run", "versions"]
+__all__ = ["TableTotals", "ZipFitResult", "SelectFiles", "build_pipeline", "run", "versions"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -109,7 +111,7 @@ class ZipFitResult(NamedTuple):
     contaminated: Optional[PCollection] = None  # ContaminationHits; None when the guard is off
 
 
-class ZipFitSelect(beam.PTransform):
+class SelectFiles(beam.PTransform):
     """PBegin -> ZipFitResult: score the source files that the ``sources`` patterns match
     (matched on the workers, so the job graph does not grow with the number of files; each
     file's format from its name, or ``source_format``) against ``targets`` as ``spec``
@@ -159,7 +161,7 @@ class ZipFitSelect(beam.PTransform):
         if guard:
             contaminated = (tables
                             | "ReadContaminated" >> beam.FlatMap(keys.read_keys, only="contaminated")
-                            | "Hits" >> beam.Map(contamination_hit).with_output_types(ContaminationHit))
+                            | "Hits" >> beam.ParDo(ContaminationHitDoFn()).with_output_types(ContaminationHit))
         return ZipFitResult(
             tables,
             tables | "ReadScored" >> beam.FlatMap(keys.read_keys).with_output_types(ScoredDocument),
@@ -265,7 +267,7 @@ def build_pipeline(p: beam.Pipeline, config: SelectConfig, files: Sequence,
     # The key tables: in the cache, or in the staging area, where they are published as
     # DIR/scores/ with --write-scores and removed with it otherwise.
     staged_scores = posixpath.join(staging, out.SCORES_DIR)
-    select = ZipFitSelect(
+    select = SelectFiles(
         config.sources, targets, config.rule, config.cache or staged_scores, config.source_text,
         config.id_field, config.scoring, group_field=config.group_field,
         allow_contaminated=config.allow_contaminated, tokenizer_digest=tokenizer_digest,
@@ -279,8 +281,9 @@ def build_pipeline(p: beam.Pipeline, config: SelectConfig, files: Sequence,
         staged.append(result.tables | "StageScores" >> beam.FlatMap(
             keys.stage_table, staged_scores, copy=bool(config.cache)))
 
-    manifest = {"config": config.to_dict(), "versions": versions(),
+    manifest = {"config": config.to_dict(), "cli_config": cli_config(config), "versions": versions(),
                 "kernel": ncd.kernel_name(config.compressor, config.level),
+                "scoring": ncd.scoring_identity(config.compressor, config.level),
                 "selection": dict(config.rule.to_dict(),
                                   token_counter=tokens.counter_name(config.tokenizer)),
                 "targets": {"count": len(targets), "files": sorted({d.source for d in targets})},

@@ -111,11 +111,13 @@ def scoring_fingerprint(spec: ScoringSpec, targets: PreparedTargets, text, id_fi
                         group_field: Optional[str], tokenizer_digest: Optional[str] = None) -> str:
     """A digest of everything that decides a source file's keys: the targets' content, the
     settings that change scores, token counts or the guard (not threads, batch size or
-    progress), how records become documents (text spec, id and group fields), the content
-    of the tokenizer file and ``SCORES_VERSION``."""
+    progress), which lengths this machine computes (``ncd.scoring_class``: tables made with
+    zlib-ng are not reused where scores follow canonical zlib), how records become documents
+    (text spec, id and group fields), the content of the tokenizer file and ``SCORES_VERSION``."""
     import json
     parts = {"version": SCORES_VERSION, "targets": targets.fingerprint,
              "compressor": spec.compressor, "level": spec.level,
+             "lengths": ncd.scoring_class(ncd.scoring_identity(spec.compressor, spec.level)),
              "max_doc_bytes": spec.max_doc_bytes, "chunk_bytes": spec.chunk_bytes,
              "chunk_reduce": spec.chunk_reduce, "tokenizer": spec.tokenizer,
              "tokenizer_sha256": tokenizer_digest, "ngram": spec.contamination_ngram,

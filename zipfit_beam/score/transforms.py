@@ -25,12 +25,13 @@ from zipfit_beam.io.read import iter_input, needed_fields
 from zipfit_beam.io.templates import TextSpec
 from zipfit_beam.records import ContaminationHit, DeadLetter, Document, ScoredDocument
 from zipfit_beam.report import progress
+from zipfit_beam.score import ncd
 from zipfit_beam.score.ncd import document_score
 from zipfit_beam.score.spec import PreparedTargets, ScoringSpec
 from zipfit_beam.score.tokens import load_counter
 
 __all__ = ["BatchScorer", "ScoreBatchDoFn", "ScoreDocuments", "ScoreFilesDoFn", "ScoreFiles", "SplitContaminatedDoFn", "Guarded",
-           "GuardContamination", "CONTAMINATED_TAG"]
+           "GuardContamination", "ContaminationHitDoFn", "CONTAMINATED_TAG"]
 
 
 class _Holder:
@@ -50,10 +51,14 @@ class BatchScorer:
     release the GIL). Long documents are truncated and/or scored chunk by chunk
     (``ncd.document_score``); the n-gram check always reads the whole text. With
     ``spec.progress_interval`` > 0 each batch is reported to the process's progress
-    reporter (local runs; see ``report.progress``)."""
+    reporter (local runs; see ``report.progress``). At setup each worker checks that it gives
+    the lengths the launcher would (``ncd.check_same_scoring``) and fails before scoring
+    anything if not."""
 
     def __init__(self, spec: ScoringSpec):
         self._spec = spec
+        # Taken where the job is built (the launcher); setup() on each worker compares.
+        self._scoring = ncd.scoring_identity(spec.compressor, spec.level)
         self._shared_targets, self._shared_index, self._shared_counter = (
             shared.Shared(), shared.Shared(), shared.Shared())
         self._pool: Optional[ThreadPoolExecutor] = None
@@ -64,6 +69,7 @@ class BatchScorer:
 
     def setup(self):
         spec = self._spec
+        ncd.check_same_scoring(self._scoring, spec.compressor, spec.level)
         if spec.threads > 1:
             self._pool = ThreadPoolExecutor(spec.threads, thread_name_prefix="zipfit-score")
         self._counter = self._shared_counter.acquire(
@@ -260,6 +266,18 @@ class SplitContaminatedDoFn(beam.DoFn):
 
 def contamination_hit(doc: ScoredDocument) -> ContaminationHit:
     return ContaminationHit(doc.id, doc.score, doc.source, doc.position, doc.contaminated_by)
+
+
+class ContaminationHitDoFn(beam.DoFn):
+    """A contaminated ScoredDocument -> its ContaminationHit, counted in the
+    ``contaminated`` metric."""
+
+    def __init__(self):
+        self._contaminated = Metrics.counter("zipfit", "contaminated")
+
+    def process(self, doc: ScoredDocument):
+        self._contaminated.inc()
+        yield contamination_hit(doc)
 
 
 class Guarded(NamedTuple):
