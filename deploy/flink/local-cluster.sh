@@ -41,12 +41,15 @@
 # SDK workers live for the whole job: Beam's runner reuses an SDK worker across a job's
 # stages only when its own classes come from Flink's parent classloader, and
 # --environment_cache_millis > 0 (otherwise a Python worker is started and stopped for
-# every task: ~46 for one small select). So the Beam jars are also put on the cluster's
+# every task: ~46 for one small select). So the job-server jar is also put on the cluster's
 # classpath (HADOOP_CLASSPATH, which Flink's scripts append after flink-dist; nothing of
 # Hadoop is involved) and classes are loaded parent-first (classloader.resolve-order).
 #
+# The job server sends its own classpath to the cluster with every job, so it runs from one
+# shaded jar (jobserver/pom.xml) rather than 130: that halved the time to submit a job.
+#
 # Environment (defaults in brackets):
-#   ZIPFIT_FLINK_CACHE   installs: Flink, the job-server jars, the bind library
+#   ZIPFIT_FLINK_CACHE   installs: Flink, the job-server jar, the bind library
 #                        [$HOME/.cache/zipfit-beam/flink]
 #   ZIPFIT_FLINK_STATE   config, PID files, logs, staged artifacts [$ZIPFIT_FLINK_CACHE/cluster]
 #   ZIPFIT_BEAM          command that runs zipfit-beam, for the worker pool [zipfit-beam]
