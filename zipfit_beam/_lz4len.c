@@ -149,9 +149,7 @@ typedef struct {
     uint64_t op;            /* output bytes so far (final size once PH_DONE) */
 } bstate;
 
-typedef struct {
-    uint32_t h, old;
-} undo_t;
+typedef uint64_t undo_t; /* old value << 32 | table slot */
 
 typedef struct {
     undo_t *v;
@@ -181,11 +179,7 @@ block_engine(bstate *b, const uint8_t *d, uint32_t E, uint64_t olimit, void *tab
 #define TGET(hh) (wide ? t32[hh] : (uint32_t)t16[hh])
 #define TSET(hh, val, oldv)                                                                     \
     do {                                                                                      \
-        if (logging) {                                                                        \
-            lg->v[lg->n].h = (hh);                                                            \
-            lg->v[lg->n].old = (oldv);                                                        \
-            lg->n++;                                                                          \
-        }                                                                                     \
+        if (logging) lg->v[lg->n++] = (uint64_t)(oldv) << 32 | (hh);                          \
         if (wide)                                                                             \
             t32[hh] = (val);                                                                  \
         else                                                                                  \
@@ -241,7 +235,7 @@ search:
     for (;;) {
         uint32_t p = fwd, nf = fwd + step;
         h = fwdh;
-        if (nf > E - (MFLIMIT - 1u)) { /* the probe after this one would lie past end - 11 */
+        if (__builtin_expect(nf > E - (MFLIMIT - 1u), 0)) { /* the probe after this one would lie past end - 11 */
             if (prefix) {
                 SAVE(PH_SEARCH);
                 return;
@@ -254,7 +248,7 @@ search:
         TSET(h, p, cand);
         fwd = nf;
         if (wide && cand + MAXDIST < p) continue; /* too far back */
-        if (rd32(d + cand) == rd32(d + p)) {
+        if (__builtin_expect(rd32(d + cand) == rd32(d + p), 0)) {
             ip = p;
             match = cand;
             break;
@@ -451,14 +445,14 @@ typedef struct {
 static inline void undo16(uint16_t *t, ulog *lg)
 {
     size_t k;
-    for (k = lg->n; k-- > 0;) t[lg->v[k].h] = (uint16_t)lg->v[k].old;
+    for (k = lg->n; k-- > 0;) t[(uint32_t)lg->v[k]] = (uint16_t)(lg->v[k] >> 32);
     lg->n = 0;
 }
 
 static inline void undo32(uint32_t *t, ulog *lg)
 {
     size_t k;
-    for (k = lg->n; k-- > 0;) t[lg->v[k].h] = lg->v[k].old;
+    for (k = lg->n; k-- > 0;) t[(uint32_t)lg->v[k]] = (uint32_t)(lg->v[k] >> 32);
     lg->n = 0;
 }
 
