@@ -143,6 +143,7 @@ def test_dockerfile_installs_the_package_and_checks_the_kernel():
     assert re.search(r"^FROM apache/beam_python3\.11_sdk:", text, re.M)
     assert "pip install --no-cache-dir ." in text and "pip check" in text
     assert "import zipfit_beam._gzip1" in text  # fails the build if the kernel did not compile
+    assert "import zipfit_beam._lz4len" in text
     entry = re.search(r"FLEX_TEMPLATE_PYTHON_PY_FILE=/opt/zipfit-beam/(\S+)", text).group(1)
     assert os.path.isfile(os.path.join(REPO, entry)), entry
     ignore = read("Dockerfile.dockerignore").split()

@@ -90,7 +90,8 @@ def test_dry_run_stages_our_package_as_a_real_submission_does(tmp_path, monkeypa
                     if line.startswith("Requires-Dist:")]
     # The whole package, the kernel's C source (built on the worker) and the bundled data.
     for f in ("pyproject.toml", "zipfit_beam/pipeline.py", "zipfit_beam/transforms.py",
-              "zipfit_beam/ncd.py", "zipfit_beam/_gzip1.c", "zipfit_beam/data/example_targets.jsonl"):
+              "zipfit_beam/ncd.py", "zipfit_beam/_gzip1.c", "zipfit_beam/_lz4len.c",
+              "zipfit_beam/data/example_targets.jsonl"):
         assert f in names, (f, sorted(names))
     assert f"Requires-Dist: apache-beam[gcp]=={beam.__version__}" in requires
     assert not any(n.endswith((".so", ".pyd")) for n in names), "a host-built binary was staged"
@@ -102,8 +103,9 @@ def test_dry_run_stages_our_package_as_a_real_submission_does(tmp_path, monkeypa
                        check=True, capture_output=True, timeout=300)
         [wheel] = os.listdir(tmp_path / "wheel")
         with zipfile.ZipFile(tmp_path / "wheel" / wheel) as z:
-            assert any(n.startswith("zipfit_beam/_gzip1.") and n.endswith(".so")
-                       for n in z.namelist()), z.namelist()
+            for kernel in ("_gzip1", "_lz4len"):
+                assert any(n.startswith(f"zipfit_beam/{kernel}.") and n.endswith(".so")
+                           for n in z.namelist()), (kernel, z.namelist())
 
     assert {"ZipFitSelect/ScoreDocuments/Score", "ZipFitSelect/SelectDocuments/FindCut/Histogram1",
             "PublishOutput"} <= transform_names(result)
