@@ -15,7 +15,8 @@ import argparse
 import json
 import statistics
 
-from zipfit_beam import ncd, stats
+from zipfit_beam.score import ncd
+from zipfit_beam.report import stats
 
 
 def main():

@@ -17,7 +17,8 @@ import argparse
 import json
 import time
 
-from zipfit_beam import contamination, ncd
+from zipfit_beam.score import contamination
+from zipfit_beam.score import ncd
 
 
 def timed(fn, items):

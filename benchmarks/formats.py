@@ -28,7 +28,7 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import zstandard  # noqa: E402
 
-from zipfit_beam.pipeline import run  # noqa: E402
+from zipfit_beam.jobs.select import run  # noqa: E402
 
 
 def selected_ids(out: str):

@@ -108,9 +108,9 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
 
     try:
-        from zipfit_beam import _gzip1
+        from zipfit_beam.score import _gzip1
     except ImportError:
-        print("zipfit_beam._gzip1 is not built (pip install -e . with a C compiler)")
+        print("zipfit_beam.score._gzip1 is not built (pip install -e . with a C compiler)")
         return 1
 
     targets = humaneval(a.targets)

@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from make_corpus import build, humaneval_targets  # noqa: E402
 
-from zipfit_beam.ncd import TargetSet, kernel_name, split_chunks  # noqa: E402
+from zipfit_beam.score.ncd import TargetSet, kernel_name, split_chunks  # noqa: E402
 
 MIN_LONG, MAX_LONG = 40_000, 200_000
 

@@ -1,4 +1,4 @@
-"""Per-core speed of the exact lz4 length kernel (zipfit_beam._lz4len) against python-lz4.
+"""Per-core speed of the exact lz4 length kernel (zipfit_beam.score._lz4len) against python-lz4.
 
 Workload: the real mixed corpus of benchmarks/make_corpus.py (Python standard-library
 functions and classes, man pages, C headers, Perl modules; capped at 16,000 characters, so
@@ -58,11 +58,11 @@ def main(argv=None) -> int:
     import lz4
     import lz4.frame
 
-    from zipfit_beam import ncd
+    from zipfit_beam.score import ncd
     try:
-        from zipfit_beam import _lz4len
+        from zipfit_beam.score import _lz4len
     except ImportError:
-        print("zipfit_beam._lz4len is not built (pip install -e . with a C compiler)")
+        print("zipfit_beam.score._lz4len is not built (pip install -e . with a C compiler)")
         return 1
 
     targets = [t["text"].encode("utf-8") for t in make_corpus.humaneval_targets()][: a.targets]

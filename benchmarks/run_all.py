@@ -94,7 +94,7 @@ ZLIB_LOOP = textwrap.dedent("""
 EXACTNESS = textwrap.dedent("""
     import json, sys, zlib
     from multiprocessing import Pool
-    from zipfit_beam import ncd
+    from zipfit_beam.score import ncd
     def init(t):
         global K, T
         T = t; K = ncd._KERNEL.Gzip1Targets(t)
@@ -114,7 +114,7 @@ EXACTNESS = textwrap.dedent("""
 def rank_agreement(src, tgt, sample):
     """Spearman and top-10% overlap of each fast compressor against exact gzip-1."""
     import numpy as np
-    from zipfit_beam.ncd import COMPRESSORS, TargetSet
+    from zipfit_beam.score.ncd import COMPRESSORS, TargetSet
     docs = [json.loads(l)["text"].encode() for l in open(src)][:sample]
     targets = [json.loads(l)["text"].encode() for l in open(tgt)]
 
@@ -163,7 +163,7 @@ def main():
     size_mb = os.path.getsize(src) / 1e6
     print(f"corpus: {n_docs} documents ({size_mb:.1f} MB) x {n_targets} targets = "
           f"{n_docs * n_targets / 1e6:.2f} M pairs, top {a.top_k}; {os.cpu_count()} cores", flush=True)
-    from zipfit_beam import ncd
+    from zipfit_beam.score import ncd
     print(f"zipfit-beam kernel: {ncd.kernel_name()}")
 
     def ours(name, out, *extra):

@@ -49,8 +49,8 @@ def run_variant(variant: str, n_docs: int, k: int) -> dict:
     from apache_beam.pvalue import AsSingleton
 
     from zipfit_beam.records import rank_key
-    from zipfit_beam.selection import SelectionRule
-    from zipfit_beam.transforms import SelectDocuments
+    from zipfit_beam.select.cut import SelectionRule
+    from zipfit_beam.select.transforms import SelectDocuments
 
     per_seed = n_docs // SEEDS
     options = PipelineOptions(["--runner=FnApiRunner", "--direct_running_mode=in_memory"])
@@ -86,7 +86,7 @@ def run_variant(variant: str, n_docs: int, k: int) -> dict:
 def single_worker_state(n_docs: int, k: int) -> dict:
     """What the one global merge holds, measured on the same documents without Beam."""
     from zipfit_beam.records import rank_key
-    from zipfit_beam import selection as sel
+    from zipfit_beam.select import cut as sel
 
     keys = [sel.SelectionKey(rank_key(d), d.tokens)
             for s in range(SEEDS) for d in documents(s, n_docs // SEEDS)]

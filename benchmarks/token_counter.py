@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from make_corpus import build, humaneval_targets  # noqa: E402
 
-from zipfit_beam.tokens import count_regex  # noqa: E402
+from zipfit_beam.score.tokens import count_regex  # noqa: E402
 
 
 def report(name, est, ref, kinds, ref_name):

@@ -9,8 +9,8 @@ launcher must; the job writes ``manifest.json`` last when it finishes.
 import logging
 import sys
 
-from zipfit_beam.options import template_parameters_to_flags
-from zipfit_beam.pipeline import run
+from zipfit_beam.cli.options import template_parameters_to_flags
+from zipfit_beam.jobs.select import run
 
 
 def main(argv):

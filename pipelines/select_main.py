@@ -4,7 +4,7 @@ submit scripts): parse, build, run. Same flags as ``zipfit-beam select``."""
 import logging
 import sys
 
-from zipfit_beam.pipeline import run
+from zipfit_beam.jobs.select import run
 
 if __name__ == "__main__":
     logging.getLogger().setLevel(logging.INFO)

@@ -12,7 +12,7 @@ from typing import Dict, Iterable, List
 
 import pytest
 
-from zipfit_beam.example import EXAMPLE_SOURCE, EXAMPLE_TARGETS
+from zipfit_beam.jobs.example import EXAMPLE_SOURCE, EXAMPLE_TARGETS
 
 # (line, reason): one of each way a record can be unusable.
 BAD_LINES = [

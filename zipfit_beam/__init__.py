@@ -1,7 +1,34 @@
 """ZIP-FIT data selection as an Apache Beam pipeline.
 
-The scoring maths lives in :mod:`zipfit_beam.ncd` (no Beam import); the Beam
-transforms users embed live in :mod:`zipfit_beam.transforms`.
+What users embed, importable from here (loaded on first use, so that importing a pure
+module such as ``zipfit_beam.score.ncd`` does not import Beam):
+
+    ZipFitSelect    the transform: read, score, guard, select (``jobs.select``)
+    SelectionRule   top-K, token budget or fraction, with an optional score floor
+    ScoringSpec     how documents are scored (compressor, level, long documents, guard, ...)
+    run             the ``select`` job from command-line arguments
+
+Layout by role: ``score/`` (NCD, kernels, tokens, guard), ``select/`` (the cut),
+``formats/`` (one module per format), ``io/`` (files, reading, fetch, writing,
+publishing), ``report/`` (summary, stats, report, progress), ``jobs/`` (select,
+reselect, align), ``cli/`` (flags). See the README's "Architecture".
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["ZipFitSelect", "ZipFitResult", "SelectionRule", "ScoringSpec", "run", "__version__"]
+
+_EXPORTS = {
+    "ZipFitSelect": "zipfit_beam.jobs.select",
+    "ZipFitResult": "zipfit_beam.jobs.select",
+    "run": "zipfit_beam.jobs.select",
+    "SelectionRule": "zipfit_beam.select.cut",
+    "ScoringSpec": "zipfit_beam.score.spec",
+}
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        import importlib
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'zipfit_beam' has no attribute {name!r}")

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from typing import NamedTuple, Optional, Tuple
 
+__all__ = ["RawRecord", "RowRecord", "Document", "ScoredDocument", "DeadLetter", "rank_key",
+           "ContaminationHit"]
+
 
 class RawRecord(NamedTuple):
     """One undecoded input record: a line of a JSONL shard."""

@@ -24,7 +24,7 @@ from apache_beam.options.pipeline_options import (FlinkRunnerOptions, PipelineOp
                                                   PortableOptions, StandardOptions)
 
 from tests.conftest import REPO
-from zipfit_beam.options import (parse_select_args, select_parser, template_parameters_to_flags,
+from zipfit_beam.cli.options import (parse_select_args, select_parser, template_parameters_to_flags,
                                  worker_pool_parser)
 
 DEPLOY = os.path.join(REPO, "deploy")
@@ -142,8 +142,12 @@ def test_dockerfile_installs_the_package_and_checks_the_kernel():
     text = read("Dockerfile")
     assert re.search(r"^FROM apache/beam_python3\.11_sdk:", text, re.M)
     assert "pip install --no-cache-dir ." in text and "pip check" in text
-    assert "import zipfit_beam._gzip1" in text  # fails the build if the kernel did not compile
-    assert "import zipfit_beam._lz4len" in text
+    assert "import zipfit_beam.score._gzip1" in text  # fails the build if the kernel did not compile
+    assert "import zipfit_beam.score._lz4len" in text
+    # ... and the guards around those checks name the kernels' sources where they are
+    for src in re.findall(r"if \[ -f (\S+) \]", text):
+        assert os.path.isfile(os.path.join(REPO, src)), src
+    assert len(re.findall(r"if \[ -f (\S+) \]", text)) == 2
     entry = re.search(r"FLEX_TEMPLATE_PYTHON_PY_FILE=/opt/zipfit-beam/(\S+)", text).group(1)
     assert os.path.isfile(os.path.join(REPO, entry)), entry
     ignore = read("Dockerfile.dockerignore").split()

@@ -5,8 +5,8 @@ import statistics
 
 import pytest
 
-from zipfit_beam import stats
-from zipfit_beam.align import run_align
+from zipfit_beam.report import stats
+from zipfit_beam.jobs.align import run_align
 from zipfit_beam.cli import main as cli_main
 
 from tests.conftest import BAD_LINES, oracle_scores, write_jsonl, write_lines

@@ -15,9 +15,10 @@ import pytest
 from apache_beam.metrics.metric import MetricsFilter
 from PIL import Image
 
-from zipfit_beam import contamination, report
+from zipfit_beam.score import contamination
+from zipfit_beam.report import html as report
 from zipfit_beam.cli import main as cli_main
-from zipfit_beam.pipeline import run
+from zipfit_beam.jobs.select import run
 
 from tests.conftest import BAD_LINES, oracle_scores, oracle_top_k, read_jsonl, write_jsonl, write_lines
 
@@ -173,10 +174,10 @@ def test_every_manifest_count_is_a_beam_metric(tmp_path, planted):
 
 def test_progress_lines_and_summary_table(tmp_path, planted, caplog, capsys):
     src, tgt, corpus, _ = planted
-    caplog.set_level(logging.INFO, logger="zipfit_beam.progress")
+    caplog.set_level(logging.INFO, logger="zipfit_beam.report.progress")
     _, out, _, manifest = select(tmp_path, src, tgt, "--progress-interval", "1e-9", "--batch-size", "4",
                                  "--no-report")
-    lines = [r.getMessage() for r in caplog.records if r.name == "zipfit_beam.progress"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "zipfit_beam.report.progress"]
     total = len(corpus) + len(BAD_LINES)
     assert lines and all(re.match(r"scored [\d,]+ (of ~[\d,]+ records|documents)", m) for m in lines)
     assert any(f"of ~{total} records" in m and "docs/s" in m and "ETA" in m for m in lines)
@@ -251,7 +252,7 @@ def test_guard_and_report_with_a_parquet_source_and_a_text_template(tmp_path, so
 
 
 def test_reselect_leaves_out_what_the_scoring_run_left_out(tmp_path, planted):
-    from zipfit_beam.reselect import run_reselect
+    from zipfit_beam.jobs.reselect import run_reselect
     import pyarrow.parquet as pq
 
     src, tgt, _, plant_ids = planted

@@ -30,7 +30,7 @@ from apache_beam.portability.api import beam_runner_api_pb2
 
 from tests.conftest import REPO, write_jsonl
 from tests.e2e.test_offline import Guard
-from zipfit_beam.pipeline import run
+from zipfit_beam.jobs.select import run
 
 DATAFLOW = ["--runner=DataflowRunner", "--dry_run=True", "--project=zipfit-ci",
             "--region=us-central1", "--temp_location=gs://zipfit-ci-temp/tmp"]
@@ -89,9 +89,9 @@ def test_dry_run_stages_our_package_as_a_real_submission_does(tmp_path, monkeypa
         requires = [line for line in pkg_info.read().decode().splitlines()
                     if line.startswith("Requires-Dist:")]
     # The whole package, the kernel's C source (built on the worker) and the bundled data.
-    for f in ("pyproject.toml", "zipfit_beam/pipeline.py", "zipfit_beam/transforms.py",
-              "zipfit_beam/ncd.py", "zipfit_beam/_gzip1.c", "zipfit_beam/_lz4len.c",
-              "zipfit_beam/data/example_targets.jsonl"):
+    for f in ("pyproject.toml", "zipfit_beam/jobs/select.py", "zipfit_beam/score/transforms.py",
+              "zipfit_beam/score/ncd.py", "zipfit_beam/score/_gzip1.c", "zipfit_beam/score/_lz4len.c",
+              "zipfit_beam/formats/parquet.py", "zipfit_beam/data/example_targets.jsonl"):
         assert f in names, (f, sorted(names))
     assert f"Requires-Dist: apache-beam[gcp]=={beam.__version__}" in requires
     assert not any(n.endswith((".so", ".pyd")) for n in names), "a host-built binary was staged"
@@ -104,7 +104,7 @@ def test_dry_run_stages_our_package_as_a_real_submission_does(tmp_path, monkeypa
         [wheel] = os.listdir(tmp_path / "wheel")
         with zipfile.ZipFile(tmp_path / "wheel" / wheel) as z:
             for kernel in ("_gzip1", "_lz4len"):
-                assert any(n.startswith(f"zipfit_beam/{kernel}.") and n.endswith(".so")
+                assert any(n.startswith(f"zipfit_beam/score/{kernel}.") and n.endswith(".so")
                            for n in z.namelist()), (kernel, z.namelist())
 
     assert {"ZipFitSelect/ScoreDocuments/Score", "ZipFitSelect/SelectDocuments/FindCut/Histogram1",

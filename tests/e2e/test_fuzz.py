@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from zipfit_beam.example import EXAMPLE_SOURCE
-from zipfit_beam.pipeline import run
+from zipfit_beam.jobs.example import EXAMPLE_SOURCE
+from zipfit_beam.jobs.select import run
 
 from tests.conftest import read_jsonl, write_jsonl
 from tests.fixtures_io import corrupt_parquet_row_group, invalid_utf8_strings, read_output

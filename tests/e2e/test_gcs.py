@@ -24,7 +24,7 @@ import pytest
 from apache_beam.io.filesystems import FileSystems
 
 from zipfit_beam.cli import main as cli_main
-from zipfit_beam.pipeline import run
+from zipfit_beam.jobs.select import run
 
 from tests.conftest import write_jsonl, write_lines
 from tests.fixtures_io import read_output, write_avro, write_parquet

@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from zipfit_beam.pipeline import run
+from zipfit_beam.jobs.select import run
 
 from tests.conftest import write_jsonl
 

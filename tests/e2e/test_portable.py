@@ -44,7 +44,7 @@ from tests.e2e.portable_harness import (JobService, WorkerPool, all_loopback,
                                         install_loopback_grpc, is_loopback_hex,
                                         listening_addresses)
 from tests.e2e.test_select_e2e import outputs
-from zipfit_beam.pipeline import run
+from zipfit_beam.jobs.select import run
 
 
 @pytest.fixture

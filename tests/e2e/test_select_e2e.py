@@ -7,8 +7,8 @@ import os
 import pytest
 
 from zipfit_beam.cli import main as cli_main
-from zipfit_beam.pipeline import run
-from zipfit_beam.tokens import count_regex
+from zipfit_beam.jobs.select import run
+from zipfit_beam.score.tokens import count_regex
 
 from tests.conftest import (BAD_LINES, REPORT_FILES, oracle_scores, oracle_top_k, read_jsonl, write_jsonl,
                             write_lines)
@@ -123,7 +123,7 @@ def test_cli_errors_are_clear(tmp_path, corpus, capsys):
 
 @pytest.mark.parametrize("compressor", ["lz4", "zstd", "isal"])
 def test_fast_compressor_selection_equals_its_oracle(tmp_path, corpus, sources, targets, compressor):
-    from zipfit_beam.ncd import COMPRESSORS
+    from zipfit_beam.score.ncd import COMPRESSORS
     files, target = corpus
     comp = COMPRESSORS[compressor]
     length = lambda s: comp.length(s.encode(), comp.default_level)  # noqa: E731

@@ -9,9 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from zipfit_beam.cli import main as cli_main
-from zipfit_beam.pipeline import run
-from zipfit_beam.reselect import run_reselect
-from zipfit_beam.tokens import count_regex
+from zipfit_beam.jobs.select import run
+from zipfit_beam.jobs.reselect import run_reselect
+from zipfit_beam.score.tokens import count_regex
 
 from tests.conftest import oracle_scores, oracle_select, read_jsonl, write_jsonl
 
@@ -160,7 +160,7 @@ def test_token_budget_with_a_tokenizer_json(tmp_path, tied):
 
 
 def test_long_documents_chunked_by_default_and_short_ones_unchanged(tmp_path, sources, targets):
-    from zipfit_beam.ncd import TargetSet, document_score
+    from zipfit_beam.score.ncd import TargetSet, document_score
     filler = "\n".join(s["text"] for s in sources if not s["id"].startswith("python")) * 8
     long_doc = (targets[0]["text"] + "\n" + filler)[:70_000]
     docs = sources[:10] + [{"id": "long", "text": long_doc}]

@@ -10,9 +10,10 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from zipfit_beam.records import ScoredDocument
-from zipfit_beam.selection import SelectionRule
-from zipfit_beam.sharding import WriteSelectedShards
-from zipfit_beam.transforms import SelectDocuments
+from zipfit_beam.select.cut import SelectionRule
+from zipfit_beam.formats import OUTPUT_SUFFIXES
+from zipfit_beam.io.write import OutputPlan, WriteShards
+from zipfit_beam.select.transforms import SelectDocuments
 
 from tests.conftest import local_pipeline_options, oracle_select
 
@@ -81,14 +82,16 @@ def test_nothing_selected_and_empty_input(test_pipeline):
 
 def write_shards(tmp_path, name, docs, num_shards, suffix=".jsonl"):
     """docs: (ScoredDocument, record) pairs -> {shard name: bytes}."""
-    from zipfit_beam.parsing import with_score
-    from zipfit_beam.records import rank_key
+    from zipfit_beam.formats import jsonl
+    from zipfit_beam.records import RawRecord, rank_key
     out = tmp_path / name
     out.mkdir()
-    lines = [(rank_key(d), with_score(record, d.score)) for d, record in docs]
+    lines = [(rank_key(d), jsonl.with_score(RawRecord(d.source, d.position, record), d.score))
+             for d, record in docs]
+    plan = OutputPlan("jsonl", suffix, OUTPUT_SUFFIXES[suffix][1], num_shards)
     with beam.Pipeline(options=local_pipeline_options()) as p:
         _ = (p | beam.Create(lines)
-             | WriteSelectedShards(str(out), "selected", suffix, num_shards))
+             | WriteShards(str(out), "selected", plan))
     return {os.path.basename(f): open(f, "rb").read() for f in sorted(glob.glob(f"{out}/*"))}
 
 
@@ -119,8 +122,8 @@ def test_every_shard_exists_even_when_empty(tmp_path):
 
 
 def test_fetch_refuses_unknown_files_and_changed_lines(tmp_path):
-    from zipfit_beam.reselect import CheckKnownSourceDoFn, row_to_scored
-    from zipfit_beam.writers import FetchSelectedDoFn
+    from zipfit_beam.jobs.reselect import CheckKnownSourceDoFn, row_to_scored
+    from zipfit_beam.io.fetch import FetchSelectedDoFn
     path = str(tmp_path / "s.jsonl")
     open(path, "w").write('{"id": "a", "text": "x = 1"}\n{"id": "b", "text": "y = 2"}\n')
     fetch = FetchSelectedDoFn({}, "text", "id")

@@ -5,10 +5,13 @@ import json
 import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
 
-from zipfit_beam.parsing import parse_record
+from zipfit_beam.io.parse import parse_record
 from zipfit_beam.records import Document, RawRecord, ScoredDocument
-from zipfit_beam.transforms import ReadDocuments, ScoreDocuments, SelectTopK
-from zipfit_beam.writers import FetchSelected
+from zipfit_beam.io.read import ReadDocuments
+from zipfit_beam.score.transforms import ScoreDocuments
+from zipfit_beam.select.transforms import SelectTopK
+from zipfit_beam.io.fetch import FetchSelected
+from zipfit_beam.score.spec import ScoringSpec, prepare_targets
 
 from tests.conftest import BAD_LINES, oracle_scores, oracle_top_k, write_lines
 
@@ -48,8 +51,8 @@ def test_score_documents_equals_oracle(sources, targets, test_pipeline):
     oracle = oracle_scores(sources, targets)
     with test_pipeline as p:
         docs = p | "Docs" >> beam.Create(as_docs(sources)).with_output_types(Document)
-        tgts = p | "Targets" >> beam.Create(as_docs(targets, "targets.jsonl")).with_output_types(Document)
-        scored = docs | ScoreDocuments(tgts, threads=3, batch_size=7)
+        tgts = p | "Targets" >> beam.Create([prepare_targets(as_docs(targets, "targets.jsonl"))])
+        scored = docs | ScoreDocuments(tgts, ScoringSpec(threads=3, batch_size=7, contamination_ngram=0))
         assert_that(scored | beam.Map(lambda d: (d.id, round(d.score, 12))),
                     equal_to([(i, round(s, 12)) for i, s in oracle.items()]))
 
@@ -120,12 +123,12 @@ def test_write_row_files_writes_every_shard_even_empty_ones(tmp_path, test_pipel
 
     import pyarrow.parquet as pq
 
-    from zipfit_beam.writers import WriteRowFiles
+    from zipfit_beam.io.write import OutputPlan, WriteShards
 
     rows = [(("s", i), {"id": f"d{i}", "zipfit_score": 0.5 + i}) for i in range(2)]
     with test_pipeline as p:
         written = (p | beam.Create(rows)
-                   | WriteRowFiles(str(tmp_path), "selected", "parquet", ".parquet", "snappy", 4))
+                   | WriteShards(str(tmp_path), "selected", OutputPlan("parquet", ".parquet", "snappy", 4)))
         assert_that(written | beam.Map(lambda path: path.rsplit("/", 1)[1]),
                     equal_to([f"selected-0000{i}-of-00004.parquet" for i in range(4)]))
     files = sorted(glob.glob(str(tmp_path / "selected-*.parquet")))
@@ -142,9 +145,9 @@ def test_score_documents_finds_copies_while_scoring_and_carries_the_group(source
     docs = [d._replace(group=d.id.split(":")[0]) for d in as_docs(sources[:10] + [planted])]
     oracle = oracle_scores(sources[:10] + [planted], targets)
     with test_pipeline as p:
-        tgts = p | "Targets" >> beam.Create(as_docs(targets, "targets.jsonl")).with_output_types(Document)
+        tgts = p | "Targets" >> beam.Create([prepare_targets(as_docs(targets, "targets.jsonl"))])
         scored = (p | "Docs" >> beam.Create(docs).with_output_types(Document)
-                  | ScoreDocuments(tgts, threads=3, batch_size=4, contamination_ngram=13))
+                  | ScoreDocuments(tgts, ScoringSpec(threads=3, batch_size=4, contamination_ngram=13)))
         assert_that(scored | beam.Map(lambda d: (d.id, d.contaminated_by, d.group, round(d.score, 12))),
                     equal_to([(d.id, targets[2]["id"] if d.id == "copy" else "", d.group,
                                round(oracle[d.id], 12)) for d in docs]))
@@ -153,14 +156,14 @@ def test_score_documents_finds_copies_while_scoring_and_carries_the_group(source
 def test_score_documents_without_the_guard_flags_nothing(targets, test_pipeline):
     copy = as_docs([{"id": "copy", "text": targets[0]["text"]}])
     with test_pipeline as p:
-        tgts = p | "Targets" >> beam.Create(as_docs(targets, "targets.jsonl")).with_output_types(Document)
-        scored = p | "Docs" >> beam.Create(copy).with_output_types(Document) | ScoreDocuments(tgts)
+        tgts = p | "Targets" >> beam.Create([prepare_targets(as_docs(targets, "targets.jsonl"))])
+        scored = p | "Docs" >> beam.Create(copy).with_output_types(Document) | ScoreDocuments(tgts, ScoringSpec(contamination_ngram=0))
         assert_that(scored | beam.Map(lambda d: (d.id, d.contaminated_by, d.group)),
                     equal_to([("copy", "", None)]))
 
 
 def test_guard_contamination_splits_by_the_flag_and_names_the_target(test_pipeline):
-    from zipfit_beam.transforms import GuardContamination
+    from zipfit_beam.score.transforms import GuardContamination
     scored = [ScoredDocument(f"d{i}", 0.1 * i, "s.jsonl", i, contaminated_by="T/3" if i in (2, 5) else "")
               for i in range(8)]
     with test_pipeline as p:
@@ -191,7 +194,7 @@ def test_read_documents_keeps_the_group_field_of_jsonl_and_parquet_rows(tmp_path
 
 
 def test_summarize_selection_counts_and_fetches_example_text(tmp_path, sources, test_pipeline):
-    from zipfit_beam.summary import SummarizeSelection
+    from zipfit_beam.report.summary import SummarizeSelection
     path = write_lines(tmp_path / "s.jsonl.gz", [json.dumps(s).encode() for s in sources[:20]])
     scored = [ScoredDocument(sources[i - 1]["id"], 0.01 * i, path, i, tokens=i, text_bytes=10 * i,
                              group="even" if i % 2 == 0 else "odd",

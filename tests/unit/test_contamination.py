@@ -5,7 +5,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from zipfit_beam import contamination as c
+from zipfit_beam.score import contamination as c
 
 TARGET = ('def has_close_elements(numbers: List[float], threshold: float) -> bool:\n'
           '    """ Check if in given list of numbers, are any two numbers closer to each other '

@@ -1,4 +1,4 @@
-"""The C kernel zipfit_beam._gzip1 must give exactly len(gzip.compress(data, 1)).
+"""The C kernel zipfit_beam.score._gzip1 must give exactly len(gzip.compress(data, 1)).
 
 Every length is checked against the zlib this interpreter links:
 len(zlib.compress(b, 1, -15)) + 18 (raw deflate plus the 10-byte gzip header and 8-byte trailer).
@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-g1 = pytest.importorskip("zipfit_beam._gzip1", reason="C kernel not built")
+g1 = pytest.importorskip("zipfit_beam.score._gzip1", reason="C kernel not built")
 
 # zlib's level-1 parser and block coder are unchanged from 1.2.12 through 1.3.1; the kernel
 # reproduces that code path. Against any other deflate (zlib-ng, a patched zlib) lengths differ.

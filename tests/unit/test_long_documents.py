@@ -4,7 +4,7 @@ import gzip
 
 import pytest
 
-from zipfit_beam.ncd import DEFAULT_CHUNK_BYTES, TargetSet, document_score, split_chunks
+from zipfit_beam.score.ncd import DEFAULT_CHUNK_BYTES, TargetSet, document_score, split_chunks
 
 
 def oracle_alignment(x: bytes, targets):

@@ -1,4 +1,4 @@
-"""The C kernel zipfit_beam._lz4len must give exactly len(lz4.frame.compress(b, compression_level=0)).
+"""The C kernel zipfit_beam.score._lz4len must give exactly len(lz4.frame.compress(b, compression_level=0)).
 
 Every length is checked against the python-lz4 this interpreter has, called as the reference
 zip-fit's lz4 mode calls it (default frame: 64 KiB blocks, linked, content size stored, no
@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 lz4frame = pytest.importorskip("lz4.frame")
-k = pytest.importorskip("zipfit_beam._lz4len", reason="C kernel not built")
+k = pytest.importorskip("zipfit_beam.score._lz4len", reason="C kernel not built")
 
 DATA = pathlib.Path(__file__).resolve().parents[2] / "zipfit_beam" / "data"
 BLOCK = 65_536
@@ -375,7 +375,7 @@ def test_threads_share_one_object(sources, targets, big):
 
 
 def test_scoring_uses_the_kernel_and_agrees(sources, targets):
-    from zipfit_beam import ncd
+    from zipfit_beam.score import ncd
 
     assert ncd.kernel_name("lz4", 0) == "c-lz4"
     assert ncd.kernel_name("lz4", 3) == "lz4.frame"  # high-compression levels: the library

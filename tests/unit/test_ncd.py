@@ -3,8 +3,8 @@ import math
 
 import pytest
 
-from zipfit_beam import ncd
-from zipfit_beam.ncd import TargetSet, gzip_length
+from zipfit_beam.score import ncd
+from zipfit_beam.score.ncd import TargetSet, gzip_length
 
 from tests.conftest import oracle_scores
 

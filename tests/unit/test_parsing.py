@@ -2,10 +2,10 @@ import json
 
 import pytest
 
-from zipfit_beam.parsing import (MISSING_GROUP, content_id, dead_letter_json, group_value, parse_record,
-                                 with_score)
+from zipfit_beam.formats import dead_letter_row, jsonl
+from zipfit_beam.io.parse import MISSING_GROUP, content_id, group_value, parse_record
 from zipfit_beam.records import DeadLetter, Document, RawRecord, ScoredDocument, rank_key
-from zipfit_beam.selection import SelectionKey, SelectionRule, find_cut, keeps
+from zipfit_beam.select.cut import SelectionKey, SelectionRule, find_cut, keeps
 
 from tests.conftest import BAD_LINES
 
@@ -19,7 +19,7 @@ def test_every_bad_line_gets_its_reason(line, reason):
     out = parse_record(raw(line, 7), "text", "id")
     assert isinstance(out, DeadLetter)
     assert (out.reason, out.source, out.position, out.record) == (reason, "f.jsonl", 7, line)
-    assert json.loads(dead_letter_json(out))["reason"] == reason
+    assert json.loads(jsonl.encode(dead_letter_row(out)))["reason"] == reason
 
 
 def test_good_record_and_id_rules():
@@ -29,6 +29,10 @@ def test_good_record_and_id_rules():
     no_id = parse_record(raw(b'{"text": "x = 1"}'), "text", "id")
     assert no_id.id == content_id("x = 1") and no_id.id.startswith("sha256:")
     assert parse_record(raw(b'{"k": "c", "body": "y"}'), "body", "k").id == "c"
+
+
+def with_score(line: bytes, score: float) -> bytes:
+    return jsonl.with_score(RawRecord("f.jsonl", 1, line), score)
 
 
 def test_with_score_keeps_the_record_byte_for_byte():

@@ -2,7 +2,7 @@
 
 import gzip
 
-from zipfit_beam import progress
+from zipfit_beam.report import progress
 
 
 class Clock:

@@ -3,7 +3,7 @@ level give the same scores (within float summation order) and the same top-K."""
 
 import pytest
 
-from zipfit_beam.ncd import TargetSet
+from zipfit_beam.score.ncd import TargetSet
 
 zip_fit = pytest.importorskip("zip_fit")
 

@@ -4,7 +4,7 @@ turned into select flags."""
 import pytest
 
 from zipfit_beam.cli import main as cli_main
-from zipfit_beam.options import parse_select_args, template_parameters_to_flags
+from zipfit_beam.cli.options import parse_select_args, template_parameters_to_flags
 
 BASE = ["--source", "s.jsonl", "--target", "t.jsonl", "--output", "out", "--top-k", "3"]
 

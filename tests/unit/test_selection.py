@@ -6,7 +6,7 @@ import zlib
 
 import pytest
 
-from zipfit_beam.selection import (ROUNDS, Cut, SelectionKey, SelectionRule, advance, brute_force_cut,
+from zipfit_beam.select.cut import (ROUNDS, Cut, SelectionKey, SelectionRule, advance, brute_force_cut,
                                    digit, find_cut, histogram_add, histogram_merge, keeps,
                                    rank_bits, start)
 
@@ -150,7 +150,7 @@ def test_random_cases_against_brute_force():
 
 
 def test_configs_validate_modes_and_long_document_settings():
-    from zipfit_beam.config import ReselectConfig, SelectConfig
+    from zipfit_beam.jobs.config import ReselectConfig, SelectConfig
     base = dict(sources=("s",), targets=("t",), output="o")
     with pytest.raises(ValueError, match="exactly one of"):
         SelectConfig(**base)

@@ -5,7 +5,7 @@ import statistics
 
 import pytest
 
-from zipfit_beam import stats
+from zipfit_beam.report import stats
 
 
 def test_mean_variance_merges_in_any_split():

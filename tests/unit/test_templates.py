@@ -1,8 +1,8 @@
 import pytest
 
-from zipfit_beam.parsing import parse_object
+from zipfit_beam.io.parse import parse_object
 from zipfit_beam.records import DeadLetter, Document
-from zipfit_beam.templates import FieldText, TextTemplate, unescape_cli
+from zipfit_beam.io.templates import FieldText, TextTemplate, unescape_cli
 
 HUMANEVAL = {"task_id": "HumanEval/0", "prompt": "def f(x):\n", "canonical_solution": "    return x\n"}
 

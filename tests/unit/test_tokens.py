@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from zipfit_beam.tokens import _PRETOKEN, TokenCounter, count_regex, load_counter
+from zipfit_beam.score.tokens import _PRETOKEN, TokenCounter, count_regex, load_counter
 
 
 @pytest.mark.parametrize("text, pieces", [

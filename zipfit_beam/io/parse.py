@@ -1,0 +1,118 @@
+"""Turn one raw record (a JSONL line, or a decoded Parquet/Avro/Hugging Face row) into a
+``Document`` or a ``DeadLetter``. Pure: no Beam.
+
+Reasons a record is rejected (the ``reason`` field of a dead letter):
+    blank_line, invalid_utf8, invalid_json, not_an_object, missing_text,
+    text_not_string, empty_text, invalid_id,
+    corrupt_file (from a reader: a damaged compressed stream, Parquet footer or Avro block),
+    corrupt_row_group (from the Parquet reader: a row group that cannot be decoded)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Mapping, Optional, Union
+
+from zipfit_beam.formats import row_json
+from zipfit_beam.io.templates import TextSpec, as_text_spec
+from zipfit_beam.records import DeadLetter, Document, RawRecord, RowRecord
+
+__all__ = ["content_id", "group_value", "parse_record", "parse_object", "parse_any"]
+
+REASONS = ("blank_line", "invalid_utf8", "invalid_json", "not_an_object", "missing_text",
+           "text_not_string", "empty_text", "invalid_id", "corrupt_file", "corrupt_row_group")
+
+
+def content_id(text: str) -> str:
+    """A stable id for a record without one: a digest of its text."""
+    return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+
+
+MISSING_GROUP = "(missing)"
+GROUP_MAX_CHARS = 200  # a group is a label carried with every scored key: keep it small
+
+
+def group_value(obj: Mapping, group_field: str) -> str:
+    """A record's ``--group-field`` value as text: a string as it is, any other value as
+    JSON (non-JSON values of Parquet/Avro rows, e.g. dates, as ``str``), ``MISSING_GROUP``
+    when the field is absent or null; a lone surrogate (``"\\ud800"`` in JSON) is kept as
+    that escape, so the group is valid UTF-8. Longer values are cut to ``GROUP_MAX_CHARS``
+    characters (the group travels with every scored key). A group never rejects a record."""
+    value: Any = obj.get(group_field)
+    if value is None:
+        return MISSING_GROUP
+    if not isinstance(value, str):
+        value = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    if len(value) > GROUP_MAX_CHARS:
+        value = value[:GROUP_MAX_CHARS - 3] + "..."
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
+def parse_record(raw: RawRecord, text: Union[str, TextSpec], id_field: str,
+                 group_field: Optional[str] = None) -> Union[Document, DeadLetter]:
+    """One JSONL line -> Document or DeadLetter. ``text``: a field name or a TextSpec;
+    ``group_field``: the field whose value becomes ``Document.group`` (None: no group)."""
+    def reject(reason: str, detail: str) -> DeadLetter:
+        return DeadLetter(raw.source, raw.position, reason, detail, raw.data)
+
+    if not raw.data.strip():
+        return reject("blank_line", "the line is empty")
+    try:
+        line = raw.data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return reject("invalid_utf8", str(e))
+    try:
+        obj = json.loads(line)
+    except ValueError as e:
+        return reject("invalid_json", str(e))
+    if not isinstance(obj, dict):
+        return reject("not_an_object", f"JSON value is a {type(obj).__name__}, not an object")
+    return parse_object(obj, raw.source, raw.position, raw.data, text, id_field, group_field)
+
+
+def parse_object(obj: Mapping, source: str, position: int, record: bytes,
+                 text: Union[str, TextSpec], id_field: str,
+                 group_field: Optional[str] = None) -> Union[Document, DeadLetter]:
+    """A decoded record (a JSON object, a Parquet/Avro row, a Hugging Face example) ->
+    Document or DeadLetter. ``record`` is what the output and dead letters carry."""
+    def reject(reason: str, detail: str) -> DeadLetter:
+        return DeadLetter(source, position, reason, detail, record)
+
+    spec = as_text_spec(text)
+    value, problem = spec.extract(obj)
+    if problem is not None:
+        return reject(*problem)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:  # lone surrogates from \\ud800-style escapes
+        return reject("invalid_utf8", f"{spec.describe()}: {e}")
+    raw_id = obj.get(id_field)
+    if raw_id is None:
+        doc_id = content_id(value)
+    elif isinstance(raw_id, str):
+        doc_id = raw_id
+    elif isinstance(raw_id, (int, float)) and not isinstance(raw_id, bool):
+        doc_id = str(raw_id)
+    else:
+        return reject("invalid_id", f"field {id_field!r} is a {type(raw_id).__name__}")
+    group = group_value(obj, group_field) if group_field else None
+    return Document(doc_id, value, source, position, record, group)
+
+
+def parse_any(record: Union[RawRecord, RowRecord], text: Union[str, TextSpec],
+              id_field: str, group_field: Optional[str] = None) -> Union[Document, DeadLetter]:
+    """A JSONL line or a decoded row -> Document or DeadLetter (which carries the row as
+    JSON, so the dead-letter file shows what was rejected)."""
+    if isinstance(record, RawRecord):
+        return parse_record(record, text, id_field, group_field)
+    parsed = parse_object(record.row, record.source, record.position, b"", text, id_field,
+                          group_field)
+    if isinstance(parsed, DeadLetter):
+        return parsed._replace(record=row_json(record.row))
+    return parsed

@@ -1,0 +1,189 @@
+"""Benchmark contamination: which source documents share a long word run with a target.
+Pure: no Beam.
+
+ZIP-FIT ranks a verbatim copy of a target highest (a document compresses best with
+itself), so without a guard the benchmark leaks into the training data. We flag a source
+document when it shares an n-gram of normalized tokens (n = 13 by default, the usual
+decontamination window) with any target.
+
+    normalize:  lowercase, tokens = maximal runs of letters and digits (Unicode-aware;
+                punctuation, underscores and whitespace separate tokens)
+    token hash: blake2b(token, digest_size=8) as an unsigned 64-bit integer
+    n-gram hash: sum_j token_hash(w_j) * P^(n-1-j)  mod 2^64  (order-sensitive, P odd)
+
+The n-gram hash is a polynomial over the tokens' 64-bit hashes, so a whole document's
+windows are hashed with a few vectorized numpy operations (prefix sums, see
+``window_hashes``) instead of one hash call per window; it depends only on the tokens, so
+launcher and workers on any machine agree.
+
+Short targets. A target with fewer than ``n`` tokens but at least ``MIN_TARGET_TOKENS`` (8)
+contributes its whole normalized token sequence as one shorter n-gram: a source document
+that contains the full short target is flagged. A target with fewer than 8 tokens cannot be
+told apart from coincidence (``return x`` occurs everywhere) and is not guarded; such
+targets are listed as unguarded, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+
+__all__ = ["normalize", "token_hash", "window_hashes", "ngram_hash", "TargetNgram",
+           "target_ngrams", "is_guarded", "Match", "ContaminationIndex"]
+
+DEFAULT_NGRAM = 13
+MIN_TARGET_TOKENS = 8
+_TOKEN = re.compile(r"[^\W_]+")
+_P = np.uint64(0x100000001B3)  # the 64-bit FNV prime: odd, so multiplication mod 2^64 is a bijection
+
+
+def normalize(text: str) -> List[str]:
+    """Lowercased runs of letters and digits: ``"def Foo_bar(x):"`` -> ``["def", "foo", "bar", "x"]``."""
+    return _TOKEN.findall(text.lower())
+
+
+def token_hash(token: str) -> int:
+    return int.from_bytes(hashlib.blake2b(token.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+# token -> token_hash, shared by the documents a process checks: token frequencies are
+# Zipfian, so nearly every lookup hits and blake2b runs once per distinct token, not once
+# per document. Cleared when it grows past the bound (plain dict operations are atomic
+# under the GIL, so the scoring threads can share it).
+_TOKEN_CACHE: Dict[str, int] = {}
+_TOKEN_CACHE_MAX = 1 << 20
+
+
+def _token_hashes(tokens: Sequence[str]) -> np.ndarray:
+    cache = _TOKEN_CACHE
+    if len(cache) > _TOKEN_CACHE_MAX:
+        cache.clear()
+    values = list(map(cache.get, tokens))
+    if None in values:
+        for i, v in enumerate(values):
+            if v is None:
+                values[i] = cache[tokens[i]] = token_hash(tokens[i])
+    return np.array(values, dtype=np.uint64)
+
+
+# Powers of P and of its inverse mod 2^64 (P is odd, so it has one), grown on demand.
+# With prefix sums S[k] = sum_{m<k} v[m] * P^-m, a window's hash is
+#   sum_j v[i+j] * P^(n-1-j) = P^(n-1+i) * (S[i+n] - S[i])   (mod 2^64),
+# a constant number of numpy operations per document whatever n is.
+_P_INV = np.uint64(pow(int(_P), -1, 1 << 64))
+_POWERS = (np.ones(1, dtype=np.uint64), np.ones(1, dtype=np.uint64))
+
+
+def _powers(size: int):
+    """(P^k, P^-k) for k < at least ``size``; the tuple is replaced whole, so threads may share it."""
+    global _POWERS
+    powers = _POWERS
+    if len(powers[0]) < size:
+        size = max(size, 2 * len(powers[0]), 4096)
+        with np.errstate(over="ignore"):
+            up = np.cumprod(np.full(size, _P, dtype=np.uint64))
+            down = np.cumprod(np.full(size, _P_INV, dtype=np.uint64))
+        one = np.ones(1, dtype=np.uint64)
+        powers = _POWERS = (np.concatenate((one, up[:-1])), np.concatenate((one, down[:-1])))
+    return powers
+
+
+def window_hashes(tokens: Sequence[str], n: int) -> np.ndarray:
+    """The hash of every run of ``n`` consecutive tokens, in order (empty if fewer tokens)."""
+    if n < 1:
+        raise ValueError("n-gram size must be >= 1")
+    count = len(tokens) - n + 1
+    if count <= 0:
+        return np.zeros(0, dtype=np.uint64)
+    values = _token_hashes(tokens)
+    up, down = _powers(len(values) + 1)
+    with np.errstate(over="ignore"):  # arithmetic mod 2^64 is the point
+        prefix = np.zeros(len(values) + 1, dtype=np.uint64)
+        np.cumsum(values * down[:len(values)], dtype=np.uint64, out=prefix[1:])
+        return up[n - 1:n - 1 + count] * (prefix[n:n + count] - prefix[:count])
+
+
+def ngram_hash(tokens: Sequence[str]) -> int:
+    """The hash of one n-gram (``window_hashes`` of exactly those tokens)."""
+    return int(window_hashes(tokens, len(tokens))[0])
+
+
+class TargetNgram(NamedTuple):
+    """One entry of the contamination index: an n-gram hash of size ``n`` found in target
+    ``target_id``. These are the side input of the guard. ``hash`` holds the 64 bits as a
+    signed integer (two's complement), so it fits the int64 coders of every runner."""
+    n: int
+    hash: int
+    target_id: str
+
+
+def target_ngrams(target_id: str, text: str, n: int = DEFAULT_NGRAM) -> Iterator[TargetNgram]:
+    """The index entries of one target: every n-gram; the whole target when it has
+    ``MIN_TARGET_TOKENS`` <= tokens < n; nothing when it is shorter (see ``is_guarded``)."""
+    tokens = normalize(text)
+    size = n if len(tokens) >= n else len(tokens)
+    if size < min(n, MIN_TARGET_TOKENS):
+        return
+    for h in np.unique(window_hashes(tokens, size)).view(np.int64):
+        yield TargetNgram(size, int(h), target_id)
+
+
+def is_guarded(text: str, n: int = DEFAULT_NGRAM) -> bool:
+    """Whether a target is long enough for the guard to look for it."""
+    return len(normalize(text)) >= min(n, MIN_TARGET_TOKENS)
+
+
+class Match(NamedTuple):
+    target_id: str  # the target sharing the most n-grams with the document (ties: smallest id)
+    windows: int  # how many of the document's windows match some target
+
+
+class ContaminationIndex:
+    """Target n-gram hashes, grouped by n-gram size, for fast membership tests.
+
+    Built from ``TargetNgram`` entries in any order (the answers do not depend on it)."""
+
+    def __init__(self, entries: Iterable[Tuple[int, int, str]]):
+        owners: Dict[Tuple[int, int], set] = {}
+        for n, h, target_id in entries:
+            owners.setdefault((int(n), int(h)), set()).add(target_id)
+        self._by_size: Dict[int, Tuple[np.ndarray, List[Tuple[str, ...]]]] = {}
+        for size in sorted({n for n, _ in owners}):
+            signed = np.array([h for n, h in owners if n == size], dtype=np.int64)
+            order = np.argsort(signed.view(np.uint64), kind="stable")
+            hashes = signed.view(np.uint64)[order]
+            ids = [tuple(sorted(owners[(size, int(signed[i]))])) for i in order]
+            self._by_size[size] = (hashes, ids)
+
+    def __len__(self) -> int:
+        return sum(len(hashes) for hashes, _ in self._by_size.values())
+
+    @property
+    def sizes(self) -> List[int]:
+        return list(self._by_size)
+
+    def match(self, text: str) -> Optional[Match]:
+        """The document's match against the targets, or None when it shares no n-gram."""
+        if not self._by_size:
+            return None
+        tokens = normalize(text)
+        shared: Dict[str, int] = {}  # target id -> n-grams it shares with the document
+        windows = 0
+        for size, (hashes, ids) in self._by_size.items():
+            probe = window_hashes(tokens, size)
+            if not len(probe):
+                continue
+            where = np.searchsorted(hashes, probe)
+            where[where == len(hashes)] = 0
+            found = np.flatnonzero(hashes[where] == probe)
+            windows += len(found)
+            for i in found:
+                for target_id in ids[int(where[i])]:
+                    shared[target_id] = shared.get(target_id, 0) + 1
+        if not windows:
+            return None
+        best = min(shared, key=lambda t: (-shared[t], t))
+        return Match(best, windows)

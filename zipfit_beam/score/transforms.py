@@ -1,0 +1,170 @@
+"""The Beam side of scoring. Thin: the maths is in ``ncd``, ``contamination`` and ``tokens``.
+
+    Document --ScoreDocuments(prepared targets side input, ScoringSpec)--> ScoredDocument
+             (score, tokens, bytes, group, the target it copies if any)
+    ScoredDocument --GuardContamination--> clean + contaminated + ContaminationHit
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import List, NamedTuple, Optional
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import AsSingleton, PCollection
+from apache_beam.utils import shared
+
+from zipfit_beam.records import ContaminationHit, Document, ScoredDocument
+from zipfit_beam.report import progress
+from zipfit_beam.score.ncd import document_score
+from zipfit_beam.score.spec import PreparedTargets, ScoringSpec
+from zipfit_beam.score.tokens import load_counter
+
+__all__ = ["ScoreBatchDoFn", "ScoreDocuments", "SplitContaminatedDoFn", "Guarded",
+           "GuardContamination", "CONTAMINATED_TAG"]
+
+
+class _Holder:
+    """A weak-referenceable box for ``shared.Shared``."""
+
+    def __init__(self, value):
+        self.value = value
+
+
+class ScoreBatchDoFn(beam.DoFn):
+    """List[Document] + PreparedTargets side input -> one ScoredDocument per document, with
+    its token count, text size, group and, when the contamination guard is on
+    (``spec.contamination_ngram`` > 0), the id of the target it shares an n-gram with
+    (``contaminated_by``).
+
+    The target set's compressed lengths, the n-gram index and the token counter are built
+    once per worker process, under tags the launcher's fingerprint names, and shared by
+    its threads; a batch is split over ``spec.threads`` threads (the C kernel and zlib
+    release the GIL). Long documents are truncated and/or scored chunk by chunk
+    (``ncd.document_score``); the n-gram check always reads the whole text. With
+    ``spec.progress_interval`` > 0 each batch is reported to the process's progress
+    reporter (local runs; see ``report.progress``)."""
+
+    def __init__(self, spec: ScoringSpec):
+        self._spec = spec
+        self._shared_targets, self._shared_index, self._shared_counter = (
+            shared.Shared(), shared.Shared(), shared.Shared())
+        self._pool: Optional[ThreadPoolExecutor] = None
+        self._targets_seen = self._target_set = self._index = self._counter = None
+        self._progress: Optional[progress.ProgressReporter] = None
+        self._scored = Metrics.counter("zipfit", "scored")
+        self._chunked = Metrics.counter("zipfit", "scored_in_chunks")
+
+    def setup(self):
+        spec = self._spec
+        if spec.threads > 1:
+            self._pool = ThreadPoolExecutor(spec.threads, thread_name_prefix="zipfit-score")
+        self._counter = self._shared_counter.acquire(
+            lambda: _Holder(load_counter(spec.tokenizer)), tag=f"tokens:{spec.tokenizer}").value
+        if spec.progress_interval > 0:
+            self._progress = progress.process_reporter(spec.progress_interval)
+
+    def teardown(self):
+        if self._pool is not None:
+            self._pool.shutdown()
+
+    def _prepare(self, targets: PreparedTargets) -> None:
+        spec = self._spec
+        self._targets_seen = targets
+        self._target_set = self._shared_targets.acquire(
+            lambda: _Holder(targets.target_set(spec)),
+            tag=targets.tag(spec.compressor, spec.level)).value
+        if spec.contamination_ngram:
+            self._index = self._shared_index.acquire(
+                lambda: _Holder(targets.ngram_index(spec.contamination_ngram)),
+                tag=targets.tag("ngrams", spec.contamination_ngram)).value
+
+    def process(self, batch: List[Document], targets: PreparedTargets):
+        if targets is not self._targets_seen:  # the side input is reused across batches
+            self._prepare(targets)
+        spec, target_set, index = self._spec, self._target_set, self._index
+        long_docs = spec.long_documents
+        texts = [d.text.encode("utf-8") for d in batch]
+
+        def score_all(part):
+            out = []
+            for i in part:
+                match = index.match(batch[i].text) if index is not None else None
+                out.append((document_score(target_set, texts[i], **long_docs),
+                            match.target_id if match is not None else ""))
+            return out
+
+        if self._pool is None or len(texts) < 2:
+            results = score_all(range(len(texts)))
+        else:
+            step = -(-len(texts) // spec.threads)
+            parts = [range(i, min(i + step, len(texts))) for i in range(0, len(texts), step)]
+            results = [r for part in self._pool.map(score_all, parts) for r in part]
+        tokens = self._counter.count([d.text for d in batch])
+        self._scored.inc(len(batch))
+        if self._progress is not None:
+            self._progress.add(len(batch))
+        chunked = sum(1 for t in texts if spec.is_chunked(len(t)))
+        if chunked:
+            self._chunked.inc(chunked)
+        for d, (score, copied), n_tokens, text in zip(batch, results, tokens, texts):
+            yield ScoredDocument(d.id, score, d.source, d.position, n_tokens, len(text), d.group, copied)
+
+
+class ScoreDocuments(beam.PTransform):
+    """PCollection[Document] -> PCollection[ScoredDocument], scored as ``spec`` says against
+    ``targets``: a singleton PCollection[PreparedTargets], used as a side input. With the
+    guard on, each document is checked against the targets' n-grams while its text is at
+    hand (``ScoredDocument.contaminated_by``)."""
+
+    def __init__(self, targets: PCollection, spec: ScoringSpec):
+        super().__init__()
+        self._targets, self._spec = targets, spec
+
+    def expand(self, documents):
+        return (documents
+                | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self._spec.batch_size)
+                | "Score" >> beam.ParDo(ScoreBatchDoFn(self._spec), AsSingleton(self._targets))
+                .with_output_types(ScoredDocument))
+
+
+CONTAMINATED_TAG = "contaminated"
+
+
+class SplitContaminatedDoFn(beam.DoFn):
+    """ScoredDocument -> the main output when ``contaminated_by`` is empty, else the
+    ``contaminated`` tag (counted in the ``contaminated`` metric)."""
+
+    def __init__(self):
+        self._contaminated = Metrics.counter("zipfit", "contaminated")
+
+    def process(self, doc: ScoredDocument):
+        if not doc.contaminated_by:
+            yield doc
+            return
+        self._contaminated.inc()
+        yield beam.pvalue.TaggedOutput(CONTAMINATED_TAG, doc)
+
+
+def contamination_hit(doc: ScoredDocument) -> ContaminationHit:
+    return ContaminationHit(doc.id, doc.score, doc.source, doc.position, doc.contaminated_by)
+
+
+class Guarded(NamedTuple):
+    clean: PCollection  # PCollection[ScoredDocument]: shares no n-gram with a target
+    contaminated: PCollection  # PCollection[ScoredDocument]: shares one
+    hits: PCollection  # PCollection[ContaminationHit]: one per contaminated document
+
+
+class GuardContamination(beam.PTransform):
+    """PCollection[ScoredDocument] (scored with the guard on) -> Guarded: the documents
+    split by ``contaminated_by``, and a ContaminationHit (id, place, score, target) per
+    contaminated one. No text is needed: the match was made while scoring."""
+
+    def expand(self, scored):
+        split = scored | "SplitContaminated" >> beam.ParDo(SplitContaminatedDoFn()).with_outputs(
+            CONTAMINATED_TAG, main="clean")
+        contaminated = split[CONTAMINATED_TAG]
+        hits = contaminated | "Hits" >> beam.Map(contamination_hit).with_output_types(ContaminationHit)
+        return Guarded(split.clean, contaminated, hits)

@@ -1,0 +1,125 @@
+"""The Beam side of selection. Thin: the cut maths (radix rounds over 16-bit digits of the
+ranking key) is in ``select.cut``.
+
+    ScoredDocument --SelectDocuments(rule)--> the selected prefix of the ranking + the Cut
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Union
+
+import apache_beam as beam
+from apache_beam.pvalue import AsSingleton, PCollection
+
+from zipfit_beam.records import ScoredDocument, rank_key
+from zipfit_beam.select import cut as sel
+from zipfit_beam.select.cut import SelectionKey, SelectionRule
+
+__all__ = ["Selection", "HistogramCombineFn", "selection_key", "FindCut", "SelectDocuments",
+           "SelectTopK"]
+
+
+class Selection(NamedTuple):
+    selected: PCollection  # PCollection[ScoredDocument]
+    threshold: PCollection  # singleton PCollection[Optional[RankKey]]: None if nothing was cut
+    cut: PCollection  # singleton PCollection[Cut]
+
+
+class HistogramCombineFn(beam.CombineFn):
+    """(digit, SelectionKey) -> Histogram: per 16-bit digit, the count, token sum and worst
+    key (``selection.histogram_add``). At most 2**16 bins, whatever the input size."""
+
+    def create_accumulator(self):
+        return {}
+
+    def add_input(self, hist, element):
+        d, sk = element
+        return sel.histogram_add(hist, d, sk)
+
+    def merge_accumulators(self, hists):
+        return sel.histogram_merge(hists)
+
+    def extract_output(self, hist):
+        return hist
+
+
+def _with_digit(sk: SelectionKey, cursor: sel.Cursor):
+    return sel.digit(sk, cursor), sk
+
+
+def selection_key(doc: ScoredDocument) -> SelectionKey:
+    return SelectionKey(rank_key(doc), doc.tokens)
+
+
+class FindCut(beam.PTransform):
+    """PCollection[ScoredDocument] -> singleton PCollection[Cut], by the radix rounds of
+    ``select.cut`` (read its docstring): per round one histogram of at most 2**16 bins over
+    the previous round's boundary bin; exact score ties at the boundary are the only keys
+    gathered on one worker.
+
+    Round 1 needs no side input, so it runs in the pass that produces the documents;
+    round 2 reads the documents again (they are kept for the final filter anyway) and
+    only the boundary bin's (key, tokens) pairs go on: no PCollection of all keys."""
+
+    def __init__(self, rule: SelectionRule):
+        super().__init__()
+        self._rule = rule
+
+    def expand(self, scored):
+        rule = self._rule
+
+        def round2_candidates(doc, cursor):
+            sk = selection_key(doc)
+            if sel.is_next_candidate(sk, cursor, rule):
+                yield sk
+
+        # CombineGlobally(...).without_defaults() + AsSingleton(default_value=...) instead of
+        # the default-injecting CombineGlobally: the same result in fewer stages.
+        hist = (scored
+                | "Digits1" >> beam.Map(lambda d: (sel.first_digit(selection_key(d), rule),
+                                                   selection_key(d)))
+                | "Histogram1" >> beam.CombineGlobally(HistogramCombineFn()).without_defaults())
+        cursor = (scored.pipeline
+                  | "Once" >> beam.Create([None])
+                  | "Advance1" >> beam.Map(lambda _, h: sel.first_round(h, rule),
+                                           AsSingleton(hist, default_value={})))
+        candidates = scored | "Candidates2" >> beam.FlatMap(
+            round2_candidates, AsSingleton(cursor)).with_output_types(SelectionKey)
+        for r in range(2, sel.ROUNDS + 1):
+            hist = (candidates
+                    | f"Digits{r}" >> beam.Map(_with_digit, AsSingleton(cursor))
+                    | f"Histogram{r}" >> beam.CombineGlobally(HistogramCombineFn()).without_defaults())
+            cursor = cursor | f"Advance{r}" >> beam.Map(
+                lambda c, h: sel.advance(c, h, rule), AsSingleton(hist, default_value={}))
+            candidates = candidates | f"Candidates{r + 1}" >> beam.Filter(
+                sel.is_candidate, AsSingleton(cursor))
+        ties = candidates | "GatherTies" >> beam.combiners.ToList()
+        return cursor | "ResolveCut" >> beam.Map(
+            lambda c, t: sel.resolve(c, t, rule), AsSingleton(ties))
+
+
+class SelectDocuments(beam.PTransform):
+    """PCollection[ScoredDocument] -> Selection: the prefix of the ranking (score desc, id,
+    source, position) that ``rule`` asks for (top-K, token budget or fraction, with an
+    optional score floor).
+
+    Only small (key, tokens) pairs go through the cut-finding rounds; the documents stay
+    where they are and are filtered against the cut (a singleton side input)."""
+
+    def __init__(self, rule: Union[SelectionRule, int]):
+        super().__init__()
+        self._rule = rule if isinstance(rule, SelectionRule) else SelectionRule(top_k=rule)
+
+    def expand(self, scored):
+        cut = scored | "FindCut" >> FindCut(self._rule)
+        selected = scored | "KeepSelected" >> beam.Filter(
+            lambda d, c: sel.keeps(c, rank_key(d)), AsSingleton(cut))
+        threshold = cut | "Threshold" >> beam.Map(lambda c: c.threshold)
+        return Selection(selected, threshold, cut)
+
+
+class SelectTopK(SelectDocuments):
+    """PCollection[ScoredDocument] -> Selection: the K best documents (exactly min(K, N))."""
+
+    def __init__(self, k: int):
+        super().__init__(SelectionRule(top_k=k))
