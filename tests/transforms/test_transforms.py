@@ -82,7 +82,7 @@ def test_fetch_selected_reads_back_the_original_records(tmp_path, sources, test_
     picks = {3: 0.5, 17: 0.25, 40: 0.125}  # 1-based line -> score
     chosen = [ScoredDocument(sources[n - 1]["id"], score, path, n) for n, score in picks.items()]
     with test_pipeline as p:
-        lines = p | beam.Create(chosen).with_output_types(ScoredDocument) | FetchSelected({}, "text", "id")
+        lines = p | beam.Create(chosen).with_output_types(ScoredDocument) | FetchSelected("auto", "text", "id")
         assert_that(lines | beam.Map(lambda kv: json.loads(kv[1])) | "SplitScore" >> beam.Map(lambda r: (r.pop("zipfit_score"), r)),
                     equal_to([(score, sources[n - 1]) for n, score in picks.items()]))
 
@@ -225,6 +225,6 @@ def test_summarize_selection_counts_and_fetches_example_text(tmp_path, sources, 
     with test_pipeline as p:
         all_docs = p | "Scored" >> beam.Create(scored).with_output_types(ScoredDocument)
         selected = p | "Selected" >> beam.Create(chosen).with_output_types(ScoredDocument)
-        summary = (all_docs, selected) | SummarizeSelection(({}, "text", "id"), "kind",
+        summary = (all_docs, selected) | SummarizeSelection(("auto", "text", "id"), "kind",
                                                             "regex-gpt2", sample_size=5, examples=2)
         assert_that(summary, check)

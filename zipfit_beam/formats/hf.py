@@ -39,6 +39,16 @@ def builder_for(path: str) -> str:
     return BUILDERS[ext]
 
 
+def require_datasets(what: str):
+    """The ``datasets`` module, or a clear error naming the extra that installs it."""
+    try:
+        import datasets
+    except ImportError:
+        raise ValueError(f"--target {what}: reading it needs Hugging Face `datasets`: "
+                         "pip install 'zipfit-beam[hf]'") from None
+    return datasets
+
+
 @contextlib.contextmanager
 def no_download_counts():
     """``load_dataset`` of local files sends a HEAD request to count downloads
@@ -63,7 +73,7 @@ def read(f: BinaryIO, path: str, fields: Sequence[str] = (), batch_size: int = 1
     temporary local file first; ``.tsv`` is read tab-separated. A row whose strings hold
     more than ``max_record_bytes`` is a ``record_too_large`` dead letter (``datasets``
     has loaded it by then: targets are small, this only keeps the rule the same)."""
-    import datasets
+    datasets = require_datasets(path)
     builder = builder_for(path)
     kwargs = {"delimiter": "\t"} if strip_compression(path).endswith(".tsv") else {}
     tmp = None

@@ -114,12 +114,15 @@ class SumTuplesCombineFn(beam.CombineFn):
         return (0,) * self._width
 
     def add_input(self, acc, row):
-        return tuple(a + b for a, b in zip(acc, row))
+        return _add(acc, row)
 
     def merge_accumulators(self, accs):
+        # Not through add_input: subclasses take other inputs there (TotalsCombineFn: a
+        # ScoredDocument). Beam merges only when there are two or more accumulators (two
+        # bundles or workers), which a local run of a small job never has.
         out = self.create_accumulator()
         for acc in accs:
-            out = self.add_input(out, acc)
+            out = _add(out, acc)
         return out
 
     def extract_output(self, acc):
@@ -156,6 +159,10 @@ class WhereCombineFn(beam.CombineFn):
 
 
 Totals = Tuple[int, int, int]  # docs, bytes, tokens
+
+
+def _add(acc: tuple, row: tuple) -> tuple:
+    return tuple(a + b for a, b in zip(acc, row))
 
 
 def _totals(doc: ScoredDocument) -> Totals:
@@ -231,19 +238,19 @@ class FetchSnippets(beam.PTransform):
     its file through ``io.fetch.FetchSelected`` (the same path, checks and formats as the
     selected records) and parsed with the run's text spec (a field or a template)."""
 
-    def __init__(self, format_overrides: Dict[str, str], text, id_field: str):
+    def __init__(self, source_format: str, text, id_field: str):
         super().__init__()
-        self._args = (format_overrides, text, id_field)
+        self._args = (source_format, text, id_field)
 
     def expand(self, docs):
-        overrides, text, id_field = self._args
+        source_format, text, id_field = self._args
 
         def snippet(keyed):
             _, record = keyed
             return (record.source, record.position), parse_any(record, text, id_field).text[:stats.SNIPPET_CHARS]
 
         return (docs
-                | "Fetch" >> FetchSelected(overrides, text, id_field, counter="fetched_examples",
+                | "Fetch" >> FetchSelected(source_format, text, id_field, counter="fetched_examples",
                                            with_score=False)
                 | "Snippet" >> beam.Map(snippet))
 
@@ -262,12 +269,12 @@ class SummarizeSelection(beam.PTransform):
     escapes).
 
     ``scored`` holds every scored document (``contaminated_by`` set on the ones the guard
-    flagged); ``selected`` the selection. ``fetch``: (format overrides, text spec, id
+    flagged); ``selected`` the selection. ``fetch``: (--format, text spec, id
     field) to read the examples' text again. Each side is reduced by one tuple of
     combiners (``SingleInputTupleCombineFn``), the groups by a per-key sum, so nothing but
     small partial results meets on one worker and the job gains few stages."""
 
-    def __init__(self, fetch: Tuple[Dict[str, str], object, str], group_field: Optional[str] = None,
+    def __init__(self, fetch: Tuple[str, object, str], group_field: Optional[str] = None,
                  token_measure: str = "tokens", sample_size: int = SAMPLE_SIZE,
                  examples: int = EXAMPLES, max_groups: int = MAX_GROUPS):
         super().__init__()

@@ -1,5 +1,7 @@
 """The Beam side of scoring. Thin: the maths is in ``ncd``, ``contamination`` and ``tokens``.
 
+    (path, format) --ScoreFiles(prepared targets side input, ScoringSpec)--> KeyTable
+             (the file's scores written as a table, or found in the cache; see io.keys)
     Document --ScoreDocuments(prepared targets side input, ScoringSpec)--> ScoredDocument
              (score, tokens, bytes, group, the target it copies if any)
     ScoredDocument --GuardContamination--> clean + contaminated + ContaminationHit
@@ -15,14 +17,22 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import AsSingleton, PCollection
 from apache_beam.utils import shared
 
-from zipfit_beam.records import ContaminationHit, Document, ScoredDocument
+from zipfit_beam.io import keys
+from zipfit_beam.io.files import InputFile
+from zipfit_beam.io.keys import KeyTable
+from zipfit_beam.formats.base import DEFAULT_MAX_RECORD_BYTES
+from zipfit_beam.io.parse import parse_any
+from zipfit_beam.io.read import iter_input, needed_fields
+from zipfit_beam.io.templates import TextSpec
+from zipfit_beam.records import ContaminationHit, DeadLetter, Document, ScoredDocument
 from zipfit_beam.report import progress
+from zipfit_beam.score import ncd
 from zipfit_beam.score.ncd import document_score
 from zipfit_beam.score.spec import PreparedTargets, ScoringSpec
 from zipfit_beam.score.tokens import load_counter
 
-__all__ = ["ScoreBatchDoFn", "ScoreDocuments", "SplitContaminatedDoFn", "Guarded",
-           "GuardContamination", "CONTAMINATED_TAG"]
+__all__ = ["BatchScorer", "ScoreBatchDoFn", "ScoreDocuments", "ScoreFilesDoFn", "ScoreFiles", "SplitContaminatedDoFn", "Guarded",
+           "GuardContamination", "ContaminationHitDoFn", "CONTAMINATED_TAG"]
 
 
 class _Holder:
@@ -32,11 +42,9 @@ class _Holder:
         self.value = value
 
 
-class ScoreBatchDoFn(beam.DoFn):
-    """List[Document] + PreparedTargets side input -> one ScoredDocument per document, with
-    its token count, text size, group and, when the contamination guard is on
-    (``spec.contamination_ngram`` > 0), the id of the target it shares an n-gram with
-    (``contaminated_by``).
+class BatchScorer:
+    """Scores lists of Documents against PreparedTargets as a ScoringSpec says: one per
+    DoFn instance, with ``setup``/``teardown`` called from the DoFn's.
 
     The target set's compressed lengths, the n-gram index and the token counter are built
     once per worker process, under tags the launcher's fingerprint names, and shared by
@@ -44,10 +52,14 @@ class ScoreBatchDoFn(beam.DoFn):
     release the GIL). Long documents are truncated and/or scored chunk by chunk
     (``ncd.document_score``); the n-gram check always reads the whole text. With
     ``spec.progress_interval`` > 0 each batch is reported to the process's progress
-    reporter (local runs; see ``report.progress``)."""
+    reporter (local runs; see ``report.progress``). At setup each worker checks that it gives
+    the lengths the launcher would (``ncd.check_same_scoring``) and fails before scoring
+    anything if not."""
 
     def __init__(self, spec: ScoringSpec):
         self._spec = spec
+        # Taken where the job is built (the launcher); setup() on each worker compares.
+        self._scoring = ncd.scoring_identity(spec.compressor, spec.level)
         self._shared_targets, self._shared_index, self._shared_counter = (
             shared.Shared(), shared.Shared(), shared.Shared())
         self._pool: Optional[ThreadPoolExecutor] = None
@@ -58,6 +70,7 @@ class ScoreBatchDoFn(beam.DoFn):
 
     def setup(self):
         spec = self._spec
+        ncd.check_same_scoring(self._scoring, spec.compressor, spec.level)
         if spec.threads > 1:
             self._pool = ThreadPoolExecutor(spec.threads, thread_name_prefix="zipfit-score")
         self._counter = self._shared_counter.acquire(
@@ -80,7 +93,7 @@ class ScoreBatchDoFn(beam.DoFn):
                 lambda: _Holder(targets.ngram_index(spec.contamination_ngram)),
                 tag=targets.tag("ngrams", spec.contamination_ngram)).value
 
-    def process(self, batch: List[Document], targets: PreparedTargets):
+    def score(self, batch: List[Document], targets: PreparedTargets) -> List[ScoredDocument]:
         if targets is not self._targets_seen:  # the side input is reused across batches
             self._prepare(targets)
         spec, target_set, index = self._spec, self._target_set, self._index
@@ -108,8 +121,27 @@ class ScoreBatchDoFn(beam.DoFn):
         chunked = sum(1 for t in texts if spec.is_chunked(len(t)))
         if chunked:
             self._chunked.inc(chunked)
-        for d, (score, copied), n_tokens, text in zip(batch, results, tokens, texts):
-            yield ScoredDocument(d.id, score, d.source, d.position, n_tokens, len(text), d.group, copied)
+        return [ScoredDocument(d.id, score, d.source, d.position, n_tokens, len(text), d.group, copied)
+                for d, (score, copied), n_tokens, text in zip(batch, results, tokens, texts)]
+
+
+class ScoreBatchDoFn(beam.DoFn):
+    """List[Document] + PreparedTargets side input -> one ScoredDocument per document, with
+    its token count, text size, group and, when the contamination guard is on
+    (``spec.contamination_ngram`` > 0), the id of the target it shares an n-gram with
+    (``contaminated_by``). See ``BatchScorer``."""
+
+    def __init__(self, spec: ScoringSpec):
+        self._scorer = BatchScorer(spec)
+
+    def setup(self):
+        self._scorer.setup()
+
+    def teardown(self):
+        self._scorer.teardown()
+
+    def process(self, batch: List[Document], targets: PreparedTargets):
+        yield from self._scorer.score(batch, targets)
 
 
 class ScoreDocuments(beam.PTransform):
@@ -127,6 +159,96 @@ class ScoreDocuments(beam.PTransform):
                 | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self._spec.batch_size)
                 | "Score" >> beam.ParDo(ScoreBatchDoFn(self._spec), AsSingleton(self._targets))
                 .with_output_types(ScoredDocument))
+
+
+class ScoreFilesDoFn(beam.DoFn):
+    """(path, format) + PreparedTargets -> KeyTable: one source file read, parsed and scored
+    into its key table (``io.keys``), or the complete table found in ``tables`` (the cache)
+    for the same source file and scoring fingerprint. Dead letters go into the file's
+    rejected table; the Metrics counters (read, scored, rejected, rejected_<reason>,
+    files_scored, files_reused, documents_reused) count reused files as well, so a run's
+    metrics do not depend on what the cache held."""
+
+    def __init__(self, spec: ScoringSpec, text: TextSpec, id_field: str,
+                 group_field: Optional[str], tables: str, fingerprint: str,
+                 max_record_bytes: Optional[int] = DEFAULT_MAX_RECORD_BYTES):
+        self._max_record_bytes = max_record_bytes  # larger records: record_too_large
+        self._spec, self._scorer = spec, BatchScorer(spec)
+        self._text, self._id_field, self._group_field = text, id_field, group_field
+        self._fields = needed_fields(text, id_field, group_field)
+        self._tables, self._fingerprint = tables, fingerprint
+        self._read = Metrics.counter("zipfit", "read")
+        self._reused_files = Metrics.counter("zipfit", "files_reused")
+        self._reused_docs = Metrics.counter("zipfit", "documents_reused")
+        self._scored_files = Metrics.counter("zipfit", "files_scored")
+
+    def setup(self):
+        self._scorer.setup()
+
+    def teardown(self):
+        self._scorer.teardown()
+
+    def _count(self, table: KeyTable) -> None:
+        self._read.inc(table.read)
+        if table.rejected_count:
+            Metrics.counter("zipfit", "rejected").inc(table.rejected_count)
+        for reason, n in table.reasons:
+            Metrics.counter("zipfit", f"rejected_{reason}").inc(n)
+
+    def process(self, file: InputFile, targets: PreparedTargets):
+        path, fmt = file
+        try:
+            source = keys.file_fingerprint(path)
+        except Exception:  # unlistable: the reader makes it a corrupt_file dead letter
+            source = {"path": path, "size": None, "mtime": None}
+        name = keys.table_name(f"{self._fingerprint}:{fmt}", source)
+        found = keys.find_table(self._tables, name) if source["size"] is not None else None
+        if found is not None:
+            self._count(found)
+            Metrics.counter("zipfit", "scored").inc(found.scored)
+            self._reused_files.inc()
+            self._reused_docs.inc(found.scored)
+            yield found
+            return
+        writer = keys.TableWriter(self._tables, name, path, source)
+        batch: List[Document] = []
+        for record in iter_input(path, fmt, self._fields, self._max_record_bytes):
+            parsed = record if isinstance(record, DeadLetter) else parse_any(
+                record, self._text, self._id_field, self._group_field)
+            if isinstance(parsed, DeadLetter):
+                writer.add_rejected(parsed)
+                continue
+            batch.append(parsed)
+            if len(batch) >= self._spec.batch_size:
+                writer.add_keys(self._scorer.score(batch, targets))
+                batch = []
+        if batch:
+            writer.add_keys(self._scorer.score(batch, targets))
+        table = writer.close()
+        self._count(table)
+        self._scored_files.inc()
+        yield table
+
+
+class ScoreFiles(beam.PTransform):
+    """PCollection[(path, format)] -> PCollection[KeyTable]: every source file scored into
+    its key table in ``tables`` (or found there complete), files spread over workers
+    first. ``targets``: a singleton PCollection[PreparedTargets]; ``fingerprint``: the
+    scoring fingerprint (``score.spec.scoring_fingerprint``)."""
+
+    def __init__(self, targets: PCollection, spec: ScoringSpec, text: TextSpec, id_field: str,
+                 group_field: Optional[str], tables: str, fingerprint: str,
+                 max_record_bytes: Optional[int] = DEFAULT_MAX_RECORD_BYTES):
+        super().__init__()
+        self._targets = targets
+        self._dofn = ScoreFilesDoFn(spec, text, id_field, group_field, tables, fingerprint,
+                                    max_record_bytes)
+
+    def expand(self, files):
+        return (files
+                | "SpreadFiles" >> beam.Reshuffle()
+                | "ScoreFile" >> beam.ParDo(self._dofn, AsSingleton(self._targets))
+                .with_output_types(KeyTable))
 
 
 CONTAMINATED_TAG = "contaminated"
@@ -149,6 +271,18 @@ class SplitContaminatedDoFn(beam.DoFn):
 
 def contamination_hit(doc: ScoredDocument) -> ContaminationHit:
     return ContaminationHit(doc.id, doc.score, doc.source, doc.position, doc.contaminated_by)
+
+
+class ContaminationHitDoFn(beam.DoFn):
+    """A contaminated ScoredDocument -> its ContaminationHit, counted in the
+    ``contaminated`` metric."""
+
+    def __init__(self):
+        self._contaminated = Metrics.counter("zipfit", "contaminated")
+
+    def process(self, doc: ScoredDocument):
+        self._contaminated.inc()
+        yield contamination_hit(doc)
 
 
 class Guarded(NamedTuple):
