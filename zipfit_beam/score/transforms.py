@@ -17,7 +17,7 @@ from apache_beam.utils import shared
 
 from zipfit_beam.records import ContaminationHit, Document, ScoredDocument
 from zipfit_beam.report import progress
-from zipfit_beam.score.ncd import document_score
+from zipfit_beam.score.docwork import DocumentWork
 from zipfit_beam.score.spec import PreparedTargets, ScoringSpec
 from zipfit_beam.score.tokens import load_counter
 
@@ -40,8 +40,9 @@ class ScoreBatchDoFn(beam.DoFn):
 
     The target set's compressed lengths, the n-gram index and the token counter are built
     once per worker process, under tags the launcher's fingerprint names, and shared by
-    its threads; a batch is split over ``spec.threads`` threads (the C kernel and zlib
-    release the GIL). Long documents are truncated and/or scored chunk by chunk
+    its threads. The work on each document (score, guard, tokens) is ``docwork.DocumentWork``;
+    a batch is split over ``spec.threads`` threads (the C kernel, zlib and the C guard and
+    token counter release the GIL). Long documents are truncated and/or scored chunk by chunk
     (``ncd.document_score``); the n-gram check always reads the whole text. With
     ``spec.progress_interval`` > 0 each batch is reported to the process's progress
     reporter (local runs; see ``report.progress``)."""
@@ -51,7 +52,7 @@ class ScoreBatchDoFn(beam.DoFn):
         self._shared_targets, self._shared_index, self._shared_counter = (
             shared.Shared(), shared.Shared(), shared.Shared())
         self._pool: Optional[ThreadPoolExecutor] = None
-        self._targets_seen = self._target_set = self._index = self._counter = None
+        self._targets_seen = self._target_set = self._index = self._counter = self._work = None
         self._progress: Optional[progress.ProgressReporter] = None
         self._scored = Metrics.counter("zipfit", "scored")
         self._chunked = Metrics.counter("zipfit", "scored_in_chunks")
@@ -79,37 +80,21 @@ class ScoreBatchDoFn(beam.DoFn):
             self._index = self._shared_index.acquire(
                 lambda: _Holder(targets.ngram_index(spec.contamination_ngram)),
                 tag=targets.tag("ngrams", spec.contamination_ngram)).value
+        self._work = DocumentWork(self._target_set, self._index, self._counter, spec.long_documents)
 
     def process(self, batch: List[Document], targets: PreparedTargets):
         if targets is not self._targets_seen:  # the side input is reused across batches
             self._prepare(targets)
-        spec, target_set, index = self._spec, self._target_set, self._index
-        long_docs = spec.long_documents
-        texts = [d.text.encode("utf-8") for d in batch]
-
-        def score_all(part):
-            out = []
-            for i in part:
-                match = index.match(batch[i].text) if index is not None else None
-                out.append((document_score(target_set, texts[i], **long_docs),
-                            match.target_id if match is not None else ""))
-            return out
-
-        if self._pool is None or len(texts) < 2:
-            results = score_all(range(len(texts)))
-        else:
-            step = -(-len(texts) // spec.threads)
-            parts = [range(i, min(i + step, len(texts))) for i in range(0, len(texts), step)]
-            results = [r for part in self._pool.map(score_all, parts) for r in part]
-        tokens = self._counter.count([d.text for d in batch])
+        spec = self._spec
+        results = self._work.score_batch([d.text for d in batch], self._pool, spec.threads)
         self._scored.inc(len(batch))
         if self._progress is not None:
             self._progress.add(len(batch))
-        chunked = sum(1 for t in texts if spec.is_chunked(len(t)))
+        chunked = sum(1 for r in results if spec.is_chunked(r.size))
         if chunked:
             self._chunked.inc(chunked)
-        for d, (score, copied), n_tokens, text in zip(batch, results, tokens, texts):
-            yield ScoredDocument(d.id, score, d.source, d.position, n_tokens, len(text), d.group, copied)
+        for d, r in zip(batch, results):
+            yield ScoredDocument(d.id, r.score, d.source, d.position, r.tokens, r.size, d.group, r.copied)
 
 
 class ScoreDocuments(beam.PTransform):
