@@ -26,6 +26,7 @@ import pytest
 
 from zipfit_beam.records import Document
 from zipfit_beam.score import contamination, docwork, tokens
+from zipfit_beam.score.ncd import TargetSet
 from zipfit_beam.score.spec import ScoringSpec, prepare_targets
 from tests.conftest import read_jsonl
 from zipfit_beam.jobs.example import EXAMPLE_SOURCE, EXAMPLE_TARGETS
@@ -214,34 +215,45 @@ class RenamedCounter(tokens.TokenCounter):
         return [len(t) + 1 for t in texts]
 
 
-def work_results(corpus, **kw):
+def work_results(corpus, spec):
+    """Results of every way to run DocumentWork on the same texts: extension or not, 1 or 2
+    threads, default or other counter; and the reference: zlib lengths, all Python."""
     prepared, index = guard_case()
-    spec = ScoringSpec(chunk_bytes=4096)  # some documents are scored in chunks
     target_set = prepared.target_set(spec)
-    texts = disguised(corpus, prepared) + corpus[:60] + ADVERSARIAL[:40]
+    texts = disguised(corpus, prepared) + corpus[:60] + ADVERSARIAL[:40] + [corpus[0] * 30]  # one > 64 KiB
     texts = [t for t in texts if t.strip()]
     out = {}
     for name, counter in [("default", tokens.TokenCounter()), ("renamed", RenamedCounter())]:
         for use in (True, False):
-            work = docwork.DocumentWork(target_set, index, counter, spec.long_documents, use_extension=use, **kw)
+            work = docwork.DocumentWork(target_set, index, counter, spec.long_documents, use_extension=use)
             assert work.engine == ("c" if use else "python")
+            assert (work._kernel is not None) == (use and spec.compressor == "gzip")  # scores in the C pass
             with ThreadPoolExecutor(2) as pool:
                 out[name, use, 2] = work.score_batch(texts, pool, 2)
             out[name, use, 1] = work.score_batch(texts)
+    slow = TargetSet([t.encode("utf-8") for t in prepared.texts], spec.compressor, spec.level, use_kernel=False)
+    out["reference"] = docwork.DocumentWork(slow, index, tokens.TokenCounter(), spec.long_documents,
+                                            use_extension=False).score_batch(texts)
     return texts, out
 
 
-def test_document_work_is_the_same_with_and_without_the_extension(corpus):
-    texts, out = work_results(corpus)
-    reference = out["default", False, 1]
+@pytest.mark.parametrize("spec", [
+    ScoringSpec(chunk_bytes=4096),  # some documents scored in chunks, reduced by max
+    ScoringSpec(chunk_bytes=4096, chunk_reduce="mean"),  # the mean is left to Python
+    ScoringSpec(max_doc_bytes=3000, chunk_bytes=1000),
+    ScoringSpec(chunk_bytes=0),  # whole documents, one over 64 KiB (the window engine)
+    ScoringSpec(compressor="lz4", level=0),  # no C kernel: scores per document, guard in C
+], ids=["chunks-max", "chunks-mean", "truncate", "whole", "lz4"])
+def test_document_work_is_the_same_with_and_without_the_extension(corpus, spec):
+    texts, out = work_results(corpus, spec)
+    reference = out["reference"]
     assert [r.tokens for r in reference] == [tokens.count_regex(t) for t in texts]
     assert [r.size for r in reference] == [len(t.encode("utf-8")) for t in texts]
     assert sum(1 for r in reference if r.copied) > 100
-    for key in [("default", True, 1), ("default", True, 2), ("default", False, 2)]:
-        assert out[key] == reference, key
-    renamed = out["renamed", False, 1]
-    assert [r.tokens for r in renamed] == [len(t) + 1 for t in texts]
-    for key in [("renamed", True, 1), ("renamed", True, 2)]:
+    for key in [("default", True, 1), ("default", True, 2), ("default", False, 1), ("default", False, 2)]:
+        assert out[key] == reference, key  # scores equal as floats, not approximately
+    renamed = [r._replace(tokens=len(t) + 1) for r, t in zip(reference, texts)]
+    for key in [("renamed", True, 1), ("renamed", True, 2), ("renamed", False, 1)]:
         assert out[key] == renamed, key
 
 

@@ -33,6 +33,13 @@
  *   analyze(texts, index, count)   -> [(tokens, rank, windows)] per str; rank -1: no match;
  *                                  tokens 0 when count is false.  The GIL is released for the
  *                                  whole list (after the str.lower() calls).
+ *     kernel=, max_bytes=, chunk_bytes=, chunk_mean=
+ *                                  also score each text: ncd.document_score with a Gzip1Targets
+ *                                  (through _gzip1's capsule) on the text's UTF-8 (an ASCII str's
+ *                                  own bytes; else the UTF-8 the str caches), in the same pass:
+ *                                  -> [(tokens, rank, windows, score, utf8 size)]; score None when
+ *                                  chunk scores are to be averaged (left to Python, whose sum()
+ *                                  of floats differs by version).
  *   _blake2b, _pieces, _guard_tokens   testing aids
  */
 #define PY_SSIZE_T_CLEAN
@@ -755,9 +762,52 @@ typedef struct {
     int kind, lkind, ascii;
     const void *data, *ldata;
     size_t len, llen;
+    const uint8_t *utf8; /* the text's UTF-8 (ASCII: its own bytes; else cached in the str) */
+    size_t utf8_len;
     int64_t tokens, windows;
     int32_t rank;
+    int scored; /* 0: score left to Python (chunks reduced by mean) */
+    double score;
 } doc;
+
+/* int alignment_nogil(PyObject *gzip1_targets, const uint8_t *x, size_t len, double *out) from
+   _gzip1.c (its capsule), and the type it accepts; looked up on first use */
+typedef int (*alignment_fn)(PyObject *, const uint8_t *, size_t, double *);
+static alignment_fn kernel_alignment = NULL;
+static PyObject *kernel_type = NULL;
+
+typedef struct {
+    PyObject *kernel; /* a Gzip1Targets, or NULL: no scores */
+    int64_t max_bytes; /* < 0: none */
+    int64_t chunk_bytes; /* <= 0: whole documents */
+    int chunk_mean;
+} scoring;
+
+/* ncd.document_score with the C kernel: truncation, near-equal chunks (ncd.split_chunks)
+   reduced by max; 1 when scored, 0 when left to Python, -1 out of memory */
+static int doc_score(const scoring *sc, const uint8_t *x, size_t len, double *out)
+{
+    size_t n, size, extra, start = 0, i;
+    double best = 0.0;
+    if (sc->max_bytes >= 0 && len > (size_t)sc->max_bytes) len = (size_t)sc->max_bytes;
+    if (sc->chunk_bytes <= 0 || len <= (size_t)sc->chunk_bytes)
+        return kernel_alignment(sc->kernel, x, len, out) < 0 ? -1 : 1;
+    /* Python's sum() of floats is not a plain running sum on every version (3.12+: Neumaier),
+       so the mean of chunk scores is left to Python */
+    if (sc->chunk_mean) return 0;
+    n = (len + (size_t)sc->chunk_bytes - 1) / (size_t)sc->chunk_bytes;
+    size = len / n;
+    extra = len % n;
+    for (i = 0; i < n; i++) {
+        size_t end = start + size + (i < extra ? 1 : 0);
+        double v;
+        if (kernel_alignment(sc->kernel, x + start, end - start, &v) < 0) return -1;
+        if (i == 0 || v > best) best = v; /* max(): the first of equal values */
+        start = end;
+    }
+    *out = best;
+    return 1;
+}
 
 static int ready(PyObject *o)
 {
@@ -769,8 +819,16 @@ static int ready(PyObject *o)
 #endif
 }
 
-static void work_doc(scratch *s, const GuardIndexObject *g, int count, doc *d)
+static void work_doc(scratch *s, const GuardIndexObject *g, int count, const scoring *sc, doc *d)
 {
+    if (sc && sc->kernel) {
+        int r = doc_score(sc, d->utf8, d->utf8_len, &d->score);
+        if (r < 0) {
+            s->failed = 1;
+            return;
+        }
+        d->scored = r;
+    }
     s->ntok = 0;
     d->tokens = 0;
     d->rank = -1;
@@ -797,7 +855,7 @@ static void docs_release(doc *docs, Py_ssize_t n)
 }
 
 /* fill docs from a sequence of str (references taken); lower() computed when needed */
-static doc *docs_prepare(PyObject *texts, int want_lower, Py_ssize_t *count)
+static doc *docs_prepare(PyObject *texts, int want_lower, int want_utf8, Py_ssize_t *count)
 {
     PyObject *fast = PySequence_Fast(texts, "texts must be a sequence of str");
     Py_ssize_t i, n;
@@ -824,6 +882,18 @@ static doc *docs_prepare(PyObject *texts, int want_lower, Py_ssize_t *count)
         d->data = PyUnicode_DATA(o);
         d->len = (size_t)PyUnicode_GET_LENGTH(o);
         d->ascii = PyUnicode_IS_ASCII(o);
+        if (want_utf8) {
+            Py_ssize_t size;
+            if (d->ascii) {
+                d->utf8 = (const uint8_t *)d->data;
+                d->utf8_len = d->len;
+            } else {
+                const char *u = PyUnicode_AsUTF8AndSize(o, &size); /* cached in the str */
+                if (!u) goto fail;
+                d->utf8 = (const uint8_t *)u;
+                d->utf8_len = (size_t)size;
+            }
+        }
         if (want_lower && !d->ascii) {
             d->lower = PyObject_CallMethod(o, "lower", NULL);
             if (!d->lower) goto fail;
@@ -845,17 +915,40 @@ fail:
     return NULL;
 }
 
+static int load_kernel(void)
+{
+    PyObject *mod;
+    if (kernel_alignment) return 0;
+    kernel_alignment = (alignment_fn)PyCapsule_Import("zipfit_beam.score._gzip1._alignment_nogil_v1", 0);
+    if (!kernel_alignment) return -1;
+    mod = PyImport_ImportModule("zipfit_beam.score._gzip1");
+    if (!mod) return -1;
+    kernel_type = PyObject_GetAttrString(mod, "Gzip1Targets");
+    Py_DECREF(mod);
+    if (!kernel_type || !PyType_Check(kernel_type)) {
+        Py_CLEAR(kernel_type);
+        kernel_alignment = NULL;
+        PyErr_SetString(PyExc_ImportError, "zipfit_beam.score._gzip1.Gzip1Targets is not a type");
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *py_analyze(PyObject *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"texts", "index", "count_tokens", NULL};
-    PyObject *texts, *index = Py_None, *list;
-    int count = 1, failed = 0;
+    static char *kwlist[] = {"texts", "index", "count_tokens", "kernel", "max_bytes", "chunk_bytes",
+                             "chunk_mean", NULL};
+    PyObject *texts, *index = Py_None, *kernel = Py_None, *list;
+    int count = 1, failed = 0, chunk_mean = 0;
+    long long max_bytes = -1, chunk_bytes = 0;
     const GuardIndexObject *g = NULL;
+    scoring sc = {NULL, -1, 0, 0};
     Py_ssize_t n, i;
     doc *docs;
     scratch *s;
     (void)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|Op:analyze", kwlist, &texts, &index, &count))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|OpOLLp:analyze", kwlist, &texts, &index, &count,
+                                     &kernel, &max_bytes, &chunk_bytes, &chunk_mean))
         return NULL;
     if (index != Py_None) {
         if (!PyObject_TypeCheck(index, &GuardIndexType)) {
@@ -868,7 +961,27 @@ static PyObject *py_analyze(PyObject *self, PyObject *args, PyObject *kwds)
             return NULL;
         }
     }
-    docs = docs_prepare(texts, g != NULL, &n);
+    if (kernel != Py_None) {
+        if (load_kernel() < 0) return NULL;
+        if (!PyObject_TypeCheck(kernel, (PyTypeObject *)kernel_type)) {
+            PyErr_SetString(PyExc_TypeError, "kernel must be a zipfit_beam.score._gzip1.Gzip1Targets or None");
+            return NULL;
+        }
+        {
+            PyObject *nt = PyObject_GetAttrString(kernel, "n"); /* its number of targets */
+            Py_ssize_t targets = nt ? PyLong_AsSsize_t(nt) : -1;
+            Py_XDECREF(nt);
+            if (targets < 1) {
+                if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "the kernel has no targets");
+                return NULL;
+            }
+        }
+        sc.kernel = kernel;
+        sc.max_bytes = max_bytes;
+        sc.chunk_bytes = chunk_bytes;
+        sc.chunk_mean = chunk_mean;
+    }
+    docs = docs_prepare(texts, g != NULL, sc.kernel != NULL, &n);
     if (!docs) return NULL;
     s = pool_get();
     if (!s) {
@@ -878,7 +991,7 @@ static PyObject *py_analyze(PyObject *self, PyObject *args, PyObject *kwds)
     s->record = 0;
     s->failed = 0;
     Py_BEGIN_ALLOW_THREADS
-    for (i = 0; i < n && !s->failed; i++) work_doc(s, g, count, &docs[i]);
+    for (i = 0; i < n && !s->failed; i++) work_doc(s, g, count, &sc, &docs[i]);
     Py_END_ALLOW_THREADS
     failed = s->failed;
     pool_put(s);
@@ -892,8 +1005,16 @@ static PyObject *py_analyze(PyObject *self, PyObject *args, PyObject *kwds)
         return NULL;
     }
     for (i = 0; i < n; i++) {
-        PyObject *t = Py_BuildValue("(LiL)", (long long)docs[i].tokens, (int)docs[i].rank,
-                                    (long long)docs[i].windows);
+        const doc *d = &docs[i];
+        PyObject *t;
+        if (!sc.kernel)
+            t = Py_BuildValue("(LiL)", (long long)d->tokens, (int)d->rank, (long long)d->windows);
+        else if (d->scored)
+            t = Py_BuildValue("(LiLdn)", (long long)d->tokens, (int)d->rank, (long long)d->windows,
+                              d->score, (Py_ssize_t)d->utf8_len);
+        else
+            t = Py_BuildValue("(LiLOn)", (long long)d->tokens, (int)d->rank, (long long)d->windows,
+                              Py_None, (Py_ssize_t)d->utf8_len);
         if (!t) {
             Py_DECREF(list);
             docs_release(docs, n);
@@ -936,7 +1057,7 @@ static PyObject *py_pieces(PyObject *self, PyObject *arg)
     PyObject *list = NULL, *one = PyTuple_Pack(1, arg);
     (void)self;
     if (!one) return NULL;
-    docs = docs_prepare(one, 0, &n);
+    docs = docs_prepare(one, 0, 0, &n);
     Py_DECREF(one);
     if (!docs) return NULL;
     s = pool_get();
@@ -978,7 +1099,7 @@ static PyObject *py_guard_tokens(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "U|p:_guard_tokens", &text, &fused)) return NULL;
     one = PyTuple_Pack(1, text);
     if (!one) return NULL;
-    docs = docs_prepare(one, 1, &n);
+    docs = docs_prepare(one, 1, 0, &n);
     Py_DECREF(one);
     if (!docs) return NULL;
     s = pool_get();
@@ -1023,7 +1144,9 @@ done:
 
 static PyMethodDef module_methods[] = {
     {"analyze", (PyCFunction)(void (*)(void))py_analyze, METH_VARARGS | METH_KEYWORDS,
-     "analyze(texts, index=None, count_tokens=True) -> [(tokens, rank, windows)] per text"},
+     "analyze(texts, index=None, count_tokens=True, kernel=None, max_bytes=-1, chunk_bytes=0, "
+     "chunk_mean=False) -> [(tokens, rank, windows)] per text, or with a kernel "
+     "[(tokens, rank, windows, score or None, utf8 size)]"},
     {"_blake2b", (PyCFunction)py_blake2b, METH_VARARGS,
      "testing aid: _blake2b(data, digest_size=8) -> hashlib.blake2b(data, digest_size=...).digest()"},
     {"_pieces", (PyCFunction)py_pieces, METH_O,

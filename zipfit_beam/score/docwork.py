@@ -9,9 +9,11 @@ target it shares most n-grams with, "" when none) and its token count (the count
 batch is cut into one part per thread; each part runs on a pool thread.
 
 The guard and the default token counter (``tokens.count_regex``) run in the optional C
-extension ``zipfit_beam.score._docwork`` when it is built: one call per part that releases
-the GIL for the whole part, so threads overlap them with each other and with the gzip kernel
-(which releases it too). Its results are identical to the Python definitions (same tokens,
+extension ``zipfit_beam.score._docwork`` when it is built, and with the exact gzip-1 kernel
+the scores too (``Gzip1Targets`` through the kernel's capsule): one call per part that
+releases the GIL for the whole part, so the threads run on every core and hardly ever wait
+for each other (or for the Beam thread). With another compressor the scores come from
+``ncd.document_score`` per document, after that call. Its results are identical to the Python definitions (same tokens,
 same blake2b token hashes, same windows, same target; same piece counts), whatever the text:
 ASCII documents are walked once for both (their bytes are the str's own); the others walk
 the str's code points with Python's Unicode database (the ``re`` module's own predicates)
@@ -30,7 +32,7 @@ from concurrent.futures import Executor
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 from zipfit_beam.score import contamination, tokens
-from zipfit_beam.score.ncd import TargetSet, document_score
+from zipfit_beam.score.ncd import CHUNK_REDUCERS, TargetSet, document_score
 
 __all__ = ["DocumentResult", "DocumentWork", "extension_loaded", "count_tokens", "guard_matches"]
 
@@ -92,6 +94,9 @@ class DocumentWork:
         self.target_set, self.index = target_set, index
         self.counter = counter if counter is not None else tokens.TokenCounter()
         self.long_documents = dict(long_documents or {})
+        reduce = self.long_documents.get("reduce", "max")
+        if reduce not in CHUNK_REDUCERS:
+            raise ValueError(f"chunk reduce must be one of {CHUNK_REDUCERS}, got {reduce!r}")
         ext = _EXT if use_extension else None
         self._ext = ext
         self._guard = self._ids = None
@@ -99,6 +104,12 @@ class DocumentWork:
             self._guard, self._ids = _compiled(index)
         # the default counter is counted in the extension's pass; any other over the batch
         self._count_in_pass = ext is not None and self.counter.name == tokens.DEFAULT_COUNTER
+        # with the C gzip-1 kernel, scores are computed in the same pass (one GIL release per
+        # part); other compressors score per document below
+        self._kernel = target_set.kernel if ext is not None else None
+        self._kernel_args = dict(max_bytes=self.long_documents.get("max_bytes") or -1,
+                                 chunk_bytes=self.long_documents.get("chunk_bytes") or 0,
+                                 chunk_mean=reduce == "mean")
 
     @property
     def engine(self) -> str:
@@ -107,8 +118,14 @@ class DocumentWork:
 
     def score_part(self, texts: Sequence[str]) -> List[Tuple[float, str, Optional[int], int]]:
         """(score, copied, tokens or None when counted later, size) per text, on this thread."""
-        data = [t.encode("utf-8") for t in texts]
         target_set, long_docs = self.target_set, self.long_documents
+        if self._kernel is not None:  # everything in one call
+            rows = self._ext.analyze(texts, self._guard, self._count_in_pass, self._kernel, **self._kernel_args)
+            ids, counted = self._ids, self._count_in_pass
+            return [(score if score is not None else document_score(target_set, t.encode("utf-8"), **long_docs),
+                     ids[rank] if rank >= 0 else "", n if counted else None, size)
+                    for t, (n, rank, _windows, score, size) in zip(texts, rows)]
+        data = [t.encode("utf-8") for t in texts]
         if self._ext is not None and (self._guard is not None or self._count_in_pass):
             analyzed = self._ext.analyze(texts, self._guard, self._count_in_pass)
             ids, counted = self._ids, self._count_in_pass

@@ -148,8 +148,9 @@ class TargetSet:
         # the kernel's whole alignment: the same sum in the same order, in C (one call, no
         # per-target Python objects); None: the loop below
         self._kernel_alignment: Optional[Callable[[bytes], float]] = None
+        self.kernel = None  # the C kernel's Gzip1Targets when it scores here (docwork uses it too)
         if use_kernel and kernel_name(compressor, level) == "c-gzip1":
-            kernel = _KERNEL.Gzip1Targets(self.texts)
+            kernel = self.kernel = _KERNEL.Gzip1Targets(self.texts)
             self._length = _KERNEL.gzip1_length
             self._concat_lengths = kernel.concat_lengths
             self._kernel_alignment = kernel.alignment
