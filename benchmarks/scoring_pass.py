@@ -150,6 +150,7 @@ def main(argv=None) -> int:
     ap.add_argument("--top-k", type=int, default=1000)
     ap.add_argument("--work", default=None)
     ap.add_argument("--skip-breakdown", action="store_true")
+    ap.add_argument("--skip-runs", action="store_true", help="the breakdown only")
     ap.add_argument("--json", default=None, help="also write the results here")
     a = ap.parse_args(argv)
 
@@ -167,6 +168,8 @@ def main(argv=None) -> int:
     if not a.skip_breakdown:
         result["breakdown_us"] = breakdown(lines, targets, a.sample, a.breakdown_repeat)
 
+    if a.skip_runs:
+        return 0
     work = a.work or tempfile.mkdtemp(prefix="zipfit-scoring-pass-")
     os.makedirs(work, exist_ok=True)
     paths = write_corpus(lines, a.copies, work)

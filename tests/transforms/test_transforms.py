@@ -57,6 +57,25 @@ def test_score_documents_equals_oracle(sources, targets, test_pipeline):
                     equal_to([(i, round(s, 12)) for i, s in oracle.items()]))
 
 
+def test_scoring_threads_emit_each_document_once_in_its_own_window(sources, targets, test_pipeline):
+    # With a pool, batches are emitted a batch or two after they arrive and the last ones in
+    # finish_bundle, as WindowedValues of their own element: windows must survive that.
+    from apache_beam.transforms import window
+    with test_pipeline as p:
+        docs = (p | "Docs" >> beam.Create([(i, d) for i, d in enumerate(as_docs(sources))])
+                | "Stamp" >> beam.Map(lambda x: window.TimestampedValue(x[1], 10 * (x[0] % 4)))
+                .with_output_types(Document)
+                | "Window" >> beam.WindowInto(window.FixedWindows(10)))
+        tgts = (p | "Targets" >> beam.Create([prepare_targets(as_docs(targets, "targets.jsonl"))])
+                | "GlobalTargets" >> beam.WindowInto(window.GlobalWindows()))
+        scored = docs | ScoreDocuments(tgts, ScoringSpec(threads=2, batch_size=3, contamination_ngram=13))
+        per_window = (scored | "Key" >> beam.Map(lambda d: ("n", d.id))
+                      | "PerWindow" >> beam.GroupByKey()
+                      | "Ids" >> beam.MapTuple(lambda _, ids: sorted(ids)))
+        assert_that(per_window, equal_to([sorted(s["id"] for i, s in enumerate(sources) if i % 4 == w)
+                                          for w in range(4)]))
+
+
 def test_select_top_k_with_ties_is_exact_and_stable(test_pipeline):
     # 30 documents in three score bands; the boundary falls inside the 0.5 band.
     scored = [ScoredDocument(f"d{i:02d}", [0.9, 0.5, 0.1][i % 3], "s", i) for i in range(30)]

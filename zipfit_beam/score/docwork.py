@@ -34,7 +34,7 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple
 from zipfit_beam.score import contamination, tokens
 from zipfit_beam.score.ncd import CHUNK_REDUCERS, TargetSet, document_score
 
-__all__ = ["DocumentResult", "DocumentWork", "extension_loaded", "count_tokens", "guard_matches"]
+__all__ = ["DocumentResult", "DocumentWork", "Submitted", "extension_loaded", "count_tokens", "guard_matches"]
 
 
 def _load_extension():
@@ -144,16 +144,33 @@ class DocumentWork:
                     threads: int = 1) -> List[DocumentResult]:
         """Every text's result, in order; the batch cut into ``threads`` parts run on ``pool``
         (None, or a single text: on this thread)."""
+        return self.collect(self.submit(texts, pool, threads))
+
+    def submit(self, texts: Sequence[str], pool: Optional[Executor] = None, threads: int = 1) -> "Submitted":
+        """Start a batch on ``pool`` (cut into ``threads`` parts) and return at once; with no
+        pool (or ``threads`` < 2) it is scored here, now. ``collect`` gives its results."""
         texts = list(texts)
         if pool is None or threads < 2 or len(texts) < 2:
-            parts = [self.score_part(texts)]
-        else:
-            step = -(-len(texts) // threads)
-            parts = list(pool.map(self.score_part, [texts[i:i + step] for i in range(0, len(texts), step)]))
-        rows = [r for part in parts for r in part]
-        counts = (None if not rows or rows[0][2] is not None else self.counter.count(texts))
+            return Submitted(texts, [self.score_part(texts)])
+        step = -(-len(texts) // threads)
+        return Submitted(texts, [pool.submit(self.score_part, texts[i:i + step])
+                                 for i in range(0, len(texts), step)])
+
+    def collect(self, submitted: "Submitted") -> List[DocumentResult]:
+        """A submitted batch's results, in order (waits for its parts; raises what they raised)."""
+        rows = [r for part in submitted.parts for r in (part if isinstance(part, list) else part.result())]
+        counts = None if not rows or rows[0][2] is not None else self.counter.count(submitted.texts)
         return [DocumentResult(score, copied, n if counts is None else counts[i], size)
                 for i, (score, copied, n, size) in enumerate(rows)]
+
+
+class Submitted(NamedTuple):
+    """A batch handed to ``DocumentWork.submit``: its texts, and per part the rows or a future."""
+    texts: List[str]
+    parts: list
+
+    def done(self) -> bool:
+        return all(isinstance(p, list) or p.done() for p in self.parts)
 
 
 def count_tokens(texts: Sequence[str]) -> List[int]:

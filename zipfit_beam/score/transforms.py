@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import collections
 from concurrent.futures import ThreadPoolExecutor
 from typing import List, NamedTuple, Optional
 
@@ -14,6 +15,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import AsSingleton, PCollection
 from apache_beam.utils import shared
+from apache_beam.utils.windowed_value import WindowedValue
 
 from zipfit_beam.records import ContaminationHit, Document, ScoredDocument
 from zipfit_beam.report import progress
@@ -40,9 +42,12 @@ class ScoreBatchDoFn(beam.DoFn):
 
     The target set's compressed lengths, the n-gram index and the token counter are built
     once per worker process, under tags the launcher's fingerprint names, and shared by
-    its threads. The work on each document (score, guard, tokens) is ``docwork.DocumentWork``;
-    a batch is split over ``spec.threads`` threads (the C kernel, zlib and the C guard and
-    token counter release the GIL). Long documents are truncated and/or scored chunk by chunk
+    its threads. The work on each document (score, guard, tokens) is ``docwork.DocumentWork``.
+    With ``spec.threads`` = 1 a batch is scored on the calling thread; with more, each batch is
+    split over a pool of that many threads, and up to two batches are in flight while the
+    calling thread goes on with Beam's work (the C kernel and the C guard and counter release
+    the GIL); outputs then come out a batch or two later, each in its own element's window
+    and timestamp, the rest in ``finish_bundle``. Long documents are truncated and/or scored chunk by chunk
     (``ncd.document_score``); the n-gram check always reads the whole text. With
     ``spec.progress_interval`` > 0 each batch is reported to the process's progress
     reporter (local runs; see ``report.progress``)."""
@@ -54,6 +59,7 @@ class ScoreBatchDoFn(beam.DoFn):
         self._pool: Optional[ThreadPoolExecutor] = None
         self._targets_seen = self._target_set = self._index = self._counter = self._work = None
         self._progress: Optional[progress.ProgressReporter] = None
+        self._in_flight: collections.deque = collections.deque()
         self._scored = Metrics.counter("zipfit", "scored")
         self._chunked = Metrics.counter("zipfit", "scored_in_chunks")
 
@@ -82,11 +88,36 @@ class ScoreBatchDoFn(beam.DoFn):
                 tag=targets.tag("ngrams", spec.contamination_ngram)).value
         self._work = DocumentWork(self._target_set, self._index, self._counter, spec.long_documents)
 
-    def process(self, batch: List[Document], targets: PreparedTargets):
+    def start_bundle(self):
+        self._in_flight = collections.deque()  # (batch, Submitted, window, timestamp), oldest first
+
+    def process(self, batch: List[Document], targets: PreparedTargets,
+                window=beam.DoFn.WindowParam, timestamp=beam.DoFn.TimestampParam):
         if targets is not self._targets_seen:  # the side input is reused across batches
             self._prepare(targets)
+        texts = [d.text for d in batch]
+        if self._pool is None:  # one scoring thread: here, now
+            yield from self._outputs(batch, self._work.score_batch(texts))
+            return
+        # On the pool: the scoring threads work on this batch and the one before while this
+        # thread goes on reading and parsing (the C pass holds no GIL); finished batches are
+        # emitted as WindowedValues of their own element's window.
+        in_flight = self._in_flight
+        in_flight.append((batch, self._work.submit(texts, self._pool, self._spec.threads), window, timestamp))
+        while in_flight and (len(in_flight) > _IN_FLIGHT or in_flight[0][1].done()):
+            yield from self._emit_oldest()
+
+    def finish_bundle(self):
+        while self._in_flight:
+            yield from self._emit_oldest()
+
+    def _emit_oldest(self):
+        batch, submitted, window, timestamp = self._in_flight.popleft()
+        for doc in self._outputs(batch, self._work.collect(submitted)):
+            yield WindowedValue(doc, timestamp, (window,))
+
+    def _outputs(self, batch, results):
         spec = self._spec
-        results = self._work.score_batch([d.text for d in batch], self._pool, spec.threads)
         self._scored.inc(len(batch))
         if self._progress is not None:
             self._progress.add(len(batch))
@@ -95,6 +126,11 @@ class ScoreBatchDoFn(beam.DoFn):
             self._chunked.inc(chunked)
         for d, r in zip(batch, results):
             yield ScoredDocument(d.id, r.score, d.source, d.position, r.tokens, r.size, d.group, r.copied)
+
+
+# batches on the scoring pool at once, per DoFn: enough that a thread finishing its part of one
+# finds the next one queued
+_IN_FLIGHT = 2
 
 
 class ScoreDocuments(beam.PTransform):
