@@ -16,6 +16,10 @@ windows are hashed with a few vectorized numpy operations (prefix sums, see
 ``window_hashes``) instead of one hash call per window; it depends only on the tokens, so
 launcher and workers on any machine agree.
 
+In the scoring pass the same tokens, hashes and matches come from the C extension
+``_docwork`` (``docwork.DocumentWork``, GIL released; ``ContaminationIndex.tables`` is what
+it reads); this module is their definition and the fallback when it is not built.
+
 Short targets. A target with fewer than ``n`` tokens but at least ``MIN_TARGET_TOKENS`` (8)
 contributes its whole normalized token sequence as one shorter n-gram: a source document
 that contains the full short target is flagged. A target with fewer than 8 tokens cannot be
