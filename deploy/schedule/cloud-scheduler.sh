@@ -8,8 +8,11 @@
 #   IMAGE=us-central1-docker.pkg.dev/my-project/zipfit/zipfit-beam:0.1.0 \
 #   SOURCE='gs://my-bucket/corpus/part-*.jsonl.gz' TARGET=gs://my-bucket/targets/humaneval.jsonl \
 #   OUTPUT=gs://my-bucket/curated/latest TOP_K=100000 TEMP_LOCATION=gs://my-bucket/tmp \
+#   CACHE=gs://my-bucket/zipfit-cache \
 #       deploy/schedule/cloud-scheduler.sh
 #
+# Every run keeps each source file's key table (its scores) in CACHE, so a night on which
+# one shard was added scores only that shard (see the README's "Scheduled curation").
 # Every launch sends the same body: the same output directory (overwrite=true replaces
 # the previous run's files; manifest.json is written last) and the same job name, so a
 # launch while the previous job still runs is refused by Dataflow instead of doubling it.
@@ -22,14 +25,14 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-for v in PROJECT SERVICE_ACCOUNT TEMPLATE IMAGE SOURCE TARGET OUTPUT TOP_K TEMP_LOCATION; do
+for v in PROJECT SERVICE_ACCOUNT TEMPLATE IMAGE SOURCE TARGET OUTPUT TOP_K TEMP_LOCATION CACHE; do
     [[ -n "${!v:-}" ]] || { echo "set $v (see the header of $0)" >&2; exit 2; }
 done
 REGION="${REGION:-us-central1}"
 SCHEDULE="${SCHEDULE:-0 3 * * *}"
 TIME_ZONE="${TIME_ZONE:-Etc/UTC}"
 JOB="${JOB:-zipfit-beam-nightly}"
-export TEMPLATE IMAGE SOURCE TARGET OUTPUT TOP_K TEMP_LOCATION
+export TEMPLATE IMAGE SOURCE TARGET OUTPUT TOP_K TEMP_LOCATION CACHE
 
 body="$(mktemp)"
 trap 'rm -f "$body"' EXIT

@@ -1,7 +1,8 @@
-"""deploy/ kept honest offline: every file parses, every version matches pyproject.toml's
-Beam pin, every script passes ``bash -n`` and, run with DRY_RUN=1, prints a command that
-our own parsers (and gcloud's, where gcloud is installed) accept, and the files agree
-with each other (ports, service names, task slots, template parameters).
+"""deploy/ kept honest offline: every file parses, every version matches the one exact Beam
+pin (pyproject.toml's `deploy` extra), every script passes ``bash -n`` and, run with
+DRY_RUN=1, prints a command that our own parsers (and gcloud's, where gcloud is installed)
+accept, and the files agree with each other (ports, service names, task slots, template
+parameters).
 
 What cannot be checked here (no Docker engine, no cluster, no Google Cloud): building the
 image, and running the compose file, the manifests or the gcloud commands for real.
@@ -24,8 +25,8 @@ from apache_beam.options.pipeline_options import (FlinkRunnerOptions, PipelineOp
                                                   PortableOptions, StandardOptions)
 
 from tests.conftest import REPO
-from zipfit_beam.cli.options import (parse_select_args, select_parser, template_parameters_to_flags,
-                                 worker_pool_parser)
+from zipfit_beam.cli.options import (parse_select_args, parse_with_config, select_parser,
+                                     template_parameters_to_flags, worker_pool_parser)
 
 DEPLOY = os.path.join(REPO, "deploy")
 
@@ -43,10 +44,29 @@ def yaml_docs(rel):
     return [d for d in yaml.safe_load_all(read(rel)) if d is not None]
 
 
+def pyproject() -> dict:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    with open(os.path.join(REPO, "pyproject.toml"), "rb") as f:
+        return tomllib.load(f)
+
+
 def pinned_beam_version() -> str:
-    with open(os.path.join(REPO, "pyproject.toml")) as f:
-        pins = re.findall(r'"apache-beam(?:\[[^\]]*\])?==([^"]+)"', f.read())
+    """The one exact Beam pin, in the `deploy` extra (what the images install); the default
+    dependencies give a range, which must hold it."""
+    from packaging.requirements import Requirement
+    project = pyproject()["project"]
+    extras = project["optional-dependencies"]
+    every = [Requirement(r) for r in project["dependencies"] + [r for rs in extras.values() for r in rs]]
+    pins = [str(r.specifier)[2:] for r in every
+            if r.name == "apache-beam" and str(r.specifier).startswith("==")]
     assert len(pins) == 1, f"pyproject.toml must pin apache-beam exactly once: {pins}"
+    assert any(Requirement(r).name == "apache-beam" and str(Requirement(r).specifier) == f"=={pins[0]}"
+               for r in extras["deploy"]), "the exact pin belongs in the deploy extra"
+    [default] = [Requirement(r) for r in project["dependencies"] if Requirement(r).name == "apache-beam"]
+    assert not str(default.specifier).startswith("==") and pins[0] in default.specifier, default
     return pins[0]
 
 
@@ -93,7 +113,7 @@ def test_script_passes_bash_n(script):
 
 # ---------------------------------------------------------------- versions
 
-def test_every_beam_image_and_pin_uses_the_pyproject_version():
+def test_every_beam_image_and_pin_uses_the_deploy_pin():
     beam = pinned_beam_version()
     refs = []
     for path in deploy_files("*"):
@@ -141,7 +161,8 @@ def test_our_image_references_carry_the_package_version():
 def test_dockerfile_installs_the_package_and_checks_the_kernel():
     text = read("Dockerfile")
     assert re.search(r"^FROM apache/beam_python3\.11_sdk:", text, re.M)
-    assert "pip install --no-cache-dir ." in text and "pip check" in text
+    # the deploy extra: the exact Beam pin, gs:// and Hugging Face targets
+    assert "pip install --no-cache-dir '.[deploy]'" in text and "pip check" in text
     assert "import zipfit_beam.score._gzip1" in text  # fails the build if the kernel did not compile
     entry = re.search(r"FLEX_TEMPLATE_PYTHON_PY_FILE=/opt/zipfit-beam/(\S+)", text).group(1)
     assert os.path.isfile(os.path.join(REPO, entry)), entry
@@ -186,9 +207,11 @@ def test_template_parameters_reach_the_parser():
                "target-text-field": "prompt", "id-field": "doc_id", "compressor": "gzip",
                "level": "1", "num-shards": "4", "output-suffix": ".jsonl.gz",
                "scoring-threads": "2", "batch-size": "32", "overwrite": "true", "min-score": "0.1",
-               "contamination-ngram": "10", "allow-contaminated": "false", "group-field": "lang"}
-    # top-k, token-budget and fraction exclude each other: the example uses top-k
-    assert set(example) | {"token-budget", "fraction"} == set(PARAMS), \
+               "contamination-ngram": "10", "allow-contaminated": "false", "group-field": "lang",
+               "cache": "gs://b/cache"}
+    # top-k, token-budget and fraction exclude each other: the example uses top-k; config
+    # names a file to read (tests/unit/test_deploy_config.py)
+    assert set(example) | {"token-budget", "fraction", "config"} == set(PARAMS), \
         "update the example when metadata.json changes"
     for name, value in example.items():
         assert all(re.search(r, value) for r in PARAMS[name]["regexes"]), (name, value)
@@ -196,8 +219,8 @@ def test_template_parameters_reach_the_parser():
         [f"--{k}={v}" for k, v in example.items()] + ["--runner=DataflowRunner"]))
     assert (config.top_k, config.text_field, config.target_text_field, config.overwrite,
             config.num_shards, config.output_suffix, config.contamination_ngram,
-            config.allow_contaminated, config.group_field) == (
-        100, "content", "prompt", True, 4, ".jsonl.gz", 10, False, "lang")
+            config.allow_contaminated, config.group_field, config.cache) == (
+        100, "content", "prompt", True, 4, ".jsonl.gz", 10, False, "lang", "gs://b/cache")
 
 
 # ---------------------------------------------------------------- commands the scripts run
@@ -239,7 +262,7 @@ def assert_select_command(argv):
     """argv = [...] select FLAGS: our flags parse, the rest are Beam options Beam knows."""
     flags = argv[argv.index("select") + 1:]
     config, options = parse_select_args(flags)
-    _, beam_args = select_parser().parse_known_args(flags)
+    _, beam_args = parse_with_config(select_parser, flags)  # with the flags of --config FILE
     unknown = {a[2:].split("=", 1)[0] for a in beam_args if a.startswith("--")} - beam_flag_names()
     assert not unknown, f"not Beam options: {unknown}"
     return config, options
@@ -384,8 +407,20 @@ def test_cronjob_submits_to_the_job_server_service_and_the_sidecar(tmp_path):
                           env=dict(os.environ, **env, DRY_RUN="1",
                                    PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}"), timeout=60)
     assert done.returncode == 0, done.stderr
-    config, options = assert_select_command(shlex.split(done.stdout))
+    # The ConfigMaps the pod mounts, written where the printed command can read them.
+    argv = shlex.split(done.stdout)
+    volumes = {v["name"]: v for v in pod["spec"].get("volumes", [])}
+    for mount in container.get("volumeMounts", []):
+        config_map = k8s("schedule/cronjob.yaml", "ConfigMap", volumes[mount["name"]]["configMap"]["name"])
+        local = tmp_path / mount["name"]
+        local.mkdir()
+        for name, text in config_map["data"].items():
+            (local / name).write_text(text)
+        argv = [a.replace(mount["mountPath"], str(local)) for a in argv]
+    config, options = assert_select_command(argv)
+    assert config.sources and config.targets and config.top_k
     assert re.fullmatch(re.escape(env["OUTPUT_ROOT"]) + r"/\d{4}-\d{2}-\d{2}", config.output)
+    assert config.cache == env["CACHE"]  # a night that adds one shard scores only that shard
 
     # ... to the job server's Service, and to the sidecar's port.
     portable = options.view_as(PortableOptions)
@@ -415,7 +450,8 @@ def test_cronjob_submits_to_the_job_server_service_and_the_sidecar(tmp_path):
 SCHEDULER_ENV = dict(PROJECT="p", SERVICE_ACCOUNT="s@p.iam.gserviceaccount.com",
                      TEMPLATE="gs://b/templates/zipfit-beam.json", IMAGE="r/zipfit-beam:0.1.0",
                      SOURCE="gs://b/corpus/part-*.jsonl.gz", TARGET="gs://b/t.jsonl",
-                     OUTPUT="gs://b/curated/latest", TOP_K="100000", TEMP_LOCATION="gs://b/tmp")
+                     OUTPUT="gs://b/curated/latest", TOP_K="100000", TEMP_LOCATION="gs://b/tmp",
+                     CACHE="gs://b/cache")
 
 # FlexTemplateRuntimeEnvironment fields of the Dataflow v1b3 API that the body may set.
 RUNTIME_ENVIRONMENT_FIELDS = {
@@ -436,6 +472,7 @@ def test_cloud_scheduler_launches_the_template_with_valid_parameters():
 
     launch = body["launchParameter"]
     assert launch["containerSpecGcsPath"] == SCHEDULER_ENV["TEMPLATE"]
+    assert launch["parameters"]["cache"] == SCHEDULER_ENV["CACHE"]
     assert set(launch["environment"]) <= RUNTIME_ENVIRONMENT_FIELDS
     assert launch["environment"]["sdkContainerImage"] == SCHEDULER_ENV["IMAGE"]
     params = launch["parameters"]

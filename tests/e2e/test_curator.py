@@ -257,7 +257,7 @@ def test_reselect_leaves_out_what_the_scoring_run_left_out(tmp_path, planted):
 
     src, tgt, _, plant_ids = planted
     _, scored_dir, _, _ = select(tmp_path, src, tgt, "--write-scores", "--no-report", name="scored")
-    table = pq.read_table(glob.glob(f"{scored_dir}/scores/scores-*.parquet")).to_pylist()
+    table = pq.read_table(glob.glob(f"{scored_dir}/scores/keys-*.parquet")).to_pylist()
     flagged = {r["id"]: r["contaminated_by"] for r in table if r["contaminated_by"]}
     assert set(flagged) == set(plant_ids) and {r["group"] for r in table} >= {"benchmark", "python"}
     _, _, fresh_rows, fresh_m = select(tmp_path, src, tgt, "--no-report", name="fresh")

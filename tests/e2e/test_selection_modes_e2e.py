@@ -94,7 +94,7 @@ def test_mode_flags_are_checked(tmp_path, tied, capsys):
 def test_scores_table_and_reselect_equal_fresh_runs(tmp_path, tied):
     files, target, docs, table = tied
     scored_dir = select(tmp_path, files, target, "scored", "--top-k", "3", "--write-scores")
-    rows = pq.read_table(glob.glob(f"{scored_dir}/scores/scores-*.parquet")).to_pylist()
+    rows = pq.read_table(glob.glob(f"{scored_dir}/scores/keys-*.parquet")).to_pylist()
     assert sorted((r["id"], r["source"], r["position"], r["tokens"]) for r in rows) == \
         sorted((t[0], t[2], t[3], t[4]) for t in table)
     oracle = {t[0]: t[1] for t in table}
@@ -142,7 +142,7 @@ def test_reselect_refuses_what_it_cannot_trust(tmp_path, tied, sources, capsys):
 
 
 def scores_table(out):
-    return {r["id"]: r for r in pq.read_table(glob.glob(f"{out}/scores/scores-*.parquet")).to_pylist()}
+    return {r["id"]: r for r in pq.read_table(glob.glob(f"{out}/scores/keys-*.parquet")).to_pylist()}
 
 
 def test_token_budget_with_a_tokenizer_json(tmp_path, tied):

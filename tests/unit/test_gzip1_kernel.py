@@ -23,13 +23,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from zipfit_beam.score.ncd import CANONICAL_ZLIB
+
 g1 = pytest.importorskip("zipfit_beam.score._gzip1", reason="C kernel not built")
 
-# zlib's level-1 parser and block coder are unchanged from 1.2.12 through 1.3.1; the kernel
-# reproduces that code path. Against any other deflate (zlib-ng, a patched zlib) lengths differ.
-_V = tuple(int(p) for p in zlib.ZLIB_RUNTIME_VERSION.split(".")[:3] if p.isdigit())
+# zlib's level-1 parser and block coder are unchanged from 1.2.11 through 1.3.2 (each release
+# built and compared by benchmarks/zlib_versions.py); the kernel reproduces that code path.
+# Against any other deflate (zlib-ng, a patched zlib) lengths differ.
 pytestmark = pytest.mark.skipif(
-    not ((1, 2, 12) <= _V <= (1, 3, 1)),
+    zlib.ZLIB_RUNTIME_VERSION not in CANONICAL_ZLIB,
     reason=f"runtime zlib {zlib.ZLIB_RUNTIME_VERSION} is not one whose level-1 output the kernel reproduces",
 )
 
@@ -125,7 +127,7 @@ def _check_pairs(sources, targets):
 
 
 def test_api_surface():
-    assert g1.ZLIB_COMPAT == "1.2.13"
+    assert "1.2.13" in g1.ZLIB_COMPAT
     obj = g1.Gzip1Targets([b"abc", b"", b"hello world"])
     assert obj.n == 3
     out = obj.concat_lengths(b"source text")

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 __all__ = ["main"]
 
-USAGE = """usage: zipfit-beam <command> [flags]
+USAGE = """usage: zipfit-beam <command> [flags]      zipfit-beam --version
 
 commands:
   select    score a source corpus against a target set and write the best documents
@@ -23,6 +23,9 @@ commands:
   worker-pool
             serve a Beam SDK worker pool on 127.0.0.1 for --environment_type=EXTERNAL
             (a Flink TaskManager's sidecar; zipfit-beam worker-pool --help)
+
+select, reselect and align also read their flags from a file: --config FILE (YAML or
+JSON, or a finished run's manifest.json); flags on the command line override it.
 """
 
 
@@ -32,6 +35,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if argv else 2
+    if argv[0] == "--version":
+        from zipfit_beam.cli.options import version_line
+        print(version_line())
+        return 0
     command, rest = argv[0], argv[1:]
     if command == "select":
         from zipfit_beam.jobs.select import run

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import posixpath
 from types import ModuleType
-from typing import Dict, Iterable, Mapping, Optional, Tuple
+from typing import Dict, Iterable, Optional, Tuple
 
 from zipfit_beam.formats import avro, hf, jsonl, parquet
 from zipfit_beam.formats.base import SCORE_FIELD, Format, dead_letter_row, record_size, row_json
@@ -56,9 +56,10 @@ def detect_format(path: str, targets: bool = False) -> str:
     return DEFAULT_FORMAT
 
 
-def format_of(path: str, overrides: Mapping[str, str]) -> ModuleType:
-    """The module of a source file: ``overrides`` (from ``--format``) or its name."""
-    return get(overrides.get(path) or detect_format(path))
+def format_of(path: str, source_format: str = "auto") -> ModuleType:
+    """The module of a source file: ``source_format`` (``--format``), or from its name when
+    that is ``auto``."""
+    return get(detect_format(path) if source_format == "auto" else source_format)
 
 
 def resolve_output(output_format: Optional[str], output_suffix: Optional[str],

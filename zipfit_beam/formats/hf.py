@@ -38,6 +38,16 @@ def builder_for(path: str) -> str:
     return BUILDERS[ext]
 
 
+def require_datasets(what: str):
+    """The ``datasets`` module, or a clear error naming the extra that installs it."""
+    try:
+        import datasets
+    except ImportError:
+        raise ValueError(f"--target {what}: reading it needs Hugging Face `datasets`: "
+                         "pip install 'zipfit-beam[hf]'") from None
+    return datasets
+
+
 @contextlib.contextmanager
 def no_download_counts():
     """``load_dataset`` of local files sends a HEAD request to count downloads
@@ -59,7 +69,7 @@ def rows(source: str, dataset) -> Iterator[RowRecord]:
 def read(f: BinaryIO, path: str, fields: Sequence[str] = (), batch_size: int = 1024) -> Iterator[Batch]:
     """Rows of one data file. A file that is not local (gs://) is copied from ``f`` to a
     temporary local file first; ``.tsv`` is read tab-separated."""
-    import datasets
+    datasets = require_datasets(path)
     builder = builder_for(path)
     kwargs = {"delimiter": "\t"} if strip_compression(path).endswith(".tsv") else {}
     tmp = None

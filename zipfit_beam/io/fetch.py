@@ -7,7 +7,7 @@ file is read again by one worker, only where it holds selected records.
 
 from __future__ import annotations
 
-from typing import Mapping, Union
+from typing import Union
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -25,21 +25,22 @@ class FetchSelectedDoFn(beam.DoFn):
     """(source file, [(position, id, score), ...]) -> (RankKey, record) for the selected
     records of one file, read again and carrying ``zipfit_score`` as the file's format
     does it (``Format.with_score``: a JSONL line spliced byte for byte, or a whole row
-    dict); with ``with_score`` False, the RawRecord / RowRecord as read. Each record is
+    dict); ``source_format``: ``--format`` (``auto``: from each file's name); with
+    ``with_score`` False, the RawRecord / RowRecord as read. Each record is
     parsed again and must give the id that was scored, so a source file that changed since
     scoring is an error, never a wrong selection. ``counter``: the Metrics counter of
     fetched records."""
 
-    def __init__(self, format_overrides: Mapping[str, str], text: Union[str, TextSpec],
+    def __init__(self, source_format: str, text: Union[str, TextSpec],
                  id_field: str, counter: str = "fetched", with_score: bool = True):
-        self._overrides, self._text, self._id_field = dict(format_overrides), as_text_spec(text), id_field
+        self._source_format, self._text, self._id_field = source_format, as_text_spec(text), id_field
         self._fetched = Metrics.counter("zipfit", counter)
         self._with_score = with_score
 
     def process(self, element):
         path, wanted = element
         by_position = {position: (doc_id, score) for position, doc_id, score in wanted}
-        fmt = formats.format_of(path, self._overrides)
+        fmt = formats.format_of(path, self._source_format)
         found = 0
         with open_file(path) as f:
             for record in fmt.take(f, path, sorted(by_position)):
@@ -62,10 +63,10 @@ class FetchSelected(beam.PTransform):
     read back from their source files (see FetchSelectedDoFn). ``counter``: the Metrics
     counter of fetched records (``fetched`` for the selection); ``with_score``: see the DoFn."""
 
-    def __init__(self, format_overrides: Mapping[str, str], text: Union[str, TextSpec],
+    def __init__(self, source_format: str, text: Union[str, TextSpec],
                  id_field: str, counter: str = "fetched", with_score: bool = True):
         super().__init__()
-        self._args = (format_overrides, text, id_field, counter, with_score)
+        self._args = (source_format, text, id_field, counter, with_score)
 
     def expand(self, selected):
         return (selected

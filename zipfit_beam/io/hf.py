@@ -13,23 +13,24 @@ Three kinds of ``--target``:
 
 Loading from the Hub needs the network. Offline (``HF_HUB_OFFLINE=1``) ``datasets`` uses
 its local cache and fails at once when the dataset is not there; with no such variable
-set, we first check that the Hub answers (3 s at most) and fail at once with a clear
-error when it does not, rather than letting ``datasets`` retry for half a minute.
+set, we first ask the Hub for the dataset's info through ``huggingface_hub`` (so its
+endpoint, proxy and token settings apply; 3 s at most) and fail at once with a clear
+error when it has no such dataset or does not answer, rather than letting ``datasets``
+retry for half a minute. Needs the ``hf`` extra (``datasets``).
 Rows become ``RowRecord(source, position=row index, row)``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
-import socket
 from typing import Iterator, Optional, Tuple
-from urllib.parse import urlparse
 
-from zipfit_beam.formats.hf import no_download_counts, rows
+from zipfit_beam.formats.hf import no_download_counts, require_datasets, rows
 from zipfit_beam.records import RowRecord
 
-__all__ = ["HubUnreachable", "is_saved_dataset", "is_hf_target", "parse_hub_spec",
+__all__ = ["HubUnreachable", "HubTargetNotFound", "is_saved_dataset", "is_hf_target", "parse_hub_spec",
            "check_hub_reachable", "load_rows"]
 
 HF_PREFIX = "hf:"
@@ -38,6 +39,10 @@ HUB_PROBE_TIMEOUT_S = 3.0
 
 class HubUnreachable(ConnectionError):
     """The Hugging Face Hub cannot be reached (or offline mode is on) for a Hub target."""
+
+
+class HubTargetNotFound(ValueError):
+    """The Hub answered: it has no such dataset (or none this token may read)."""
 
 
 def is_saved_dataset(path: str) -> bool:
@@ -90,27 +95,79 @@ def _one_split(what: str, loaded, split: Optional[str]):
     return loaded
 
 
-def check_hub_reachable(spec: str) -> None:
-    """Fail at once, clearly, when a Hub target cannot be loaded for lack of network."""
-    import datasets
-    from huggingface_hub import constants
-    if datasets.config.HF_HUB_OFFLINE:
+def check_hub_reachable(spec: str, name: Optional[str] = None) -> None:
+    """Fail at once, clearly, when Hub target ``spec`` (dataset ``name``) cannot be loaded.
+
+    One request for the dataset's info (``HfApi.dataset_info``, ``HUB_PROBE_TIMEOUT_S`` at
+    most), made by ``huggingface_hub`` as ``datasets`` would make it: to ``HF_ENDPOINT``,
+    through the proxies of ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY``, with the token
+    of ``HF_TOKEN`` (or ``huggingface-cli login``). In offline mode (``HF_HUB_OFFLINE`` or
+    ``HF_DATASETS_OFFLINE``) nothing is sent: ``datasets`` reads its cache and fails at once
+    when the dataset is not there.
+
+    The Hub answers 200: return. It answers that there is no such dataset (404, or 401 for
+    a private one without a token): ``HubTargetNotFound``; a gated one without access: the
+    same, saying so. No answer (refused, unknown host, proxy error, timeout) or a server
+    error: ``HubUnreachable``."""
+    datasets = require_datasets(spec)
+    from huggingface_hub import HfApi, constants
+    # huggingface_hub.utils exports these in 0.24 (our floor) and in 2.x; 0.24's
+    # huggingface_hub.errors lacks the HTTP ones
+    from huggingface_hub.utils import (GatedRepoError, HfHubHTTPError, HFValidationError,
+                                       OfflineModeIsEnabled, RepositoryNotFoundError)
+    if datasets.config.HF_HUB_OFFLINE or constants.HF_HUB_OFFLINE:
         return  # datasets then uses its cache, and fails at once when the dataset is not there
-    url = urlparse(constants.ENDPOINT)
-    port = url.port or (443 if url.scheme == "https" else 80)
+    name = name or parse_hub_spec(spec)[0]
+    endpoint = constants.ENDPOINT
     try:
-        socket.create_connection((url.hostname, port), timeout=HUB_PROBE_TIMEOUT_S).close()
-    except OSError as e:
+        HfApi(endpoint=endpoint).dataset_info(name, timeout=HUB_PROBE_TIMEOUT_S)
+    except OfflineModeIsEnabled:
+        return
+    except HFValidationError as e:
+        raise ValueError(f"--target {spec}: {name!r} is not a Hub dataset name ({e})") from None
+    except GatedRepoError:
+        raise HubTargetNotFound(
+            f"--target {spec}: the dataset {name} on the Hugging Face Hub ({endpoint}) is gated: "
+            "accept its conditions on its Hub page and set HF_TOKEN to a token of that "
+            "account") from None
+    except HfHubHTTPError as e:
+        status = getattr(e.response, "status_code", None)
+        if isinstance(e, RepositoryNotFoundError) or status == 404:
+            raise HubTargetNotFound(
+                f"--target {spec}: the Hugging Face Hub ({endpoint}) has no dataset {name!r} "
+                f"(HTTP {status}); check the name, or set HF_TOKEN if it is private") from None
         raise HubUnreachable(
-            f"--target {spec}: the Hugging Face Hub ({constants.ENDPOINT}) cannot be reached "
-            f"({e}). Load it where the Hub is reachable and pass the saved directory "
-            "(Dataset.save_to_disk) or its data files instead, or set HF_HUB_OFFLINE=1 to use "
-            "a copy in the local Hugging Face cache.") from None
+            f"--target {spec}: the Hugging Face Hub ({endpoint}) answered HTTP {status} for "
+            f"the dataset {name}; try again later") from None
+    except _transport_errors() as e:
+        proxy = next((f" through the proxy {v}={os.environ[v]}" for v in PROXY_VARIABLES
+                      if os.environ.get(v)), "")
+        raise HubUnreachable(
+            f"--target {spec}: the Hugging Face Hub ({endpoint}) cannot be reached{proxy} "
+            f"({type(e).__name__}: {e}). Load it where the Hub is reachable and pass the "
+            "saved directory (Dataset.save_to_disk) or its data files instead, or set "
+            "HF_HUB_OFFLINE=1 to use a copy in the local Hugging Face cache.") from None
+
+
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def _transport_errors() -> tuple:
+    """The exceptions of a request that got no answer: huggingface_hub 1.x and later send
+    with httpx (or its fork httpx2), whose TransportError is not an OSError; before, with
+    requests, whose errors are."""
+    errors = [OSError]
+    for module in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(module).TransportError)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
 
 
 def load_rows(pattern: str) -> Iterator[RowRecord]:
     """Rows of a ``save_to_disk`` directory or an ``hf:`` target."""
-    import datasets
+    datasets = require_datasets(pattern)
     if not pattern.startswith(HF_PREFIX):
         path, split = _split_saved(pattern)
         yield from rows(pattern, _one_split(pattern, datasets.load_from_disk(path), split))
@@ -121,7 +178,7 @@ def load_rows(pattern: str) -> Iterator[RowRecord]:
         return
     local = os.path.isdir(name)
     if not local:
-        check_hub_reachable(pattern)
+        check_hub_reachable(pattern, name)
     try:
         with no_download_counts() if local else contextlib.nullcontext():
             loaded = datasets.load_dataset(name, config, split=split)

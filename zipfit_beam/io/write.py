@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import math
 import posixpath
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import apache_beam as beam
@@ -48,15 +48,15 @@ class OutputPlan:
 
     ``schema``: ``"input"`` (the sources' own schema plus zipfit_score: ``fixed_schema``),
     ``"inferred"`` (from the rows written) or None for a format without schemas.
-    ``format_overrides``: the format of the sources whose name does not say it
-    (``--format``), so the job graph does not carry every path twice."""
+    ``source_format``: ``--format`` (``auto``: each source's follows its name), so the job
+    graph carries no list of paths."""
     format: str
     suffix: str
     codec: Optional[str]
     num_shards: int
     schema: Optional[str] = None
     fixed_schema: Any = None
-    format_overrides: Dict[str, str] = field(default_factory=dict)
+    source_format: str = "auto"
 
     def describe(self) -> dict:
         return {"format": self.format, "suffix": self.suffix, "codec": self.codec,
@@ -80,16 +80,9 @@ def _check_fields(headers: Dict[str, Sequence[Tuple[str, Any]]], text: TextSpec,
                              f"source (fields: {', '.join(sorted(columns))})")
 
 
-def _named_format(path: str) -> Optional[str]:
-    try:
-        return formats.detect_format(path)
-    except ValueError:
-        return None
-
-
 def plan_output(files: Sequence[InputFile], output_format: Optional[str],
                 output_suffix: Optional[str], num_shards: int,
-                text: TextSpec | str = "text") -> OutputPlan:
+                text: TextSpec | str = "text", source_format: str = "auto") -> OutputPlan:
     """Decide the output format, suffix, codec and schema; read the sources' headers (in
     parallel) to check the text fields and to take their schemas. Raises ValueError for a
     combination that cannot be written."""
@@ -97,9 +90,8 @@ def plan_output(files: Sequence[InputFile], output_format: Optional[str],
     what = "--text-template field" if isinstance(text, TextTemplate) else "--text-field"
     input_formats = {f for _, f in files}
     fmt, suffix, codec = formats.resolve_output(output_format, output_suffix, input_formats)
-    overrides = {p: f for p, f in files if _named_format(p) != f}
     plan = dict(format=fmt, suffix=suffix, codec=codec, num_shards=num_shards,
-                format_overrides=overrides)
+                source_format=source_format)
     headers = read_headers(files)
     _check_fields(headers, text, what)
     out = formats.get(fmt)
@@ -215,7 +207,7 @@ class WriteSelected(beam.PTransform):
     def expand(self, selected):
         plan = self._plan
         return (selected
-                | "Fetch" >> FetchSelected(plan.format_overrides, self._text, self._id_field)
+                | "Fetch" >> FetchSelected(plan.source_format, self._text, self._id_field)
                 | "WriteShards" >> WriteShards(self._staging, "selected", plan, plan.fixed_schema))
 
 

@@ -181,7 +181,8 @@ def run_align(argv: Optional[List[str]] = None) -> dict:
             progress.expect_total(config.sample)
     started = time.monotonic()
     extra = {"config": config.to_dict(), "target_count": len(targets),
-             "kernel": ncd.kernel_name(config.compressor, config.level)}
+             "kernel": ncd.kernel_name(config.compressor, config.level),
+             "scoring": ncd.scoring_identity(config.compressor, config.level)}
     try:
         p = beam.Pipeline(options=options)
         (p

@@ -125,7 +125,8 @@ class SelectConfig(InputSettings, SelectionFlags):
     max_doc_bytes: Optional[int] = None
     chunk_bytes: int = DEFAULT_CHUNK_BYTES
     chunk_reduce: str = "max"
-    write_scores: bool = False  # write DIR/scores/scores-*.parquet
+    write_scores: bool = False  # publish the key tables as DIR/scores/ (for reselect)
+    cache: Optional[str] = None  # directory of key tables reused across runs (io.keys)
     # Contamination guard: documents sharing a run of this many normalized tokens with a
     # target are left out of the selection (kept with allow_contaminated); 0 turns it off.
     contamination_ngram: int = contamination.DEFAULT_NGRAM

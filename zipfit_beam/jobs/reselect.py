@@ -1,6 +1,6 @@
 """A new selection from saved scores, without rescoring: ``zipfit-beam reselect``.
 
-    DIR/scores/scores-*.parquet --rows--> ScoredDocument (no record yet)
+    DIR/scores/keys-*.parquet (the scoring run's key tables) --> ScoredDocument
         --(the scoring run's contamination guard: its contaminated rows left out)
         --SelectDocuments(rule)--> the selected rows
         --io.write.WriteSelected--> read only the files holding selected records, copy
@@ -15,16 +15,19 @@ document are not read; no document text is shuffled.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 import posixpath
-from typing import List, Optional, Sequence
+from typing import Iterator, List, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
+from zipfit_beam.io import keys
 from zipfit_beam.io import publish as out
+from zipfit_beam.io.keys import KeyTable
 from zipfit_beam.io.files import InputFile, resolve_inputs, resolve_sources
 from zipfit_beam.io.write import WriteSelected, plan_output
 from zipfit_beam.jobs.config import ReselectConfig, SelectConfig
@@ -38,13 +41,19 @@ __all__ = ["build_reselect", "run_reselect"]
 _LOG = logging.getLogger(__name__)
 
 
+def check_scored(doc: ScoredDocument) -> ScoredDocument:
+    """A key read back from a scores table, refused when it cannot have been written by a
+    scoring run (a damaged or edited table)."""
+    if doc.score is None or not math.isfinite(doc.score) or doc.tokens is None or doc.tokens < 1:
+        raise ValueError(f"scores table row {doc!r}: score must be finite and tokens >= 1")
+    return doc
+
+
 def row_to_scored(row: dict) -> ScoredDocument:
-    """A scores-table row -> ScoredDocument."""
-    score, tokens = row["score"], row["tokens"]
-    if score is None or not math.isfinite(score) or tokens is None or tokens < 1:
-        raise ValueError(f"scores table row {row!r}: score must be finite and tokens >= 1")
-    return ScoredDocument(row["id"], score, row["source"], row["position"], tokens, row["bytes"],
-                          row.get("group"), row.get("contaminated_by") or "")
+    """A scores-table row -> ScoredDocument, checked."""
+    return check_scored(ScoredDocument(row["id"], row["score"], row["source"], row["position"],
+                                       row["tokens"], row["bytes"], row.get("group"),
+                                       row.get("contaminated_by") or ""))
 
 
 def excludes_contaminated(previous: dict) -> bool:
@@ -97,26 +106,32 @@ class _AssembleReselect:
                 "threshold": threshold_json(cut.threshold)}
 
 
-def build_reselect(p: beam.Pipeline, config: ReselectConfig, previous: dict, score_pattern: str,
-                   files: Sequence[InputFile]):
+def checked_keys(table: KeyTable, only: Optional[str] = None) -> Iterator[ScoredDocument]:
+    """The keys of one table of the scoring run, each checked (``check_scored``)."""
+    for doc in keys.read_keys(table, only):
+        yield check_scored(doc)
+
+
+def build_reselect(p: beam.Pipeline, config: ReselectConfig, previous: dict,
+                   tables: Sequence[KeyTable], files: Sequence[InputFile]):
     staging = out.staging_dir(config.output)
     scoring = previous["config"]
     scoring_config = SelectConfig(**{k: tuple(v) if isinstance(v, list) else v
                                      for k, v in scoring.items()})
     plan = plan_output(files, scoring.get("output_format"), config.output_suffix,
-                               config.num_shards, scoring_config.source_text)
-    scored = (p
-              | "ReadScores" >> beam.io.ReadFromParquet(score_pattern)
-              | "RowsToScored" >> beam.Map(row_to_scored).with_output_types(ScoredDocument))
-    if excludes_contaminated(previous):  # the same candidates as the scoring run
-        scored = scored | "LeaveOutContaminated" >> beam.Filter(lambda d: not d.contaminated_by)
-    selection = scored | "SelectDocuments" >> SelectDocuments(config.rule)
+                       config.num_shards, scoring_config.source_text, scoring_config.source_format)
+    # The same candidates as the scoring run: its clean documents if the guard excluded.
+    only = "clean" if excludes_contaminated(previous) else None
+    selection = (p
+                 | "ListTables" >> beam.Create(list(tables))
+                 | "SelectDocuments" >> SelectDocuments(
+                     config.rule, read=functools.partial(checked_keys, only=only)))
     selected = selection.selected | "CheckKnownSource" >> beam.ParDo(
         CheckKnownSourceDoFn([path for path, _ in files])).with_output_types(ScoredDocument)
     staged = [selected | "WriteSelected" >> WriteSelected(
         plan, staging, scoring_config.source_text, scoring_config.id_field)]
     manifest = {"config": config.to_dict(), "scoring_config": scoring, "versions": versions(),
-                "kernel": previous.get("kernel"),
+                "kernel": previous.get("kernel"), "scoring": previous.get("scoring"),
                 "selection": dict(config.rule.to_dict(),
                                   token_counter=previous.get("selection", {}).get("token_counter")),
                 "reselected_from": config.scores, "targets": previous.get("targets"),
@@ -135,13 +150,14 @@ def run_reselect(argv: Optional[List[str]] = None):
 
     config, pipeline_options = parse_reselect_args(argv)
     previous = read_previous_manifest(config.scores)
-    score_pattern = posixpath.join(config.scores, out.SCORES_DIR, "scores-*.parquet")
+    score_pattern = posixpath.join(config.scores, out.SCORES_DIR, keys.MARKERS_GLOB)
     resolve_inputs([score_pattern], "--scores")
+    tables = keys.tables_in(posixpath.join(config.scores, out.SCORES_DIR))
     files = resolve_sources(config.sources, previous["config"].get("source_format", "auto"))
     out.check_output(config.output, config.overwrite)
     _LOG.info("zipfit-beam reselect: scores from %s, %d source files", config.scores, len(files))
     p = beam.Pipeline(options=pipeline_options)
-    build_reselect(p, config, previous, score_pattern, files)
+    build_reselect(p, config, previous, tables, files)
     result = p.run()
     result.wait_until_finish()
     return result

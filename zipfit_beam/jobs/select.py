@@ -1,7 +1,8 @@
-"""The selection job: read -> parse -> score -> guard -> select -> fetch and write -> summary
--> publish.
+"""The selection job: score each source file into a key table -> guard -> select -> fetch
+and write -> summary -> publish.
 
-``ZipFitSelect`` is the transform (reading through selecting); ``build_pipeline`` adds the
+``SelectFiles`` is the transform (reading through selecting; ``jobs.records.ZipFitSelect``
+is the same over a PCollection of records); ``build_pipeline`` adds the
 writers, the summary and the publishing step; ``run`` parses flags, checks the inputs in
 the launcher and runs the job. From Python::
 
@@ -12,6 +13,7 @@ the launcher and runs the job. From Python::
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import platform
@@ -19,31 +21,34 @@ import posixpath
 import time
 import zlib
 from collections import Counter
-from typing import List, NamedTuple, Optional, Sequence, Union
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import apache_beam as beam
+from apache_beam.io import fileio
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import AsSingleton, PCollection
 
 import zipfit_beam
 from zipfit_beam import formats
+from zipfit_beam.cli.options import cli_config
 from zipfit_beam.io import publish as out
 from zipfit_beam.io.files import InputFile, resolve_sources
-from zipfit_beam.io.read import ReadDocuments
+from zipfit_beam.io import keys
+from zipfit_beam.io.keys import KeyTable
 from zipfit_beam.io.targets import load_targets
-from zipfit_beam.io.templates import TextSpec
+from zipfit_beam.io.templates import TextSpec, as_text_spec
 from zipfit_beam.io.write import OutputPlan, WriteRejected, WriteSelected, plan_output
 from zipfit_beam.jobs.config import SelectConfig
-from zipfit_beam.records import Document, ScoredDocument
+from zipfit_beam.records import ContaminationHit, DeadLetter, Document, ScoredDocument
 from zipfit_beam.report import progress
 from zipfit_beam.report.summary import NamedCombineFn, SummarizeSelection
 from zipfit_beam.score import contamination, ncd, tokens
-from zipfit_beam.score.spec import PreparedTargets, ScoringSpec, prepare_targets
-from zipfit_beam.score.transforms import Guarded, GuardContamination, ScoreDocuments
+from zipfit_beam.score.spec import PreparedTargets, ScoringSpec, prepare_targets, scoring_fingerprint
+from zipfit_beam.score.transforms import ContaminationHitDoFn, ScoreFiles
 from zipfit_beam.select.cut import SelectionRule, threshold_json
 from zipfit_beam.select.transforms import SelectDocuments
 
-__all__ = ["ZipFitResult", "ZipFitSelect", "build_pipeline", "run", "versions"]
+__all__ = ["TableTotals", "ZipFitResult", "SelectFiles", "build_pipeline", "run", "versions"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -55,50 +60,116 @@ def versions() -> dict:
 
 # --- the transform ----------------------------------------------------------------------
 
+class TableTotals(NamedTuple):
+    """The counts of a run, summed over its key tables' markers."""
+    read: int
+    scored: int
+    rejected: int
+    reasons: dict  # reason -> dead letters
+    files_scored: int
+    files_reused: int
+    documents_reused: int
+
+
+class SumTablesCombineFn(beam.CombineFn):
+    """KeyTable -> TableTotals."""
+
+    def create_accumulator(self):
+        return TableTotals(0, 0, 0, {}, 0, 0, 0)
+
+    def add_input(self, acc: TableTotals, t: KeyTable):
+        reasons = dict(acc.reasons)
+        for reason, n in t.reasons:
+            reasons[reason] = reasons.get(reason, 0) + n
+        return TableTotals(acc.read + t.read, acc.scored + t.scored,
+                           acc.rejected + t.rejected_count, reasons,
+                           acc.files_scored + (not t.reused), acc.files_reused + t.reused,
+                           acc.documents_reused + (t.scored if t.reused else 0))
+
+    def merge_accumulators(self, accs):
+        out = self.create_accumulator()
+        for a in accs:
+            reasons = dict(out.reasons)
+            for reason, n in a.reasons.items():
+                reasons[reason] = reasons.get(reason, 0) + n
+            out = TableTotals(*(x + y for x, y in zip(out[:3], a[:3])), reasons,
+                              *(x + y for x, y in zip(out[4:], a[4:])))
+        return out
+
+    def extract_output(self, acc):
+        return acc
+
+
 class ZipFitResult(NamedTuple):
-    scored: PCollection  # PCollection[ScoredDocument], every scored document, contaminated or not
+    tables: PCollection  # PCollection[KeyTable]: one per source file, the spine
+    scored: PCollection  # PCollection[ScoredDocument], every scored document, read from the tables
     selected: PCollection  # PCollection[ScoredDocument], the selection
-    rejected: PCollection  # PCollection[DeadLetter]
+    rejected: PCollection  # PCollection[DeadLetter], read from the tables
     threshold: PCollection  # singleton: the RankKey of the last selected document, or None
-    read: PCollection  # singleton: records read
+    totals: PCollection  # singleton PCollection[TableTotals]
     cut: PCollection  # singleton PCollection[Cut]
-    guarded: Optional[Guarded] = None  # None when the contamination guard is off
+    contaminated: Optional[PCollection] = None  # ContaminationHits; None when the guard is off
 
 
-class ZipFitSelect(beam.PTransform):
-    """PBegin -> ZipFitResult: read and parse the source ``files`` ((path, format) pairs
-    from ``io.files.resolve_sources``, or paths), score them against ``targets`` as
-    ``spec`` says, set aside the documents that share a ``spec.contamination_ngram``-token
-    run with a target (left out of the candidates unless ``allow_contaminated``) and
-    select by ``rule`` (a SelectionRule, or an int K for top-K).
+class SelectFiles(beam.PTransform):
+    """PBegin -> ZipFitResult: score the source files that the ``sources`` patterns match
+    (matched on the workers, so the job graph does not grow with the number of files; each
+    file's format from its name, or ``source_format``) against ``targets`` as ``spec``
+    says, one key table per
+    file in ``tables`` (a directory: the cache, or the run's staging area), leave out the
+    documents that share a ``spec.contamination_ngram``-token run with a target (unless
+    ``allow_contaminated``) and select by ``rule`` (a SelectionRule, or an int K).
 
     ``text_field``: a field name or a TextSpec; ``group_field``: a record field carried as
-    ``ScoredDocument.group``. The targets are prepared (ordered, fingerprinted) here, in
-    the launcher, once. ``scored``/``selected`` are small ScoredDocument keys;
-    ``io.write.WriteSelected`` fetches the selected records from their files."""
+    ``ScoredDocument.group``; ``tokenizer_digest``: the tokenizer file's SHA-256 (part of
+    the scoring fingerprint). The targets are prepared (ordered, fingerprinted) here, in
+    the launcher, once. Every pass after scoring reads the tables again (``io.keys``), so
+    no step keeps every key; ``io.write.WriteSelected`` fetches the selected records."""
 
-    def __init__(self, files: Sequence, targets: Sequence[Document],
-                 rule: Union[SelectionRule, int], text_field: Union[str, TextSpec] = "text",
-                 id_field: str = "id", spec: ScoringSpec = ScoringSpec(),
-                 group_field: Optional[str] = None, allow_contaminated: bool = False):
+    def __init__(self, sources: Sequence[str], targets: Sequence[Document],
+                 rule: Union[SelectionRule, int], tables: str,
+                 text_field: Union[str, TextSpec] = "text", id_field: str = "id",
+                 spec: ScoringSpec = ScoringSpec(), group_field: Optional[str] = None,
+                 allow_contaminated: bool = False, tokenizer_digest: Optional[str] = None,
+                 source_format: str = "auto"):
         super().__init__()
-        self._files, self._rule, self._spec = files, rule, spec
+        self._sources, self._source_format = sorted(set(sources)), source_format
+        self._rule, self._spec, self._tables = rule, spec, tables
         self._targets: PreparedTargets = prepare_targets(targets)
-        self._fields = (text_field, id_field, group_field)
+        self._text, self._id_field, self._group_field = as_text_spec(text_field), id_field, group_field
         self._allow_contaminated = allow_contaminated
+        self.fingerprint = scoring_fingerprint(spec, self._targets, self._text, id_field,
+                                               group_field, tokenizer_digest)
 
     def expand(self, pbegin):
-        read = pbegin | "ReadSources" >> ReadDocuments(self._files, *self._fields)
+        guard = bool(self._spec.contamination_ngram)
         targets = pbegin | "CreateTargets" >> beam.Create([self._targets])
-        scored = read.documents | "ScoreDocuments" >> ScoreDocuments(targets, self._spec)
-        candidates, guarded = scored, None
-        if self._spec.contamination_ngram:
-            guarded = scored | "GuardContamination" >> GuardContamination()
-            if not self._allow_contaminated:
-                candidates = guarded.clean
-        selection = candidates | "SelectDocuments" >> SelectDocuments(self._rule)
-        return ZipFitResult(scored, selection.selected, read.rejected, selection.threshold,
-                            read.read, selection.cut, guarded)
+        source_format = self._source_format
+        tables = (pbegin
+                  | "SourcePatterns" >> beam.Create(self._sources)
+                  | "MatchFiles" >> fileio.MatchAll()
+                  | "FilePaths" >> beam.FlatMap(lambda m: [] if m.path.endswith("/") else [m.path])
+                  | "EachFileOnce" >> beam.Distinct()
+                  | "WithFormat" >> beam.Map(lambda path: (path, formats.format_of(path, source_format).NAME))
+                  .with_output_types(Tuple[str, str])
+                  | "ScoreFiles" >> ScoreFiles(targets, self._spec, self._text, self._id_field,
+                                               self._group_field, self._tables, self.fingerprint))
+        candidates = "clean" if guard and not self._allow_contaminated else None
+        selection = tables | "SelectDocuments" >> SelectDocuments(
+            self._rule, read=functools.partial(keys.read_keys, only=candidates))
+        contaminated = None
+        if guard:
+            contaminated = (tables
+                            | "ReadContaminated" >> beam.FlatMap(keys.read_keys, only="contaminated")
+                            | "Hits" >> beam.ParDo(ContaminationHitDoFn()).with_output_types(ContaminationHit))
+        return ZipFitResult(
+            tables,
+            tables | "ReadScored" >> beam.FlatMap(keys.read_keys).with_output_types(ScoredDocument),
+            selection.selected,
+            tables | "ReadRejected" >> beam.FlatMap(keys.read_rejected).with_output_types(DeadLetter),
+            selection.threshold,
+            tables | "SumTables" >> beam.CombineGlobally(SumTablesCombineFn()),
+            selection.cut, contaminated)
 
 
 # --- the job ----------------------------------------------------------------------------
@@ -162,7 +233,7 @@ class _AssembleSelect:
     def __init__(self, guard: dict):
         self._guard = guard
 
-    def __call__(self, read, scored, rejected, selected, selected_tokens, reasons, cut,
+    def __call__(self, totals: TableTotals, selected, selected_tokens, cut,
                  contamination: ContaminationParts = ContaminationParts(None, [])):
         guard = dict(self._guard)
         if guard["enabled"]:
@@ -170,60 +241,59 @@ class _AssembleSelect:
                                    "score": h.score, "target": h.target_id}
                                   for h in contamination.listed]
             guard["documents_listed"] = len(contamination.listed)
-        counts = {"read": read, "scored": scored, "rejected": rejected, "selected": selected,
-                  "selected_tokens": selected_tokens,
+        counts = {"read": totals.read, "scored": totals.scored, "rejected": totals.rejected,
+                  "selected": selected, "selected_tokens": selected_tokens,
                   "contaminated": contamination.count if guard["enabled"] else None}
-        return {"counts": counts, "rejected_by_reason": dict(sorted(reasons.items())),
-                "threshold": threshold_json(cut.threshold), "contamination": guard}
+        return {"counts": counts, "rejected_by_reason": dict(sorted(totals.reasons.items())),
+                "threshold": threshold_json(cut.threshold), "contamination": guard,
+                "cache": {"files_reused": totals.files_reused, "files_scored": totals.files_scored,
+                          "documents_reused": totals.documents_reused}}
 
 
 def build_pipeline(p: beam.Pipeline, config: SelectConfig, files: Sequence,
-                   targets: Sequence[Document], plan: Optional[OutputPlan] = None):
+                   targets: Sequence[Document], plan: Optional[OutputPlan] = None,
+                   tokenizer_digest: Optional[str] = None):
     """Add the whole job to ``p``. ``files``: the resolved source files ((path, format)
     pairs from ``io.files.resolve_sources``, or paths); ``targets``: the parsed target
     documents (``io.targets.load_targets``); ``plan``: how the output is written (default:
-    ``io.write.plan_output`` from the config). Returns the ZipFitResult."""
+    ``io.write.plan_output`` from the config); ``tokenizer_digest``: the SHA-256 of the
+    ``--tokenizer`` file. Returns the ZipFitResult."""
     files: List[InputFile] = [(f, formats.detect_format(f)) if isinstance(f, str) else tuple(f)
                               for f in files]
     if plan is None:
         plan = plan_output(files, config.output_format, config.output_suffix,
-                           config.num_shards, config.source_text)
+                           config.num_shards, config.source_text, config.source_format)
     staging = out.staging_dir(config.output)
-    result = p | "ZipFitSelect" >> ZipFitSelect(
-        files, targets, config.rule, config.source_text, config.id_field, config.scoring,
-        group_field=config.group_field, allow_contaminated=config.allow_contaminated)
+    # The key tables: in the cache, or in the staging area, where they are published as
+    # DIR/scores/ with --write-scores and removed with it otherwise.
+    staged_scores = posixpath.join(staging, out.SCORES_DIR)
+    select = SelectFiles(
+        config.sources, targets, config.rule, config.cache or staged_scores, config.source_text,
+        config.id_field, config.scoring, group_field=config.group_field,
+        allow_contaminated=config.allow_contaminated, tokenizer_digest=tokenizer_digest,
+        source_format=config.source_format)
+    result = p | "ZipFitSelect" >> select
 
     staged = [result.selected | "WriteSelected" >> WriteSelected(
                   plan, staging, config.source_text, config.id_field),
               result.rejected | "WriteRejected" >> WriteRejected(plan, staging)]
     if config.write_scores:
-        staged.append(result.scored
-                      | "ScoreRows" >> beam.Map(score_row)
-                      | "WriteScores" >> beam.io.WriteToParquet(
-                          posixpath.join(staging, out.SCORES_DIR, "scores"), scores_schema(),
-                          file_name_suffix=".parquet", shard_name_template="-SSSSS-of-NNNNN"))
+        staged.append(result.tables | "StageScores" >> beam.FlatMap(
+            keys.stage_table, staged_scores, copy=bool(config.cache)))
 
-    def count(pcoll, name):
-        return AsSingleton(pcoll | f"Count{name}" >> beam.combiners.Count.Globally())
-
-    manifest = {"config": config.to_dict(), "versions": versions(),
+    manifest = {"config": config.to_dict(), "cli_config": cli_config(config), "versions": versions(),
                 "kernel": ncd.kernel_name(config.compressor, config.level),
+                "scoring": ncd.scoring_identity(config.compressor, config.level),
                 "selection": dict(config.rule.to_dict(),
                                   token_counter=tokens.counter_name(config.tokenizer)),
                 "targets": {"count": len(targets), "files": sorted({d.source for d in targets})},
                 "sources": {"files": len(files),
                             "formats": dict(sorted(Counter(f for _, f in files).items()))},
-                "output": plan.describe()}
-    reasons = (result.rejected
-               | "RejectReasons" >> beam.Map(lambda d: d.reason)
-               | "CountByReason" >> beam.combiners.Count.PerElement()
-               | "ReasonsAsDict" >> beam.combiners.ToDict())
-    facts = dict(selection_facts(result.selected, result.cut),
-                 read=AsSingleton(result.read), scored=count(result.scored, "Scored"),
-                 rejected=count(result.rejected, "Rejected"), reasons=AsSingleton(reasons))
-    if result.guarded is not None:  # how many, and the first CONTAMINATED_LISTED by id
+                "output": plan.describe(), "scoring_fingerprint": select.fingerprint}
+    facts = dict(selection_facts(result.selected, result.cut), totals=AsSingleton(result.totals))
+    if result.contaminated is not None:  # how many, and the first CONTAMINATED_LISTED by id
         facts["contamination"] = AsSingleton(
-            result.guarded.hits | "CountAndListContaminated" >> beam.CombineGlobally(
+            result.contaminated | "CountAndListContaminated" >> beam.CombineGlobally(
                 NamedCombineFn(ContaminationParts,
                                count=beam.combiners.CountCombineFn(),
                                listed=beam.combiners.TopCombineFn(
@@ -233,27 +303,13 @@ def build_pipeline(p: beam.Pipeline, config: SelectConfig, files: Sequence,
     # The report's data (summary.json), reduced from the scored keys by combiners; the
     # few example texts are read back from their files.
     summary = (result.scored, result.selected) | "SummarizeSelection" >> SummarizeSelection(
-        (plan.format_overrides, config.source_text, config.id_field), config.group_field,
+        (plan.source_format, config.source_text, config.id_field), config.group_field,
         tokens.counter_name(config.tokenizer))
     staged.append(summary | "WriteSummary" >> beam.ParDo(
         out.WriteJsonDoFn(posixpath.join(staging, out.SUMMARY_NAME), indent=None)))
     out.publish(p, config.output, staging, manifest, staged,
                 _AssembleSelect(contamination_facts(config, targets)), facts)
     return result
-
-
-def scores_schema():
-    import pyarrow as pa
-    return pa.schema([("id", pa.string()), ("score", pa.float64()), ("tokens", pa.int64()),
-                      ("bytes", pa.int64()), ("source", pa.string()), ("position", pa.int64()),
-                      ("group", pa.string()), ("contaminated_by", pa.string())])
-
-
-def score_row(d: ScoredDocument) -> dict:
-    """One row of the scores table (``--write-scores``)."""
-    return {"id": d.id, "score": d.score, "tokens": d.tokens, "bytes": d.text_bytes,
-            "source": d.source, "position": d.position, "group": d.group,
-            "contaminated_by": d.contaminated_by}
 
 
 def run(argv: Optional[List[str]] = None, wait: bool = True):
@@ -268,9 +324,11 @@ def run(argv: Optional[List[str]] = None, wait: bool = True):
     targets = load_targets(config.targets, config.target_text, config.id_field,
                            config.target_format)
     plan = plan_output(files, config.output_format, config.output_suffix,
-                       config.num_shards, config.source_text)
+                       config.num_shards, config.source_text, config.source_format)
+    tokenizer_digest = None
     if config.tokenizer:
         tokens.load_counter(config.tokenizer)  # a bad tokenizer is an error before the job
+        tokenizer_digest = keys.file_digest(config.tokenizer)
     out.check_output(config.output, config.overwrite)
     _LOG.info("zipfit-beam: %d source files, %d targets, kernel=%s", len(files), len(targets),
               ncd.kernel_name(config.compressor, config.level))
@@ -279,7 +337,7 @@ def run(argv: Optional[List[str]] = None, wait: bool = True):
         progress.count_records_in_background(files)
     started = time.monotonic()
     p = beam.Pipeline(options=pipeline_options)
-    build_pipeline(p, config, files, targets, plan)
+    build_pipeline(p, config, files, targets, plan, tokenizer_digest)
     result = p.run()
     if wait:
         result.wait_until_finish()

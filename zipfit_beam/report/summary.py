@@ -231,19 +231,19 @@ class FetchSnippets(beam.PTransform):
     its file through ``io.fetch.FetchSelected`` (the same path, checks and formats as the
     selected records) and parsed with the run's text spec (a field or a template)."""
 
-    def __init__(self, format_overrides: Dict[str, str], text, id_field: str):
+    def __init__(self, source_format: str, text, id_field: str):
         super().__init__()
-        self._args = (format_overrides, text, id_field)
+        self._args = (source_format, text, id_field)
 
     def expand(self, docs):
-        overrides, text, id_field = self._args
+        source_format, text, id_field = self._args
 
         def snippet(keyed):
             _, record = keyed
             return (record.source, record.position), parse_any(record, text, id_field).text[:stats.SNIPPET_CHARS]
 
         return (docs
-                | "Fetch" >> FetchSelected(overrides, text, id_field, counter="fetched_examples",
+                | "Fetch" >> FetchSelected(source_format, text, id_field, counter="fetched_examples",
                                            with_score=False)
                 | "Snippet" >> beam.Map(snippet))
 
@@ -262,12 +262,12 @@ class SummarizeSelection(beam.PTransform):
     escapes).
 
     ``scored`` holds every scored document (``contaminated_by`` set on the ones the guard
-    flagged); ``selected`` the selection. ``fetch``: (format overrides, text spec, id
+    flagged); ``selected`` the selection. ``fetch``: (--format, text spec, id
     field) to read the examples' text again. Each side is reduced by one tuple of
     combiners (``SingleInputTupleCombineFn``), the groups by a per-key sum, so nothing but
     small partial results meets on one worker and the job gains few stages."""
 
-    def __init__(self, fetch: Tuple[Dict[str, str], object, str], group_field: Optional[str] = None,
+    def __init__(self, fetch: Tuple[str, object, str], group_field: Optional[str] = None,
                  token_measure: str = "tokens", sample_size: int = SAMPLE_SIZE,
                  examples: int = EXAMPLES, max_groups: int = MAX_GROUPS):
         super().__init__()

@@ -2,7 +2,7 @@
  * zipfit_beam._gzip1 -- exact gzip level-1 compressed lengths, computed without compressing.
  *
  * len(gzip.compress(data, 1)) == len(zlib.compress(data, 1, -15)) + 18.  The raw deflate part is
- * what zlib 1.2.12 .. 1.3.1 produce at level 1 (deflate_fast: 3-byte hash of 15 bits, hash chains
+ * what zlib 1.2.11 .. 1.3.2 produce at level 1 (deflate_fast: 3-byte hash of 15 bits, hash chains
  * cut at 4, nice_match 8, strings inside matches longer than 4 not hashed; windowBits 15,
  * memLevel 8, so 16383 symbols per block; one deflate() call with Z_FINISH, which is what
  * Python's zlib.compress does).  This module re-implements that parser and the per-block choice
@@ -12,7 +12,8 @@
  * API: gzip1_length(data) -> int;  Gzip1Targets(targets).concat_lengths(source) -> list[int]
  * (len(gzip.compress(source + t, 1)) for every target t);  Gzip1Targets.alignment(source) ->
  * 1 - mean NCD (ncd.TargetSet.alignment, bit-identical, no per-target Python objects);
- * ZLIB_COMPAT = "1.2.13".
+ * ZLIB_COMPAT: the zlib releases whose level-1 output this reproduces, each built and compared
+ * by benchmarks/zlib_versions.py.
  *
  * Engines
  *   flat    inputs shorter than 65274 bytes, where zlib never slides its window: positions are
@@ -1487,7 +1488,7 @@ static struct PyModuleDef moduledef = {
 
 PyMODINIT_FUNC PyInit__gzip1(void)
 {
-    PyObject *m;
+    PyObject *m, *compat;
     init_tables();
     init_run_table();
     if (!single_lock) single_lock = PyThread_allocate_lock();
@@ -1501,7 +1502,9 @@ PyMODINIT_FUNC PyInit__gzip1(void)
         Py_DECREF(m);
         return NULL;
     }
-    if (PyModule_AddStringConstant(m, "ZLIB_COMPAT", "1.2.13") < 0) {
+    compat = Py_BuildValue("(ssssss)", "1.2.11", "1.2.12", "1.2.13", "1.3", "1.3.1", "1.3.2");
+    if (!compat || PyModule_AddObject(m, "ZLIB_COMPAT", compat) < 0) {
+        Py_XDECREF(compat);
         Py_DECREF(m);
         return NULL;
     }

@@ -7,15 +7,24 @@
 A gzip member is a 10-byte header, a raw deflate stream and an 8-byte trailer, so
 ``len(gzip.compress(b, L)) == len(zlib.compress(b, L, -15)) + 18`` exactly; we compute
 the latter (no header bytes built, same number). For gzip level 1 an optional C
-kernel (``zipfit_beam.score._gzip1``) reproduces zlib's lengths exactly and much faster; it is
-used only when the zlib Python links is the one it reproduces and a self-check at
-import agrees, otherwise zlib itself is called. Either way the lengths, and so the
-scores, are identical.
+kernel (``zipfit_beam.score._gzip1``) reproduces zlib's lengths exactly and much faster.
+
+Which zlib the scores follow: canonical zlib, not the platform's. zlib 1.2.11 to 1.3.2
+(``CANONICAL_ZLIB``) give identical output, and the kernel reproduces it at level 1
+(benchmarks/zlib_versions.py builds each release and compares). zlib-ng (Fedora 40+'s zlib,
+in compat mode) does not: its parser differs, so there ``gzip.compress`` and zip-fit give
+other lengths. The kernel is used whenever it is built and its import-time self-check
+gives the pinned canonical lengths, whatever zlib Python links: one selection comes out the
+same on Debian, Ubuntu, conda, Fedora and Dataflow workers alike, and on a canonical zlib it
+is also zip-fit's there. Without the kernel, zlib itself is called, and the scores are
+canonical only where that zlib is. ``scoring_identity`` says which case applies (the manifest
+records it); ``check_same_scoring`` lets each worker check that it scores like the launcher.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
 import threading
 import zlib
@@ -101,24 +110,62 @@ def check_compressor(compressor: str, level: Optional[int]) -> None:
                          f"module: {e}") from e
 
 
+# zlib releases whose deflate output at level 1 (windowBits -15, memLevel 8, default strategy)
+# the kernel reproduces exactly: benchmarks/zlib_versions.py built each from source and found no
+# mismatch on 369,042 real and adversarial pairs (and 2,251 single inputs) per release; they also
+# agree with each other at levels 2-9 there, so a canonical zlib gives canonical lengths at every
+# gzip level (only level 1 has the kernel). zlib-ng (compat mode, Fedora 40+) differs on nearly
+# every pair, at every level. Equal to the kernel's ZLIB_COMPAT (tests/unit/test_zlib_versions.py).
+CANONICAL_ZLIB = ("1.2.11", "1.2.12", "1.2.13", "1.3", "1.3.1", "1.3.2")
+
+
+def _probe_cases() -> list[tuple[bytes, list[bytes]]]:
+    """(source, targets) for the self-check, built without randomness: short, repetitive,
+    all-byte, incompressible and text-like inputs, which reach deflate's stored, fixed and
+    dynamic blocks, a block cut at 16383 symbols and a window slide (inputs over 65274 bytes)."""
+    small = [b"", b"a", b"abcabcabcabc" * 40, bytes(range(256)) * 3]
+    noise = b"".join(hashlib.sha256(b"%d" % i).digest() for i in range(2100))  # 67,200 bytes
+    words = b"def return self None import class lambda yield while for in if else x0 x1".split()
+    text = b" ".join(words[c % len(words)] for c in noise[:16_000])  # 78,900 bytes
+    noise = noise[:20_000]
+    return [(x, small) for x in small] + [(noise, [b"", text[:5000]]), (text, [b"", noise])]
+
+
+# gzip level-1 lengths of the _probe_cases() pairs, in order, from canonical zlib (equal for
+# every release in CANONICAL_ZLIB: tests/unit/test_zlib_versions.py checks each it can).
+_CANONICAL_PROBE_LENGTHS = (20, 21, 28, 296, 21, 22, 28, 296, 28, 28, 33, 303, 296, 297, 303, 304,
+                            20028, 21721, 19103, 40763)
+
+
+def _reproduces_canonical(concat_lengths: Callable[[bytes, list[bytes]], list[int]]) -> bool:
+    got = tuple(n for x, ys in _probe_cases() for n in concat_lengths(x, ys))
+    return got == _CANONICAL_PROBE_LENGTHS
+
+
+def _zlib_concat_lengths(x: bytes, ys: list[bytes]) -> list[int]:
+    return [gzip_length(x + y, 1) for y in ys]
+
+
 def _load_kernel():
-    """The C gzip-1 kernel module, or None when it is not built or not exact here."""
+    """The C gzip-1 kernel module, or None when it is not built or fails its self-check."""
     try:
         from zipfit_beam.score import _gzip1  # type: ignore[attr-defined]
     except ImportError:
         return None
-    if _gzip1.ZLIB_COMPAT != zlib.ZLIB_RUNTIME_VERSION:
+    # A cheap guard against a miscompiled kernel: it must give the pinned canonical lengths.
+    if not _reproduces_canonical(lambda x, ys: _gzip1.Gzip1Targets(ys).concat_lengths(x)):
         return None
-    # A cheap guard against a zlib that claims the version but parses differently.
-    probe = [b"", b"a", b"abcabcabcabc" * 40, bytes(range(256)) * 3]
-    kernel = _gzip1.Gzip1Targets(probe)
-    for x in probe:
-        if kernel.concat_lengths(x) != [gzip_length(x + y, 1) for y in probe]:
-            return None
     return _gzip1
 
 
+def zlib_is_canonical(version: str = zlib.ZLIB_RUNTIME_VERSION,
+                      concat_lengths: Callable[[bytes, list[bytes]], list[int]] = _zlib_concat_lengths) -> bool:
+    """Whether this zlib (by its version and by the self-check) gives canonical lengths."""
+    return version in CANONICAL_ZLIB and _reproduces_canonical(concat_lengths)
+
+
 _KERNEL = _load_kernel()
+_ZLIB_CANONICAL = zlib_is_canonical()
 
 
 def kernel_name(compressor: str = "gzip", level: int = 1) -> str:
@@ -127,6 +174,48 @@ def kernel_name(compressor: str = "gzip", level: int = 1) -> str:
     if _KERNEL is not None and compressor == "gzip" and level == 1:
         return "c-gzip1"
     return COMPRESSORS[compressor].module
+
+
+def scoring_identity(compressor: str = "gzip", level: int = 1) -> dict:
+    """What the lengths of this compressor/level follow here, for the manifest:
+    ``{'kernel': kernel_name(...), 'zlib_runtime': the zlib Python links, 'canonical': ...}``.
+    ``canonical``: True when gzip lengths are canonical zlib's (the kernel, or a canonical
+    zlib), False when they are this platform's other zlib's, None for non-zlib compressors."""
+    kernel = kernel_name(compressor, level)
+    if compressor != "gzip":
+        canonical = None
+    else:
+        canonical = kernel == "c-gzip1" or _ZLIB_CANONICAL
+    return {"kernel": kernel, "zlib_runtime": zlib.ZLIB_RUNTIME_VERSION, "canonical": canonical}
+
+
+def scoring_class(identity: dict) -> str:
+    """A name shared by exactly the ``scoring_identity`` results that give the same lengths:
+    'canonical-zlib' for canonical gzip lengths (kernel or zlib, any canonical release), else
+    the implementation with its zlib release ('zlib 1.3.1.zlib-ng'), or for non-zlib
+    compressors the library's name."""
+    if identity.get("canonical"):
+        return "canonical-zlib"
+    if identity.get("canonical") is None:
+        return str(identity.get("kernel"))
+    return f"{identity.get('kernel')} {identity.get('zlib_runtime')}"
+
+
+def same_scoring(a: dict, b: dict) -> bool:
+    """Whether two ``scoring_identity`` results give the same lengths."""
+    return scoring_class(a) == scoring_class(b)
+
+
+def check_same_scoring(expected: dict, compressor: str, level: int) -> None:
+    """Raise RuntimeError when this process would score differently from ``expected`` (the
+    launcher's ``scoring_identity``): a job's workers must all give the same lengths."""
+    here = scoring_identity(compressor, level)
+    if not same_scoring(expected, here):
+        raise RuntimeError(
+            f"this worker scores {compressor} level {level} with {here}, but the job was built "
+            f"for {expected}: scores would differ between machines. Install zipfit-beam with "
+            f"its C kernel (a C compiler at install time) on both sides, or run where Python "
+            f"links zlib {', '.join(CANONICAL_ZLIB)}")
 
 
 class TargetSet:

@@ -18,7 +18,7 @@ from typing import Dict, NamedTuple, Optional, Sequence, Tuple
 from zipfit_beam.records import Document
 from zipfit_beam.score import contamination, ncd
 
-__all__ = ["ScoringSpec", "PreparedTargets", "prepare_targets"]
+__all__ = ["ScoringSpec", "PreparedTargets", "prepare_targets", "SCORES_VERSION", "scoring_fingerprint"]
 
 
 @dataclass(frozen=True)
@@ -100,3 +100,26 @@ def prepare_targets(targets: Sequence[Document]) -> PreparedTargets:
         h.update(d.text.encode("utf-8"))
         h.update(b"\0")
     return PreparedTargets(tuple(d.id for d in ordered), tuple(d.text for d in ordered), h.hexdigest())
+
+
+# Bump when a change to parsing, scoring, token counting or the guard changes any key of a
+# key table (``io.keys``): tables in a --cache made before then are scored again.
+SCORES_VERSION = 1
+
+
+def scoring_fingerprint(spec: ScoringSpec, targets: PreparedTargets, text, id_field: str,
+                        group_field: Optional[str], tokenizer_digest: Optional[str] = None) -> str:
+    """A digest of everything that decides a source file's keys: the targets' content, the
+    settings that change scores, token counts or the guard (not threads, batch size or
+    progress), which lengths this machine computes (``ncd.scoring_class``: tables made with
+    zlib-ng are not reused where scores follow canonical zlib), how records become documents
+    (text spec, id and group fields), the content of the tokenizer file and ``SCORES_VERSION``."""
+    import json
+    parts = {"version": SCORES_VERSION, "targets": targets.fingerprint,
+             "compressor": spec.compressor, "level": spec.level,
+             "lengths": ncd.scoring_class(ncd.scoring_identity(spec.compressor, spec.level)),
+             "max_doc_bytes": spec.max_doc_bytes, "chunk_bytes": spec.chunk_bytes,
+             "chunk_reduce": spec.chunk_reduce, "tokenizer": spec.tokenizer,
+             "tokenizer_sha256": tokenizer_digest, "ngram": spec.contamination_ngram,
+             "text": repr(text), "id_field": id_field, "group_field": group_field}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()

@@ -1,5 +1,7 @@
 """The Beam side of scoring. Thin: the maths is in ``ncd``, ``contamination`` and ``tokens``.
 
+    (path, format) --ScoreFiles(prepared targets side input, ScoringSpec)--> KeyTable
+             (the file's scores written as a table, or found in the cache; see io.keys)
     Document --ScoreDocuments(prepared targets side input, ScoringSpec)--> ScoredDocument
              (score, tokens, bytes, group, the target it copies if any)
     ScoredDocument --GuardContamination--> clean + contaminated + ContaminationHit
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 import collections
 from concurrent.futures import ThreadPoolExecutor
-from typing import List, NamedTuple, Optional
+from typing import Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -17,14 +19,21 @@ from apache_beam.pvalue import AsSingleton, PCollection
 from apache_beam.utils import shared
 from apache_beam.utils.windowed_value import WindowedValue
 
-from zipfit_beam.records import ContaminationHit, Document, ScoredDocument
+from zipfit_beam.io import keys
+from zipfit_beam.io.files import InputFile
+from zipfit_beam.io.keys import KeyTable
+from zipfit_beam.io.parse import parse_any
+from zipfit_beam.io.read import iter_input, needed_fields
+from zipfit_beam.io.templates import TextSpec
+from zipfit_beam.records import ContaminationHit, DeadLetter, Document, ScoredDocument
 from zipfit_beam.report import progress
-from zipfit_beam.score.docwork import DocumentWork
+from zipfit_beam.score import ncd
+from zipfit_beam.score.docwork import DocumentWork, Submitted
 from zipfit_beam.score.spec import PreparedTargets, ScoringSpec
 from zipfit_beam.score.tokens import load_counter
 
-__all__ = ["ScoreBatchDoFn", "ScoreDocuments", "SplitContaminatedDoFn", "Guarded",
-           "GuardContamination", "CONTAMINATED_TAG"]
+__all__ = ["BatchScorer", "ScoreBatchDoFn", "ScoreDocuments", "ScoreFilesDoFn", "ScoreFiles", "SplitContaminatedDoFn", "Guarded",
+           "GuardContamination", "ContaminationHitDoFn", "CONTAMINATED_TAG"]
 
 
 class _Holder:
@@ -34,37 +43,39 @@ class _Holder:
         self.value = value
 
 
-class ScoreBatchDoFn(beam.DoFn):
-    """List[Document] + PreparedTargets side input -> one ScoredDocument per document, with
-    its token count, text size, group and, when the contamination guard is on
-    (``spec.contamination_ngram`` > 0), the id of the target it shares an n-gram with
-    (``contaminated_by``).
+class BatchScorer:
+    """Scores lists of Documents against PreparedTargets as a ScoringSpec says: one per
+    DoFn instance, with ``setup``/``teardown`` called from the DoFn's.
 
     The target set's compressed lengths, the n-gram index and the token counter are built
     once per worker process, under tags the launcher's fingerprint names, and shared by
     its threads. The work on each document (score, guard, tokens) is ``docwork.DocumentWork``.
-    With ``spec.threads`` = 1 a batch is scored on the calling thread; with more, each batch is
-    split over a pool of that many threads, and up to two batches are in flight while the
-    calling thread goes on with Beam's work (the C kernel and the C guard and counter release
-    the GIL); outputs then come out a batch or two later, each in its own element's window
-    and timestamp, the rest in ``finish_bundle``. Long documents are truncated and/or scored chunk by chunk
+    With ``spec.threads`` = 1 a batch is scored on the calling thread (``score``); with more,
+    each batch is split over a pool of that many threads, and ``submit``/``collect`` and
+    ``score_stream`` keep up to ``IN_FLIGHT`` batches on it while the calling thread goes on
+    reading and parsing (the C kernel and the C guard and counter release the GIL for a whole
+    part). Long documents are truncated and/or scored chunk by chunk
     (``ncd.document_score``); the n-gram check always reads the whole text. With
     ``spec.progress_interval`` > 0 each batch is reported to the process's progress
-    reporter (local runs; see ``report.progress``)."""
+    reporter (local runs; see ``report.progress``). At setup each worker checks that it gives
+    the lengths the launcher would (``ncd.check_same_scoring``) and fails before scoring
+    anything if not."""
 
     def __init__(self, spec: ScoringSpec):
         self._spec = spec
+        # Taken where the job is built (the launcher); setup() on each worker compares.
+        self._scoring = ncd.scoring_identity(spec.compressor, spec.level)
         self._shared_targets, self._shared_index, self._shared_counter = (
             shared.Shared(), shared.Shared(), shared.Shared())
         self._pool: Optional[ThreadPoolExecutor] = None
         self._targets_seen = self._target_set = self._index = self._counter = self._work = None
         self._progress: Optional[progress.ProgressReporter] = None
-        self._in_flight: collections.deque = collections.deque()
         self._scored = Metrics.counter("zipfit", "scored")
         self._chunked = Metrics.counter("zipfit", "scored_in_chunks")
 
     def setup(self):
         spec = self._spec
+        ncd.check_same_scoring(self._scoring, spec.compressor, spec.level)
         if spec.threads > 1:
             self._pool = ThreadPoolExecutor(spec.threads, thread_name_prefix="zipfit-score")
         self._counter = self._shared_counter.acquire(
@@ -88,35 +99,21 @@ class ScoreBatchDoFn(beam.DoFn):
                 tag=targets.tag("ngrams", spec.contamination_ngram)).value
         self._work = DocumentWork(self._target_set, self._index, self._counter, spec.long_documents)
 
-    def start_bundle(self):
-        self._in_flight = collections.deque()  # (batch, Submitted, window, timestamp), oldest first
+    @property
+    def pooled(self) -> bool:
+        """Whether batches are scored on a pool (``submit`` returns before they are done)."""
+        return self._pool is not None
 
-    def process(self, batch: List[Document], targets: PreparedTargets,
-                window=beam.DoFn.WindowParam, timestamp=beam.DoFn.TimestampParam):
+    def submit(self, batch: List[Document], targets: PreparedTargets) -> Tuple[List[Document], Submitted]:
+        """Start scoring a batch (on the pool, or here and now without one)."""
         if targets is not self._targets_seen:  # the side input is reused across batches
             self._prepare(targets)
-        texts = [d.text for d in batch]
-        if self._pool is None:  # one scoring thread: here, now
-            yield from self._outputs(batch, self._work.score_batch(texts))
-            return
-        # On the pool: the scoring threads work on this batch and the one before while this
-        # thread goes on reading and parsing (the C pass holds no GIL); finished batches are
-        # emitted as WindowedValues of their own element's window.
-        in_flight = self._in_flight
-        in_flight.append((batch, self._work.submit(texts, self._pool, self._spec.threads), window, timestamp))
-        while in_flight and (len(in_flight) > _IN_FLIGHT or in_flight[0][1].done()):
-            yield from self._emit_oldest()
+        return batch, self._work.submit([d.text for d in batch], self._pool, self._spec.threads)
 
-    def finish_bundle(self):
-        while self._in_flight:
-            yield from self._emit_oldest()
-
-    def _emit_oldest(self):
-        batch, submitted, window, timestamp = self._in_flight.popleft()
-        for doc in self._outputs(batch, self._work.collect(submitted)):
-            yield WindowedValue(doc, timestamp, (window,))
-
-    def _outputs(self, batch, results):
+    def collect(self, submitted: Tuple[List[Document], Submitted]) -> List[ScoredDocument]:
+        """A submitted batch's ScoredDocuments, in order (waits for it)."""
+        batch, handle = submitted
+        results = self._work.collect(handle)
         spec = self._spec
         self._scored.inc(len(batch))
         if self._progress is not None:
@@ -124,13 +121,69 @@ class ScoreBatchDoFn(beam.DoFn):
         chunked = sum(1 for r in results if spec.is_chunked(r.size))
         if chunked:
             self._chunked.inc(chunked)
-        for d, r in zip(batch, results):
-            yield ScoredDocument(d.id, r.score, d.source, d.position, r.tokens, r.size, d.group, r.copied)
+        return [ScoredDocument(d.id, r.score, d.source, d.position, r.tokens, r.size, d.group, r.copied)
+                for d, r in zip(batch, results)]
+
+    def score(self, batch: List[Document], targets: PreparedTargets) -> List[ScoredDocument]:
+        return self.collect(self.submit(batch, targets))
+
+    def score_stream(self, batches: Iterable[List[Document]], targets: PreparedTargets
+                     ) -> Iterator[List[ScoredDocument]]:
+        """Each batch's ScoredDocuments, in order; with a pool, the next batches are read
+        (the iterator advanced) while up to ``IN_FLIGHT`` are being scored."""
+        in_flight: collections.deque = collections.deque()
+        for batch in batches:
+            in_flight.append(self.submit(batch, targets))
+            while in_flight and (len(in_flight) > IN_FLIGHT or in_flight[0][1].done()):
+                yield self.collect(in_flight.popleft())
+        while in_flight:
+            yield self.collect(in_flight.popleft())
 
 
-# batches on the scoring pool at once, per DoFn: enough that a thread finishing its part of one
-# finds the next one queued
-_IN_FLIGHT = 2
+# Batches on a scoring pool at once, per DoFn: enough that a thread finishing its part of one
+# finds the next one queued.
+IN_FLIGHT = 2
+
+
+class ScoreBatchDoFn(beam.DoFn):
+    """List[Document] + PreparedTargets side input -> one ScoredDocument per document, with
+    its token count, text size, group and, when the contamination guard is on
+    (``spec.contamination_ngram`` > 0), the id of the target it shares an n-gram with
+    (``contaminated_by``). See ``BatchScorer``. With a scoring pool, a batch's outputs come
+    out while a later batch is processed (or in ``finish_bundle``), each as a WindowedValue
+    of its own element's timestamp and window."""
+
+    def __init__(self, spec: ScoringSpec):
+        self._scorer = BatchScorer(spec)
+        self._in_flight: collections.deque = collections.deque()
+
+    def setup(self):
+        self._scorer.setup()
+
+    def teardown(self):
+        self._scorer.teardown()
+
+    def start_bundle(self):
+        self._in_flight = collections.deque()  # (submitted, window, timestamp), oldest first
+
+    def process(self, batch: List[Document], targets: PreparedTargets,
+                window=beam.DoFn.WindowParam, timestamp=beam.DoFn.TimestampParam):
+        if not self._scorer.pooled:  # one scoring thread: here, now
+            yield from self._scorer.score(batch, targets)
+            return
+        in_flight = self._in_flight
+        in_flight.append((self._scorer.submit(batch, targets), window, timestamp))
+        while in_flight and (len(in_flight) > IN_FLIGHT or in_flight[0][0][1].done()):
+            yield from self._emit_oldest()
+
+    def finish_bundle(self):
+        while self._in_flight:
+            yield from self._emit_oldest()
+
+    def _emit_oldest(self):
+        submitted, window, timestamp = self._in_flight.popleft()
+        for doc in self._scorer.collect(submitted):
+            yield WindowedValue(doc, timestamp, (window,))
 
 
 class ScoreDocuments(beam.PTransform):
@@ -148,6 +201,98 @@ class ScoreDocuments(beam.PTransform):
                 | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self._spec.batch_size)
                 | "Score" >> beam.ParDo(ScoreBatchDoFn(self._spec), AsSingleton(self._targets))
                 .with_output_types(ScoredDocument))
+
+
+class ScoreFilesDoFn(beam.DoFn):
+    """(path, format) + PreparedTargets -> KeyTable: one source file read, parsed and scored
+    into its key table (``io.keys``), or the complete table found in ``tables`` (the cache)
+    for the same source file and scoring fingerprint. Dead letters go into the file's
+    rejected table; the Metrics counters (read, scored, rejected, rejected_<reason>,
+    files_scored, files_reused, documents_reused) count reused files as well, so a run's
+    metrics do not depend on what the cache held."""
+
+    def __init__(self, spec: ScoringSpec, text: TextSpec, id_field: str,
+                 group_field: Optional[str], tables: str, fingerprint: str):
+        self._spec, self._scorer = spec, BatchScorer(spec)
+        self._text, self._id_field, self._group_field = text, id_field, group_field
+        self._fields = needed_fields(text, id_field, group_field)
+        self._tables, self._fingerprint = tables, fingerprint
+        self._read = Metrics.counter("zipfit", "read")
+        self._reused_files = Metrics.counter("zipfit", "files_reused")
+        self._reused_docs = Metrics.counter("zipfit", "documents_reused")
+        self._scored_files = Metrics.counter("zipfit", "files_scored")
+
+    def setup(self):
+        self._scorer.setup()
+
+    def teardown(self):
+        self._scorer.teardown()
+
+    def _count(self, table: KeyTable) -> None:
+        self._read.inc(table.read)
+        if table.rejected_count:
+            Metrics.counter("zipfit", "rejected").inc(table.rejected_count)
+        for reason, n in table.reasons:
+            Metrics.counter("zipfit", f"rejected_{reason}").inc(n)
+
+    def process(self, file: InputFile, targets: PreparedTargets):
+        path, fmt = file
+        try:
+            source = keys.file_fingerprint(path)
+        except Exception:  # unlistable: the reader makes it a corrupt_file dead letter
+            source = {"path": path, "size": None, "mtime": None}
+        name = keys.table_name(f"{self._fingerprint}:{fmt}", source)
+        found = keys.find_table(self._tables, name) if source["size"] is not None else None
+        if found is not None:
+            self._count(found)
+            Metrics.counter("zipfit", "scored").inc(found.scored)
+            self._reused_files.inc()
+            self._reused_docs.inc(found.scored)
+            yield found
+            return
+        writer = keys.TableWriter(self._tables, name, path, source)
+
+        def batches():
+            batch: List[Document] = []
+            for record in iter_input(path, fmt, self._fields):
+                parsed = record if isinstance(record, DeadLetter) else parse_any(
+                    record, self._text, self._id_field, self._group_field)
+                if isinstance(parsed, DeadLetter):
+                    writer.add_rejected(parsed)
+                    continue
+                batch.append(parsed)
+                if len(batch) >= self._spec.batch_size:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+
+        # with a scoring pool, the next batches are read and parsed while earlier ones score
+        for scored in self._scorer.score_stream(batches(), targets):
+            writer.add_keys(scored)
+        table = writer.close()
+        self._count(table)
+        self._scored_files.inc()
+        yield table
+
+
+class ScoreFiles(beam.PTransform):
+    """PCollection[(path, format)] -> PCollection[KeyTable]: every source file scored into
+    its key table in ``tables`` (or found there complete), files spread over workers
+    first. ``targets``: a singleton PCollection[PreparedTargets]; ``fingerprint``: the
+    scoring fingerprint (``score.spec.scoring_fingerprint``)."""
+
+    def __init__(self, targets: PCollection, spec: ScoringSpec, text: TextSpec, id_field: str,
+                 group_field: Optional[str], tables: str, fingerprint: str):
+        super().__init__()
+        self._targets = targets
+        self._dofn = ScoreFilesDoFn(spec, text, id_field, group_field, tables, fingerprint)
+
+    def expand(self, files):
+        return (files
+                | "SpreadFiles" >> beam.Reshuffle()
+                | "ScoreFile" >> beam.ParDo(self._dofn, AsSingleton(self._targets))
+                .with_output_types(KeyTable))
 
 
 CONTAMINATED_TAG = "contaminated"
@@ -170,6 +315,18 @@ class SplitContaminatedDoFn(beam.DoFn):
 
 def contamination_hit(doc: ScoredDocument) -> ContaminationHit:
     return ContaminationHit(doc.id, doc.score, doc.source, doc.position, doc.contaminated_by)
+
+
+class ContaminationHitDoFn(beam.DoFn):
+    """A contaminated ScoredDocument -> its ContaminationHit, counted in the
+    ``contaminated`` metric."""
+
+    def __init__(self):
+        self._contaminated = Metrics.counter("zipfit", "contaminated")
+
+    def process(self, doc: ScoredDocument):
+        self._contaminated.inc()
+        yield contamination_hit(doc)
 
 
 class Guarded(NamedTuple):

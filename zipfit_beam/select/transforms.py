@@ -6,7 +6,7 @@ ranking key) is in ``select.cut``.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Union
+from typing import Callable, NamedTuple, Optional, Union
 
 import apache_beam as beam
 from apache_beam.pvalue import AsSingleton, PCollection
@@ -51,6 +51,16 @@ def selection_key(doc: ScoredDocument) -> SelectionKey:
     return SelectionKey(rank_key(doc), doc.tokens)
 
 
+def reader(read: Optional[Callable]) -> Callable:
+    """``documents(pcoll, label)``: the scored documents ``pcoll`` holds. With ``read`` None,
+    ``pcoll`` is a PCollection[ScoredDocument] itself; else it holds key tables (or any
+    handles) and each use reads them again, a FlatMap of ``read`` of its own, so that no
+    runner has to keep every key between the passes (the spine of ``io.keys``)."""
+    if read is None:
+        return lambda pcoll, label: pcoll
+    return lambda pcoll, label: pcoll | label >> beam.FlatMap(read).with_output_types(ScoredDocument)
+
+
 class FindCut(beam.PTransform):
     """PCollection[ScoredDocument] -> singleton PCollection[Cut], by the radix rounds of
     ``select.cut`` (read its docstring): per round one histogram of at most 2**16 bins over
@@ -58,14 +68,15 @@ class FindCut(beam.PTransform):
     gathered on one worker.
 
     Round 1 needs no side input, so it runs in the pass that produces the documents;
-    round 2 reads the documents again (they are kept for the final filter anyway) and
-    only the boundary bin's (key, tokens) pairs go on: no PCollection of all keys."""
+    round 2 reads the documents again and only the boundary bin's (key, tokens) pairs go
+    on: no PCollection of all keys. ``read``: see ``reader`` (the input then holds key
+    tables, read once per pass)."""
 
-    def __init__(self, rule: SelectionRule):
+    def __init__(self, rule: SelectionRule, read: Optional[Callable] = None):
         super().__init__()
-        self._rule = rule
+        self._rule, self._documents = rule, reader(read)
 
-    def expand(self, scored):
+    def expand(self, source):
         rule = self._rule
 
         def round2_candidates(doc, cursor):
@@ -75,15 +86,15 @@ class FindCut(beam.PTransform):
 
         # CombineGlobally(...).without_defaults() + AsSingleton(default_value=...) instead of
         # the default-injecting CombineGlobally: the same result in fewer stages.
-        hist = (scored
+        hist = (self._documents(source, "ReadKeys1")
                 | "Digits1" >> beam.Map(lambda d: (sel.first_digit(selection_key(d), rule),
                                                    selection_key(d)))
                 | "Histogram1" >> beam.CombineGlobally(HistogramCombineFn()).without_defaults())
-        cursor = (scored.pipeline
+        cursor = (source.pipeline
                   | "Once" >> beam.Create([None])
                   | "Advance1" >> beam.Map(lambda _, h: sel.first_round(h, rule),
                                            AsSingleton(hist, default_value={})))
-        candidates = scored | "Candidates2" >> beam.FlatMap(
+        candidates = self._documents(source, "ReadKeys2") | "Candidates2" >> beam.FlatMap(
             round2_candidates, AsSingleton(cursor)).with_output_types(SelectionKey)
         for r in range(2, sel.ROUNDS + 1):
             hist = (candidates
@@ -104,14 +115,17 @@ class SelectDocuments(beam.PTransform):
     optional score floor).
 
     Only small (key, tokens) pairs go through the cut-finding rounds; the documents stay
-    where they are and are filtered against the cut (a singleton side input)."""
+    where they are and are filtered against the cut (a singleton side input). ``read``:
+    the input holds key tables, read again by each pass (see ``reader``)."""
 
-    def __init__(self, rule: Union[SelectionRule, int]):
+    def __init__(self, rule: Union[SelectionRule, int], read: Optional[Callable] = None):
         super().__init__()
         self._rule = rule if isinstance(rule, SelectionRule) else SelectionRule(top_k=rule)
+        self._read = read
 
-    def expand(self, scored):
-        cut = scored | "FindCut" >> FindCut(self._rule)
+    def expand(self, source):
+        cut = source | "FindCut" >> FindCut(self._rule, self._read)
+        scored = reader(self._read)(source, "ReadKeys")
         selected = scored | "KeepSelected" >> beam.Filter(
             lambda d, c: sel.keeps(c, rank_key(d)), AsSingleton(cut))
         threshold = cut | "Threshold" >> beam.Map(lambda c: c.threshold)
