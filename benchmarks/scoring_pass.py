@@ -156,6 +156,9 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default=None)
     ap.add_argument("--skip-breakdown", action="store_true")
     ap.add_argument("--skip-runs", action="store_true", help="the breakdown only")
+    ap.add_argument("--baseline-docs", type=int, default=0,
+                    help="also run engine c, 1 thread, on this many documents: the fixed cost "
+                         "(start-up, graph, report) to take out of 'rest'")
     ap.add_argument("--json", default=None, help="also write the results here")
     a = ap.parse_args(argv)
 
@@ -192,6 +195,15 @@ def main(argv=None) -> int:
                 print(f"  engine {engine:<6} threads {t}  wall {wall:7.1f} s  CPU {cpu:7.1f} s  "
                       f"({cpu / n_docs * 1e6:6.0f} us/doc; main thread {main_cpu:6.1f} s)  peak RSS {rss:5.0f} MB  "
                       f"load {os.getloadavg()[0]:.1f}", flush=True)
+    fixed = None
+    if a.baseline_docs:
+        small = os.path.join(work, "baseline.jsonl")
+        with open(small, "wb") as f:
+            f.writelines(line + b"\n" for line in lines[:a.baseline_docs])
+        _, fixed, _, _ = run_select("c", 1, small, a.target, os.path.join(work, "out-baseline"),
+                                    min(a.top_k, a.baseline_docs))
+        print(f"  baseline: {a.baseline_docs} documents, engine c, 1 thread: CPU {fixed:.1f} s (fixed cost)")
+        result["baseline_cpu_s"] = fixed
     outs = [selected(os.path.join(work, f"out-{e}-{t}")) for e, t in runs]
     same = all(o == outs[0] for o in outs) and len(outs[0]) > 0
     print(f"selections identical across runs: {same}")
@@ -218,10 +230,14 @@ def main(argv=None) -> int:
             guard = us["guard, C" if engine == "c" else "guard, Python"]
             tok = us["tokens, C" if engine == "c" else "tokens, Python regex"]
             pass_ = us[f"DocumentWork.score_batch, engine {engine}"]  # includes encode and glue
+            rest = total - pass_ - us['parse (JSON line -> Document)']
+            fixed_us = "" if fixed is None else (
+                f"; of the rest, {fixed / n_docs * 1e6:.0f} fixed (start-up, graph, report) and "
+                f"{rest - fixed / n_docs * 1e6:.0f} per document (Beam, key tables, selection)")
             print(f"engine {engine}, 1 thread, per document: total {total:.0f} us = kernel "
                   f"{us['kernel (document_score)']:.0f} + guard {guard:.0f} + tokens {tok:.0f} + parse "
-                  f"{us['parse (JSON line -> Document)']:.0f} + rest {total - pass_ - us['parse (JSON line -> Document)']:.0f}"
-                  f" (scoring pass whole: {pass_:.0f})")
+                  f"{us['parse (JSON line -> Document)']:.0f} + encode and glue "
+                  f"{pass_ - us['kernel (document_score)'] - guard - tok:.0f} + rest {rest:.0f}{fixed_us}")
     result.update(runs={f"{e}-{t}": v for (e, t), v in runs.items()}, identical=same,
                   load_after=os.getloadavg())
     print(f"load average after: {os.getloadavg()}")

@@ -1,27 +1,31 @@
 """One worker's work on each document, as one object. Pure: no Beam.
 
     DocumentWork(target set, guard index or None, token counter, long-document settings)
-    .score_batch(texts, pool) -> [DocumentResult(score, copied, tokens, size)] in order
+    .score_batch(texts, pool, threads) -> [DocumentResult(score, copied, tokens, size)] in order
+    .submit(texts, pool, threads) -> Submitted;  .collect(submitted) -> the same list
 
 Per document: its alignment with the targets (``ncd.document_score`` on the UTF-8 bytes),
 the contamination guard's match (``contamination.ContaminationIndex.match``: the id of the
 target it shares most n-grams with, "" when none) and its token count (the counter's). A
 batch is cut into one part per thread; each part runs on a pool thread.
 
-The guard and the default token counter (``tokens.count_regex``) run in the optional C
-extension ``zipfit_beam.score._docwork`` when it is built, and with the exact gzip-1 kernel
-the scores too (``Gzip1Targets`` through the kernel's capsule): one call per part that
-releases the GIL for the whole part, so the threads run on every core and hardly ever wait
-for each other (or for the Beam thread). With another compressor the scores come from
-``ncd.document_score`` per document, after that call. Its results are identical to the Python definitions (same tokens,
-same blake2b token hashes, same windows, same target; same piece counts), whatever the text:
-ASCII documents are walked once for both (their bytes are the str's own); the others walk
-the str's code points with Python's Unicode database (the ``re`` module's own predicates)
-and take the guard's tokens from Python's ``str.lower()`` (see the extension's header).
-Without the extension, or with ``use_extension=False``, the same results come from Python:
-``index.match`` per document in the part, and the counter over the whole batch afterwards.
-A self-check at import compares the two on a few texts; on a mismatch the extension is not
-used. A counter other than the default (``--tokenizer``) always counts the whole batch.
+The C extension ``zipfit_beam.score._docwork`` (optional, built by ``pip install``) does a
+part in one call that releases the GIL for the whole part: the guard, the default token
+counter (``tokens.count_regex``) and, with the exact gzip-1 kernel, the scores too (the
+kernel's ``Gzip1Targets`` through its capsule). So the threads run on every core and hardly
+wait for each other or for the Beam thread. With another compressor the scores come from
+``ncd.document_score`` per document, after that call.
+
+Its results are identical to the Python definitions: the same tokens, blake2b token hashes,
+windows and target; the same pieces; the same scores (the same float operations in the same
+order). ASCII documents are walked once for the guard and the counter (their bytes are the
+str's own); the others walk the str's code points with Python's Unicode database (the ``re``
+module's own predicates) and take the guard's tokens from Python's ``str.lower()`` (see the
+extension's header). A self-check at import compares C and Python on a few texts; on a
+mismatch the extension is not used. Without it, or with ``use_extension=False``, the same
+results come from Python: ``index.match`` per document in the part, the counter over the
+whole batch afterwards. A counter other than the default (``--tokenizer``) always counts the
+whole batch.
 """
 
 from __future__ import annotations
