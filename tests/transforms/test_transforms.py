@@ -57,6 +57,44 @@ def test_score_documents_equals_oracle(sources, targets, test_pipeline):
                     equal_to([(i, round(s, 12)) for i, s in oracle.items()]))
 
 
+def test_scoring_threads_emit_each_document_once_in_its_own_window(sources, targets, test_pipeline):
+    # With a pool, batches are emitted a batch or two after they arrive and the last ones in
+    # finish_bundle, as WindowedValues of their own element: windows must survive that.
+    from apache_beam.transforms import window
+    with test_pipeline as p:
+        docs = (p | "Docs" >> beam.Create([(i, d) for i, d in enumerate(as_docs(sources))])
+                | "Stamp" >> beam.Map(lambda x: window.TimestampedValue(x[1], 10 * (x[0] % 4)))
+                .with_output_types(Document)
+                | "Window" >> beam.WindowInto(window.FixedWindows(10)))
+        tgts = (p | "Targets" >> beam.Create([prepare_targets(as_docs(targets, "targets.jsonl"))])
+                | "GlobalTargets" >> beam.WindowInto(window.GlobalWindows()))
+        scored = docs | ScoreDocuments(tgts, ScoringSpec(threads=2, batch_size=3, contamination_ngram=13))
+        per_window = (scored | "Key" >> beam.Map(lambda d: ("n", d.id))
+                      | "PerWindow" >> beam.GroupByKey()
+                      | "Ids" >> beam.MapTuple(lambda _, ids: sorted(ids)))
+        assert_that(per_window, equal_to([sorted(s["id"] for i, s in enumerate(sources) if i % 4 == w)
+                                          for w in range(4)]))
+
+
+def test_score_stream_keeps_batch_order_and_results(sources, targets):
+    # BatchScorer.score_stream with a pool reads ahead while batches score; what comes out must
+    # be exactly the one-thread results, batch by batch, in order.
+    from zipfit_beam.score.transforms import BatchScorer
+    docs, prepared = as_docs(sources), prepare_targets(as_docs(targets, "targets.jsonl"))
+    batches = [docs[i:i + 3] for i in range(0, len(docs), 3)]
+    out = {}
+    for threads in (1, 2):
+        scorer = BatchScorer(ScoringSpec(threads=threads, batch_size=3))
+        scorer.setup()
+        try:
+            assert scorer.pooled == (threads > 1)
+            out[threads] = list(scorer.score_stream(iter(batches), prepared))
+        finally:
+            scorer.teardown()
+    assert out[2] == out[1] and [len(b) for b in out[1]] == [len(b) for b in batches]
+    assert [d.id for b in out[1] for d in b] == [d.id for d in docs]
+
+
 def test_select_top_k_with_ties_is_exact_and_stable(test_pipeline):
     # 30 documents in three score bands; the boundary falls inside the 0.5 band.
     scored = [ScoredDocument(f"d{i:02d}", [0.9, 0.5, 0.1][i % 3], "s", i) for i in range(30)]

@@ -1,5 +1,6 @@
 import gzip
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -56,6 +57,30 @@ def test_kernel_and_zlib_paths_agree(sources, targets):
     fast, slow = TargetSet(texts), TargetSet(texts, use_kernel=False)
     for s in sources:
         assert fast.alignment(s["text"].encode()) == slow.alignment(s["text"].encode())
+
+
+def test_kernel_alignment_is_bit_identical_to_the_python_sum():
+    # The kernel's alignment() sums the NCDs in C; it must be the very same float as the loop
+    # over the lengths (and as the oracle's sum over gzip.compress lengths), not merely close.
+    if ncd.kernel_name() != "c-gzip1":
+        pytest.skip("C kernel not in use here")
+    from tests.conftest import read_jsonl
+    from zipfit_beam.jobs.example import EXAMPLE_SOURCE, EXAMPLE_TARGETS
+    docs = [r["text"].encode() for r in read_jsonl(EXAMPLE_SOURCE)]
+    targets = [r["text"].encode() for r in read_jsonl(EXAMPLE_TARGETS)]
+    docs += [b"", b"x", docs[0] * 40, b"".join(docs[:60])]  # empty, 1 byte, past 64 KiB
+    ts = TargetSet(targets)
+    assert ts._kernel_alignment is not None
+    mismatches = sum(ts.alignment(x) != ts.alignment_of_lengths(x) for x in docs)
+    assert mismatches == 0
+    oracle = [1 - sum((len(gzip.compress(x + y, 1)) - min(len(gzip.compress(x, 1)), c_y))
+                      / max(len(gzip.compress(x, 1)), c_y)
+                      for y, c_y in zip(targets, map(lambda t: len(gzip.compress(t, 1)), targets)))
+              / len(targets) for x in docs[:50]]
+    assert [ts.alignment(x) for x in docs[:50]] == oracle
+    one = TargetSet(targets[:1])  # a single target, and many threads on one object
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(one.alignment, docs)) == [one.alignment_of_lengths(x) for x in docs]
 
 
 def test_concatenation_order_is_source_first():

@@ -10,8 +10,10 @@
  * them.  Independent implementation written from the algorithm's description; no zlib code.
  *
  * API: gzip1_length(data) -> int;  Gzip1Targets(targets).concat_lengths(source) -> list[int]
- * (len(gzip.compress(source + t, 1)) for every target t);  ZLIB_COMPAT: the zlib releases whose
- * level-1 output this reproduces, each built and compared by benchmarks/zlib_versions.py.
+ * (len(gzip.compress(source + t, 1)) for every target t);  Gzip1Targets.alignment(source) ->
+ * 1 - mean NCD (ncd.TargetSet.alignment, bit-identical, no per-target Python objects);
+ * ZLIB_COMPAT: the zlib releases whose level-1 output this reproduces, each built and compared
+ * by benchmarks/zlib_versions.py.
  *
  * Engines
  *   flat    inputs shorter than 65274 bytes, where zlib never slides its window: positions are
@@ -1041,13 +1043,9 @@ static PyThread_type_lock single_lock;
 static scratch *single_pool;
 static int single_pooled;
 
-static PyObject *py_gzip1_length(PyObject *self, PyObject *arg)
+static scratch *single_get(void)
 {
-    Py_buffer view;
     scratch *s;
-    int64_t r;
-    (void)self;
-    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
     PyThread_acquire_lock(single_lock, WAIT_LOCK);
     s = single_pool;
     if (s) {
@@ -1055,14 +1053,12 @@ static PyObject *py_gzip1_length(PyObject *self, PyObject *arg)
         single_pooled--;
     }
     PyThread_release_lock(single_lock);
-    if (!s) s = scratch_new();
-    if (!s) {
-        PyBuffer_Release(&view);
-        return PyErr_NoMemory();
-    }
-    Py_BEGIN_ALLOW_THREADS
-    r = raw_len_any(s, (const uint8_t *)view.buf, (size_t)view.len, NULL, 0);
-    Py_END_ALLOW_THREADS
+    return s ? s : scratch_new();
+}
+
+/* back to the free list; r < 0: raw_len_any failed and may have left head entries set */
+static void single_put(scratch *s, int64_t r)
+{
     if (r < 0) memset(s->head, 0, sizeof s->head);
     PyThread_acquire_lock(single_lock, WAIT_LOCK);
     if (single_pooled < SINGLE_POOL_MAX) {
@@ -1073,6 +1069,24 @@ static PyObject *py_gzip1_length(PyObject *self, PyObject *arg)
     }
     PyThread_release_lock(single_lock);
     scratch_free(s);
+}
+
+static PyObject *py_gzip1_length(PyObject *self, PyObject *arg)
+{
+    Py_buffer view;
+    scratch *s;
+    int64_t r;
+    (void)self;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    s = single_get();
+    if (!s) {
+        PyBuffer_Release(&view);
+        return PyErr_NoMemory();
+    }
+    Py_BEGIN_ALLOW_THREADS
+    r = raw_len_any(s, (const uint8_t *)view.buf, (size_t)view.len, NULL, 0);
+    Py_END_ALLOW_THREADS
+    single_put(s, r);
     PyBuffer_Release(&view);
     if (r < 0) return PyErr_NoMemory();
     return PyLong_FromLongLong((long long)r + GZIP_OVERHEAD);
@@ -1110,6 +1124,7 @@ typedef struct {
     size_t *off;
     size_t *len;
     size_t maxlen;
+    int64_t *tlen; /* len(gzip.compress(t, 1)) per target, for alignment() */
     PyThread_type_lock lock;
     scratch *pool;
 } TargetsObject;
@@ -1127,6 +1142,7 @@ static void targets_dealloc(TargetsObject *self)
     free(self->thash);
     free(self->off);
     free(self->len);
+    free(self->tlen);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -1177,9 +1193,27 @@ static int targets_init(TargetsObject *self, PyObject *args, PyObject *kwds)
     self->n = n;
     Py_DECREF(fast);
     self->lock = PyThread_allocate_lock();
-    if (!self->lock) {
+    self->tlen = (int64_t *)malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+    if (!self->lock || !self->tlen) {
         PyErr_NoMemory();
         return -1;
+    }
+    {
+        scratch *s = scratch_new();
+        if (!s) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (i = 0; i < n; i++) {
+            int64_t r = raw_len_any(s, self->arena + self->off[i], self->len[i], NULL, 0);
+            if (r < 0) {
+                scratch_free(s);
+                PyErr_NoMemory();
+                return -1;
+            }
+            self->tlen[i] = r + GZIP_OVERHEAD;
+        }
+        scratch_free(s);
     }
     return 0;
 }
@@ -1344,6 +1378,72 @@ static PyObject *targets_concat_lengths(TargetsObject *self, PyObject *arg)
     return list;
 }
 
+/*
+ * alignment(source) = 1 - mean_j NCD(source, t_j), the same double operations in the same
+ * order as ncd.TargetSet.alignment in Python (int / int there is the correctly rounded quotient
+ * of the two values as doubles, exact below 2^53): bit-identical results, one GIL release.
+ * alignment_nogil is the same without Python objects and without the GIL (its scratch pools
+ * have their own locks); other extensions call it through the capsule ALIGNMENT_CAPSULE
+ * (_docwork.c scores whole batches in one GIL release with it).  0 ok, -1 memory, -2 no targets.
+ */
+#define ALIGNMENT_CAPSULE "zipfit_beam.score._gzip1._alignment_nogil_v1"
+static int alignment_nogil(PyObject *targets, const uint8_t *x, size_t L, double *result)
+{
+    TargetsObject *self = (TargetsObject *)targets;
+    scratch *s, *s1;
+    int64_t *out, cx;
+    int rc = 0;
+    double total = 0.0;
+    Py_ssize_t j;
+    if (!self->lock || self->n == 0) return -2;
+    out = (int64_t *)malloc(sizeof(int64_t) * (size_t)self->n);
+    s = pool_get(self);
+    s1 = single_get();
+    if (!out || !s || !s1) {
+        free(out);
+        if (s) pool_put(self, s);
+        if (s1) single_put(s1, 0);
+        return -1;
+    }
+    cx = raw_len_any(s1, x, L, NULL, 0);
+    if (cx >= 0) rc = compute_all(self, s, x, L, out);
+    if (cx >= 0 && rc >= 0) {
+        cx += GZIP_OVERHEAD;
+        for (j = 0; j < self->n; j++) {
+            int64_t cy = self->tlen[j], cxy = out[j] + GZIP_OVERHEAD;
+            int64_t mn = cx < cy ? cx : cy, mx = cx < cy ? cy : cx;
+            total += (double)(cxy - mn) / (double)mx;
+        }
+        *result = 1.0 - total / (double)self->n;
+    }
+    single_put(s1, cx);
+    pool_put(self, s);
+    free(out);
+    return (cx < 0 || rc < 0) ? -1 : 0;
+}
+
+static PyObject *targets_alignment(TargetsObject *self, PyObject *arg)
+{
+    Py_buffer view;
+    double r = 0.0;
+    int rc;
+    if (!self->lock) {
+        PyErr_SetString(PyExc_RuntimeError, "Gzip1Targets.__init__ was not called");
+        return NULL;
+    }
+    if (self->n == 0) {
+        PyErr_SetString(PyExc_ValueError, "alignment needs at least one target");
+        return NULL;
+    }
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    rc = alignment_nogil((PyObject *)self, (const uint8_t *)view.buf, (size_t)view.len, &r);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    if (rc < 0) return PyErr_NoMemory();
+    return PyFloat_FromDouble(r);
+}
+
 static PyObject *targets_len_(TargetsObject *self, void *closure)
 {
     (void)closure;
@@ -1353,6 +1453,8 @@ static PyObject *targets_len_(TargetsObject *self, void *closure)
 static PyMethodDef targets_methods[] = {
     {"concat_lengths", (PyCFunction)targets_concat_lengths, METH_O,
      "concat_lengths(source) -> list of len(gzip.compress(source + t, 1)) for every target t"},
+    {"alignment", (PyCFunction)targets_alignment, METH_O,
+     "alignment(source) -> 1 - mean NCD(source, t) over the targets, as ncd.TargetSet.alignment"},
     {NULL, NULL, 0, NULL}};
 
 static PyGetSetDef targets_getset[] = {
@@ -1405,6 +1507,15 @@ PyMODINIT_FUNC PyInit__gzip1(void)
         Py_XDECREF(compat);
         Py_DECREF(m);
         return NULL;
+    }
+    {
+        /* int alignment_nogil(PyObject *gzip1_targets, const uint8_t *x, size_t len, double *out) */
+        PyObject *cap = PyCapsule_New((void *)alignment_nogil, ALIGNMENT_CAPSULE, NULL);
+        if (!cap || PyModule_AddObject(m, "_alignment_nogil_v1", cap) < 0) {
+            Py_XDECREF(cap);
+            Py_DECREF(m);
+            return NULL;
+        }
     }
     return m;
 }

@@ -16,6 +16,10 @@ windows are hashed with a few vectorized numpy operations (prefix sums, see
 ``window_hashes``) instead of one hash call per window; it depends only on the tokens, so
 launcher and workers on any machine agree.
 
+In the scoring pass the same tokens, hashes and matches come from the C extension
+``_docwork`` (``docwork.DocumentWork``, GIL released; ``ContaminationIndex.tables`` is what
+it reads); this module is their definition and the fallback when it is not built.
+
 Short targets. A target with fewer than ``n`` tokens but at least ``MIN_TARGET_TOKENS`` (8)
 contributes its whole normalized token sequence as one shorter n-gram: a source document
 that contains the full short target is flagged. A target with fewer than 8 tokens cannot be
@@ -211,6 +215,23 @@ class ContaminationIndex:
     @property
     def sizes(self) -> List[int]:
         return list(self._by_size)
+
+    def tables(self) -> Tuple[List[Tuple[int, np.ndarray, np.ndarray, np.ndarray]], Tuple[str, ...]]:
+        """The index as flat arrays, for the C guard (``docwork``): ``ids`` sorted, and per
+        n-gram size (ascending) ``(n, hashes, offsets, members)``: the sorted uint64 hashes,
+        and for entry i the ranks in ``ids`` of its targets, ``members[offsets[i]:offsets[i+1]]``
+        (uint32 offsets, int32 ranks). Ranks follow the sorted ids, so "smallest id" on ties
+        is "smallest rank"."""
+        ids = tuple(sorted({t for _, owners in self._by_size.values() for group in owners for t in group}))
+        rank = {t: i for i, t in enumerate(ids)}
+        tables = []
+        for size, (hashes, owners) in self._by_size.items():
+            offsets = np.zeros(len(owners) + 1, dtype=np.uint32)
+            np.cumsum([len(group) for group in owners], dtype=np.uint32, out=offsets[1:])
+            members = np.fromiter((rank[t] for group in owners for t in group), dtype=np.int32,
+                                  count=int(offsets[-1]))
+            tables.append((size, np.ascontiguousarray(hashes, dtype=np.uint64), offsets, members))
+        return tables, ids
 
     def match(self, text: str) -> Optional[Match]:
         """The document's match against the targets, or None when it shares no n-gram.

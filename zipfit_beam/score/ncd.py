@@ -289,9 +289,15 @@ class TargetSet:
         self.compressor, self.level = compressor, level
         self._length: Callable[[bytes], int]
         self._concat_lengths: Callable[[bytes], list[int]]
+        # the kernel's whole alignment: the same sum in the same order, in C (one call, no
+        # per-target Python objects); None: the loop below
+        self._kernel_alignment: Optional[Callable[[bytes], float]] = None
+        self.kernel = None  # the C kernel's Gzip1Targets when it scores here (docwork uses it too)
         if use_kernel and kernel_name(compressor, level) == "c-gzip1":
+            kernel = self.kernel = _KERNEL.Gzip1Targets(self.texts)
             self._length = _KERNEL.gzip1_length
-            self._concat_lengths = _KERNEL.Gzip1Targets(self.texts).concat_lengths
+            self._concat_lengths = kernel.concat_lengths
+            self._kernel_alignment = kernel.alignment
         elif use_kernel and kernel_name(compressor, level) == "c-lz4":
             self._length, self._concat_lengths = _lz4_kernel_functions(self.texts)
         else:
@@ -305,6 +311,13 @@ class TargetSet:
 
     def alignment(self, x: bytes) -> float:
         """1 - mean NCD(x, y_j); the sum runs in target order so it is reproducible."""
+        if self._kernel_alignment is not None:
+            return self._kernel_alignment(x)
+        return self.alignment_of_lengths(x)
+
+    def alignment_of_lengths(self, x: bytes) -> float:
+        """``alignment`` as the definition reads, from the lengths (the kernel's ``alignment``
+        computes exactly this, with the same float operations in the same order)."""
         c_x = self._length(x)
         total = 0.0
         for c_y, c_xy in zip(self.lengths, self._concat_lengths(x)):

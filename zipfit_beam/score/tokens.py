@@ -6,7 +6,9 @@ punctuation, underscores, whitespace). Measured by ``benchmarks/token_counter.py
 real documents (Python functions, man pages, C headers, Perl, HumanEval), it gives 0.96x
 the tokens of OpenAI's cl100k_base in total (median ratio per document 0.99; 94% of
 documents within 20%), and 0.86x those of a 65k-vocabulary BPE (Anthropic's legacy
-tokenizer). It runs at about 50 us per KB in CPython.
+tokenizer). It runs at about 50 us per KB in CPython; in the scoring pass it is counted by the
+C extension ``_docwork`` (same pieces, GIL released, a few us per KB; see ``docwork``), and
+``count_regex`` here is its definition and fallback.
 
 ``--tokenizer PATH`` counts with a Hugging Face ``tokenizer.json`` instead, through the
 ``tokenizers`` library (optional extra ``zipfit-beam[tokenizers]``); PATH may be any Beam

@@ -9,13 +9,15 @@
 
 from __future__ import annotations
 
+import collections
 from concurrent.futures import ThreadPoolExecutor
-from typing import List, NamedTuple, Optional
+from typing import Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import AsSingleton, PCollection
 from apache_beam.utils import shared
+from apache_beam.utils.windowed_value import WindowedValue
 
 from zipfit_beam.io import keys
 from zipfit_beam.io.files import InputFile
@@ -27,7 +29,7 @@ from zipfit_beam.io.templates import TextSpec
 from zipfit_beam.records import ContaminationHit, DeadLetter, Document, ScoredDocument
 from zipfit_beam.report import progress
 from zipfit_beam.score import ncd
-from zipfit_beam.score.ncd import document_score
+from zipfit_beam.score.docwork import DocumentWork, Submitted
 from zipfit_beam.score.spec import PreparedTargets, ScoringSpec
 from zipfit_beam.score.tokens import load_counter
 
@@ -48,8 +50,12 @@ class BatchScorer:
 
     The target set's compressed lengths, the n-gram index and the token counter are built
     once per worker process, under tags the launcher's fingerprint names, and shared by
-    its threads; a batch is split over ``spec.threads`` threads (the C kernel and zlib
-    release the GIL). Long documents are truncated and/or scored chunk by chunk
+    its threads. The work on each document (score, guard, tokens) is ``docwork.DocumentWork``.
+    With ``spec.threads`` = 1 a batch is scored on the calling thread (``score``); with more,
+    each batch is split over a pool of that many threads, and ``submit``/``collect`` and
+    ``score_stream`` keep up to ``IN_FLIGHT`` batches on it while the calling thread goes on
+    reading and parsing (the C kernel and the C guard and counter release the GIL for a whole
+    part). Long documents are truncated and/or scored chunk by chunk
     (``ncd.document_score``); the n-gram check always reads the whole text. With
     ``spec.progress_interval`` > 0 each batch is reported to the process's progress
     reporter (local runs; see ``report.progress``). At setup each worker checks that it gives
@@ -63,7 +69,7 @@ class BatchScorer:
         self._shared_targets, self._shared_index, self._shared_counter = (
             shared.Shared(), shared.Shared(), shared.Shared())
         self._pool: Optional[ThreadPoolExecutor] = None
-        self._targets_seen = self._target_set = self._index = self._counter = None
+        self._targets_seen = self._target_set = self._index = self._counter = self._work = None
         self._progress: Optional[progress.ProgressReporter] = None
         self._scored = Metrics.counter("zipfit", "scored")
         self._chunked = Metrics.counter("zipfit", "scored_in_chunks")
@@ -92,47 +98,65 @@ class BatchScorer:
             self._index = self._shared_index.acquire(
                 lambda: _Holder(targets.ngram_index(spec.contamination_ngram)),
                 tag=targets.tag("ngrams", spec.contamination_ngram)).value
+        self._work = DocumentWork(self._target_set, self._index, self._counter, spec.long_documents)
 
-    def score(self, batch: List[Document], targets: PreparedTargets) -> List[ScoredDocument]:
+    @property
+    def pooled(self) -> bool:
+        """Whether batches are scored on a pool (``submit`` returns before they are done)."""
+        return self._pool is not None
+
+    def submit(self, batch: List[Document], targets: PreparedTargets) -> Tuple[List[Document], Submitted]:
+        """Start scoring a batch (on the pool, or here and now without one)."""
         if targets is not self._targets_seen:  # the side input is reused across batches
             self._prepare(targets)
-        spec, target_set, index = self._spec, self._target_set, self._index
-        long_docs = spec.long_documents
-        texts = [d.text.encode("utf-8") for d in batch]
+        return batch, self._work.submit([d.text for d in batch], self._pool, self._spec.threads)
 
-        def score_all(part):
-            out = []
-            for i in part:
-                match = index.match(batch[i].text) if index is not None else None
-                out.append((document_score(target_set, texts[i], **long_docs),
-                            match.target_id if match is not None else ""))
-            return out
-
-        if self._pool is None or len(texts) < 2:
-            results = score_all(range(len(texts)))
-        else:
-            step = -(-len(texts) // spec.threads)
-            parts = [range(i, min(i + step, len(texts))) for i in range(0, len(texts), step)]
-            results = [r for part in self._pool.map(score_all, parts) for r in part]
-        tokens = self._counter.count([d.text for d in batch])
+    def collect(self, submitted: Tuple[List[Document], Submitted]) -> List[ScoredDocument]:
+        """A submitted batch's ScoredDocuments, in order (waits for it)."""
+        batch, handle = submitted
+        results = self._work.collect(handle)
+        spec = self._spec
         self._scored.inc(len(batch))
         if self._progress is not None:
             self._progress.add(len(batch))
-        chunked = sum(1 for t in texts if spec.is_chunked(len(t)))
+        chunked = sum(1 for r in results if spec.is_chunked(r.size))
         if chunked:
             self._chunked.inc(chunked)
-        return [ScoredDocument(d.id, score, d.source, d.position, n_tokens, len(text), d.group, copied)
-                for d, (score, copied), n_tokens, text in zip(batch, results, tokens, texts)]
+        return [ScoredDocument(d.id, r.score, d.source, d.position, r.tokens, r.size, d.group, r.copied)
+                for d, r in zip(batch, results)]
+
+    def score(self, batch: List[Document], targets: PreparedTargets) -> List[ScoredDocument]:
+        return self.collect(self.submit(batch, targets))
+
+    def score_stream(self, batches: Iterable[List[Document]], targets: PreparedTargets
+                     ) -> Iterator[List[ScoredDocument]]:
+        """Each batch's ScoredDocuments, in order; with a pool, the next batches are read
+        (the iterator advanced) while up to ``IN_FLIGHT`` are being scored."""
+        in_flight: collections.deque = collections.deque()
+        for batch in batches:
+            in_flight.append(self.submit(batch, targets))
+            while in_flight and (len(in_flight) > IN_FLIGHT or in_flight[0][1].done()):
+                yield self.collect(in_flight.popleft())
+        while in_flight:
+            yield self.collect(in_flight.popleft())
+
+
+# Batches on a scoring pool at once, per DoFn: enough that a thread finishing its part of one
+# finds the next one queued.
+IN_FLIGHT = 2
 
 
 class ScoreBatchDoFn(beam.DoFn):
     """List[Document] + PreparedTargets side input -> one ScoredDocument per document, with
     its token count, text size, group and, when the contamination guard is on
     (``spec.contamination_ngram`` > 0), the id of the target it shares an n-gram with
-    (``contaminated_by``). See ``BatchScorer``."""
+    (``contaminated_by``). See ``BatchScorer``. With a scoring pool, a batch's outputs come
+    out while a later batch is processed (or in ``finish_bundle``), each as a WindowedValue
+    of its own element's timestamp and window."""
 
     def __init__(self, spec: ScoringSpec):
         self._scorer = BatchScorer(spec)
+        self._in_flight: collections.deque = collections.deque()
 
     def setup(self):
         self._scorer.setup()
@@ -140,8 +164,27 @@ class ScoreBatchDoFn(beam.DoFn):
     def teardown(self):
         self._scorer.teardown()
 
-    def process(self, batch: List[Document], targets: PreparedTargets):
-        yield from self._scorer.score(batch, targets)
+    def start_bundle(self):
+        self._in_flight = collections.deque()  # (submitted, window, timestamp), oldest first
+
+    def process(self, batch: List[Document], targets: PreparedTargets,
+                window=beam.DoFn.WindowParam, timestamp=beam.DoFn.TimestampParam):
+        if not self._scorer.pooled:  # one scoring thread: here, now
+            yield from self._scorer.score(batch, targets)
+            return
+        in_flight = self._in_flight
+        in_flight.append((self._scorer.submit(batch, targets), window, timestamp))
+        while in_flight and (len(in_flight) > IN_FLIGHT or in_flight[0][0][1].done()):
+            yield from self._emit_oldest()
+
+    def finish_bundle(self):
+        while self._in_flight:
+            yield from self._emit_oldest()
+
+    def _emit_oldest(self):
+        submitted, window, timestamp = self._in_flight.popleft()
+        for doc in self._scorer.collect(submitted):
+            yield WindowedValue(doc, timestamp, (window,))
 
 
 class ScoreDocuments(beam.PTransform):
@@ -211,19 +254,25 @@ class ScoreFilesDoFn(beam.DoFn):
             yield found
             return
         writer = keys.TableWriter(self._tables, name, path, source)
-        batch: List[Document] = []
-        for record in iter_input(path, fmt, self._fields, self._max_record_bytes):
-            parsed = record if isinstance(record, DeadLetter) else parse_any(
-                record, self._text, self._id_field, self._group_field)
-            if isinstance(parsed, DeadLetter):
-                writer.add_rejected(parsed)
-                continue
-            batch.append(parsed)
-            if len(batch) >= self._spec.batch_size:
-                writer.add_keys(self._scorer.score(batch, targets))
-                batch = []
-        if batch:
-            writer.add_keys(self._scorer.score(batch, targets))
+
+        def batches():
+            batch: List[Document] = []
+            for record in iter_input(path, fmt, self._fields, self._max_record_bytes):
+                parsed = record if isinstance(record, DeadLetter) else parse_any(
+                    record, self._text, self._id_field, self._group_field)
+                if isinstance(parsed, DeadLetter):
+                    writer.add_rejected(parsed)
+                    continue
+                batch.append(parsed)
+                if len(batch) >= self._spec.batch_size:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+
+        # with a scoring pool, the next batches are read and parsed while earlier ones score
+        for scored in self._scorer.score_stream(batches(), targets):
+            writer.add_keys(scored)
         table = writer.close()
         self._count(table)
         self._scored_files.inc()

@@ -1,0 +1,1179 @@
+/*
+ * zipfit_beam.score._docwork -- the per-document work besides compression, in C, GIL released:
+ * the contamination guard's tokens, n-gram hashes and index look-ups, and the default token
+ * counter.  Results are identical to the Python definitions they replace:
+ *
+ *   guard    contamination.ContaminationIndex.match(text): tokens = re.findall(r"[^\W_]+",
+ *            text.lower()), token hash = blake2b(token utf-8, digest_size=8) little-endian,
+ *            window hash = sum_j h(w_j) P^(n-1-j) mod 2^64 (P = 0x100000001B3), the target that
+ *            shares most windows (ties: smallest id) and the number of matching windows.
+ *   tokens   tokens.count_regex(text): the number of pieces GPT-2's pre-tokenizer regex
+ *            '(?i:[sdmt]|ll|ve|re)| ?[^\W\d_]+| ?\d{1,3}| ?[^\s\w]+|_+|\s+(?!\S)|\s+ cuts text into
+ *            (at least 1).
+ *
+ * Unicode.  Character classes come from Python's own Unicode database through the public
+ * Py_UNICODE_IS* macros, the same predicates the re module uses for str patterns (\w = ISALNUM
+ * or '_', \d = ISDECIMAL, \s = ISSPACE; (?i:s) also matches U+017F, as re's case folding does).
+ *   ASCII documents (the str's own ASCII flag, O(1)): one walk over the text's bytes does both:
+ *     the pre-tokenizer's letter and digit pieces are exactly the alphanumeric characters, so the
+ *     guard's tokens are the maximal unions of adjacent ones, lowercased A-Z -> a-z on the way.
+ *   Other documents: the counter walks the str's code points (1, 2 or 4 bytes each); the guard
+ *     walks text.lower(), computed by Python's str.lower() (with the GIL, before the GIL is
+ *     released) because full lowercasing is not per character (U+0130 -> "i" + U+0307, final
+ *     sigma), then encodes each token to UTF-8 for its hash.
+ *
+ * blake2b: an own implementation of RFC 7693 (unkeyed, 8-byte digest), checked against hashlib.
+ * Token hashes are cached per scratch area (direct-mapped, tokens up to 23 bytes): token
+ * frequencies are Zipfian, so most tokens are hashed once per thread, not once per occurrence.
+ *
+ * API
+ *   GuardIndex(tables, n_ids)      tables: [(n, hashes, offsets, members)] per n-gram size: the
+ *                                  sorted uint64 hashes, uint32 offsets (len m+1) into int32
+ *                                  members (the ranks of the target ids sharing each hash)
+ *   analyze(texts, index, count)   -> [(tokens, rank, windows)] per str; rank -1: no match;
+ *                                  tokens 0 when count is false.  The GIL is released for the
+ *                                  whole list (after the str.lower() calls).
+ *     kernel=, max_bytes=, chunk_bytes=, chunk_mean=
+ *                                  also score each text: ncd.document_score with a Gzip1Targets
+ *                                  (through _gzip1's capsule) on the text's UTF-8 (an ASCII str's
+ *                                  own bytes; else the UTF-8 the str caches), in the same pass:
+ *                                  -> [(tokens, rank, windows, score, utf8 size)]; score None when
+ *                                  chunk scores are to be averaged (left to Python, whose sum()
+ *                                  of floats differs by version).
+ *   _blake2b, _pieces, _guard_tokens   testing aids
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include "pythread.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define INLINE static inline __attribute__((always_inline))
+#else
+#define INLINE static inline
+#endif
+
+/* ------------------------------------------------------------------------------------------ */
+/* BLAKE2b (RFC 7693), unkeyed                                                                 */
+
+static const uint64_t B2_IV[8] = {
+    0x6a09e667f3bcc908ULL, 0xbb67ae8584caa73bULL, 0x3c6ef372fe94f82bULL, 0xa54ff53a5f1d36f1ULL,
+    0x510e527fade682d1ULL, 0x9b05688c2b3e6c1fULL, 0x1f83d9abfb41bd6bULL, 0x5be0cd19137e2179ULL};
+
+static const uint8_t B2_SIGMA[10][16] = {
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+    {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
+    {11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4},
+    {7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8},
+    {9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13},
+    {2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9},
+    {12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11},
+    {13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10},
+    {6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5},
+    {10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0}};
+
+INLINE uint64_t rotr64(uint64_t x, unsigned r) { return (x >> r) | (x << (64u - r)); }
+
+INLINE uint64_t load64le(const uint8_t *p)
+{
+    return (uint64_t)p[0] | ((uint64_t)p[1] << 8) | ((uint64_t)p[2] << 16) | ((uint64_t)p[3] << 24) |
+           ((uint64_t)p[4] << 32) | ((uint64_t)p[5] << 40) | ((uint64_t)p[6] << 48) |
+           ((uint64_t)p[7] << 56);
+}
+
+#define B2_G(a, b, c, d, x, y)                                                                  \
+    do {                                                                                        \
+        v[a] = v[a] + v[b] + (x);                                                               \
+        v[d] = rotr64(v[d] ^ v[a], 32);                                                         \
+        v[c] = v[c] + v[d];                                                                     \
+        v[b] = rotr64(v[b] ^ v[c], 24);                                                         \
+        v[a] = v[a] + v[b] + (y);                                                               \
+        v[d] = rotr64(v[d] ^ v[a], 16);                                                         \
+        v[c] = v[c] + v[d];                                                                     \
+        v[b] = rotr64(v[b] ^ v[c], 63);                                                         \
+    } while (0)
+
+/* the compression function F: h updated with one 128-byte block; t = bytes so far (< 2^64) */
+static void b2_compress(uint64_t h[8], const uint8_t block[128], uint64_t t, int last)
+{
+    uint64_t m[16], v[16];
+    int i;
+    for (i = 0; i < 16; i++) m[i] = load64le(block + 8 * i);
+    for (i = 0; i < 8; i++) {
+        v[i] = h[i];
+        v[i + 8] = B2_IV[i];
+    }
+    v[12] ^= t; /* the high word of the 128-bit counter stays 0 */
+    if (last) v[14] = ~v[14];
+    for (i = 0; i < 12; i++) {
+        const uint8_t *s = B2_SIGMA[i % 10];
+        B2_G(0, 4, 8, 12, m[s[0]], m[s[1]]);
+        B2_G(1, 5, 9, 13, m[s[2]], m[s[3]]);
+        B2_G(2, 6, 10, 14, m[s[4]], m[s[5]]);
+        B2_G(3, 7, 11, 15, m[s[6]], m[s[7]]);
+        B2_G(0, 5, 10, 15, m[s[8]], m[s[9]]);
+        B2_G(1, 6, 11, 12, m[s[10]], m[s[11]]);
+        B2_G(2, 7, 8, 13, m[s[12]], m[s[13]]);
+        B2_G(3, 4, 9, 14, m[s[14]], m[s[15]]);
+    }
+    for (i = 0; i < 8; i++) h[i] ^= v[i] ^ v[i + 8];
+}
+
+/* the unkeyed BLAKE2b state after the whole message: digest = first outlen bytes of h, LE */
+static void b2_hash(uint64_t h[8], const uint8_t *data, size_t len, unsigned outlen)
+{
+    uint8_t last[128];
+    size_t done = 0;
+    int i;
+    for (i = 0; i < 8; i++) h[i] = B2_IV[i];
+    h[0] ^= 0x01010000ULL ^ (uint64_t)outlen; /* depth 1, fanout 1, no key */
+    while (len - done > 128) {
+        b2_compress(h, data + done, (uint64_t)(done + 128), 0);
+        done += 128;
+    }
+    memset(last, 0, sizeof last);
+    if (len > done) memcpy(last, data + done, len - done);
+    b2_compress(h, last, (uint64_t)len, 1);
+}
+
+/* token_hash(token) = int.from_bytes(blake2b(token, digest_size=8).digest(), "little") */
+static uint64_t token_hash64(const uint8_t *data, size_t len)
+{
+    uint64_t h[8];
+    b2_hash(h, data, len, 8);
+    return h[0];
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* character classes, from Python's Unicode database                                           */
+
+enum { C_LET = 1, C_DIG = 2, C_SPC = 4, C_UND = 8, C_PUN = 16 };
+#define C_ALNUM (C_LET | C_DIG)
+
+static uint8_t ascii_cls[128];
+
+/* regex classes: letter [^\W\d_], digit \d, space \s, '_', punctuation [^\s\w] */
+static unsigned cls_slow(Py_UCS4 c)
+{
+    unsigned k = 0;
+    int alnum = Py_UNICODE_ISALNUM(c);
+    if (alnum) k |= Py_UNICODE_ISDECIMAL(c) ? C_DIG : C_LET;
+    if (c == '_') k |= C_UND;
+    if (Py_UNICODE_ISSPACE(c)) k |= C_SPC;
+    if (!alnum && c != '_' && !(k & C_SPC)) k |= C_PUN;
+    if (c == '_') k &= ~(unsigned)C_LET;
+    return k;
+}
+
+INLINE unsigned cls(Py_UCS4 c) { return c < 128 ? ascii_cls[c] : cls_slow(c); }
+
+static void init_classes(void)
+{
+    Py_UCS4 c;
+    for (c = 0; c < 128; c++) ascii_cls[c] = (uint8_t)cls_slow(c);
+}
+
+INLINE Py_UCS4 rd(int kind, const void *d, size_t i)
+{
+    return kind == PyUnicode_1BYTE_KIND   ? ((const Py_UCS1 *)d)[i]
+           : kind == PyUnicode_2BYTE_KIND ? ((const Py_UCS2 *)d)[i]
+                                          : ((const Py_UCS4 *)d)[i];
+}
+
+/* (?i:[sdmt]) and (?i:ll|ve|re) after an apostrophe, as re folds case (U+017F folds to s) */
+INLINE int contraction1(Py_UCS4 c)
+{
+    return c == 's' || c == 'S' || c == 0x17F || c == 'd' || c == 'D' || c == 'm' || c == 'M' ||
+           c == 't' || c == 'T';
+}
+
+INLINE int contraction2(Py_UCS4 a, Py_UCS4 b)
+{
+    Py_UCS4 la = a | 0x20u, lb = b | 0x20u; /* ASCII letters only: checked below */
+    if (a >= 128 || b >= 128 || !(ascii_cls[a] & C_LET) || !(ascii_cls[b] & C_LET)) return 0;
+    return (la == 'l' && lb == 'l') || (la == 'v' && lb == 'e') || (la == 'r' && lb == 'e');
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* scratch areas: one per concurrent call, kept in a pool                                      */
+
+#define CACHE_BITS 15u
+#define CACHE_KEY 23u
+
+typedef struct {
+    uint64_t value;
+    uint8_t len; /* 0: empty */
+    uint8_t key[CACHE_KEY];
+} cache_entry;
+
+typedef struct scratch {
+    struct scratch *next;
+    uint64_t *tok; /* token hashes of the current document */
+    size_t ntok, tok_cap;
+    uint8_t *tb; /* one token's UTF-8 (or lowercased ASCII) bytes */
+    size_t tb_cap;
+    cache_entry *cache;
+    int64_t *counts; /* per target rank: windows shared with the document */
+    int32_t *touched;
+    size_t counts_cap;
+    /* testing aids */
+    int record;
+    int64_t *rec; /* piece ends, or token (start, end) pairs into recb */
+    size_t nrec, rec_cap;
+    uint8_t *recb;
+    size_t nrecb, recb_cap;
+    int failed; /* out of memory inside a walk */
+} scratch;
+
+static scratch *pool_head = NULL;
+static PyThread_type_lock pool_lock = NULL;
+
+static void scratch_free(scratch *s)
+{
+    if (!s) return;
+    free(s->tok);
+    free(s->tb);
+    free(s->cache);
+    free(s->counts);
+    free(s->touched);
+    free(s->rec);
+    free(s->recb);
+    free(s);
+}
+
+static scratch *scratch_new(void)
+{
+    scratch *s = (scratch *)calloc(1, sizeof(scratch));
+    if (!s) return NULL;
+    s->cache = (cache_entry *)calloc((size_t)1 << CACHE_BITS, sizeof(cache_entry));
+    if (!s->cache) {
+        scratch_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static scratch *pool_get(void)
+{
+    scratch *s;
+    PyThread_acquire_lock(pool_lock, WAIT_LOCK);
+    s = pool_head;
+    if (s) pool_head = s->next;
+    PyThread_release_lock(pool_lock);
+    return s ? s : scratch_new();
+}
+
+static void pool_put(scratch *s)
+{
+    PyThread_acquire_lock(pool_lock, WAIT_LOCK);
+    s->next = pool_head;
+    pool_head = s;
+    PyThread_release_lock(pool_lock);
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t item)
+{
+    size_t c = *cap ? *cap : 64;
+    void *q;
+    if (need <= *cap) return 0;
+    while (c < need) c *= 2;
+    q = realloc(*p, c * item);
+    if (!q) return -1;
+    *p = q;
+    *cap = c;
+    return 0;
+}
+
+static void record_piece(scratch *s, int64_t end)
+{
+    if (grow((void **)&s->rec, &s->rec_cap, s->nrec + 1, sizeof(int64_t))) {
+        s->failed = 1;
+        return;
+    }
+    s->rec[s->nrec++] = end;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* token hashes                                                                                */
+
+INLINE uint64_t cheap_hash(const uint8_t *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ULL ^ (uint64_t)n;
+    size_t i;
+    for (i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ULL;
+    return h ^ (h >> 29);
+}
+
+static uint64_t cached_token_hash(scratch *s, const uint8_t *p, size_t n)
+{
+    cache_entry *e;
+    uint64_t v;
+    if (n > CACHE_KEY) return token_hash64(p, n);
+    e = &s->cache[(cheap_hash(p, n) >> 7) & (((size_t)1 << CACHE_BITS) - 1u)];
+    if (e->len == n && memcmp(e->key, p, n) == 0) return e->value;
+    v = token_hash64(p, n);
+    e->value = v;
+    e->len = (uint8_t)n;
+    memcpy(e->key, p, n);
+    return v;
+}
+
+static void push_token(scratch *s, const uint8_t *p, size_t n)
+{
+    if (grow((void **)&s->tok, &s->tok_cap, s->ntok + 1, sizeof(uint64_t))) {
+        s->failed = 1;
+        return;
+    }
+    s->tok[s->ntok++] = cached_token_hash(s, p, n);
+    if (s->record) {
+        if (grow((void **)&s->recb, &s->recb_cap, s->nrecb + n, 1) ||
+            grow((void **)&s->rec, &s->rec_cap, s->nrec + 2, sizeof(int64_t))) {
+            s->failed = 1;
+            return;
+        }
+        memcpy(s->recb + s->nrecb, p, n);
+        s->rec[s->nrec++] = (int64_t)s->nrecb;
+        s->nrecb += n;
+        s->rec[s->nrec++] = (int64_t)s->nrecb;
+    }
+}
+
+/* an ASCII token t[a:e], lowercased */
+static void push_ascii_token(scratch *s, const uint8_t *t, size_t a, size_t e)
+{
+    size_t n = e - a, i;
+    if (grow((void **)&s->tb, &s->tb_cap, n, 1)) {
+        s->failed = 1;
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        uint8_t c = t[a + i];
+        s->tb[i] = (uint8_t)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+    }
+    push_token(s, s->tb, n);
+}
+
+/* a token of code points d[a:e] (already lowercased), encoded to UTF-8 */
+static void push_ucs_token(scratch *s, int kind, const void *d, size_t a, size_t e)
+{
+    size_t i, n = 0;
+    if (grow((void **)&s->tb, &s->tb_cap, 4 * (e - a), 1)) {
+        s->failed = 1;
+        return;
+    }
+    for (i = a; i < e; i++) {
+        Py_UCS4 c = rd(kind, d, i);
+        uint8_t *o = s->tb + n;
+        if (c < 0x80) {
+            o[0] = (uint8_t)c;
+            n += 1;
+        } else if (c < 0x800) {
+            o[0] = (uint8_t)(0xC0 | (c >> 6));
+            o[1] = (uint8_t)(0x80 | (c & 0x3F));
+            n += 2;
+        } else if (c < 0x10000) { /* never a surrogate: those are not alphanumeric */
+            o[0] = (uint8_t)(0xE0 | (c >> 12));
+            o[1] = (uint8_t)(0x80 | ((c >> 6) & 0x3F));
+            o[2] = (uint8_t)(0x80 | (c & 0x3F));
+            n += 3;
+        } else {
+            o[0] = (uint8_t)(0xF0 | (c >> 18));
+            o[1] = (uint8_t)(0x80 | ((c >> 12) & 0x3F));
+            o[2] = (uint8_t)(0x80 | ((c >> 6) & 0x3F));
+            o[3] = (uint8_t)(0x80 | (c & 0x3F));
+            n += 4;
+        }
+    }
+    push_token(s, s->tb, n);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* the walks                                                                                   */
+
+/*
+ * The pre-tokenizer over code points d[0:n]; returns the number of pieces.  Each branch is the
+ * regex's alternative in its order; the first that matches at i gives the piece (re tries
+ * alternatives in order and takes the first that matches, not the longest).
+ * With spans (ASCII text only), the alphanumeric part of every piece -- exactly the text's
+ * alphanumeric characters -- is merged into maximal runs, which are the guard's tokens.
+ */
+INLINE int64_t pretokenize(scratch *s, int kind, const void *d, size_t n, int spans)
+{
+    size_t i = 0, run_a = 0, run_e = 0;
+    int64_t count = 0;
+    const uint8_t *t = (const uint8_t *)d;
+#define SPAN(a_, e_)                                                                           \
+    do {                                                                                        \
+        if (spans) {                                                                            \
+            if ((a_) == run_e && run_e > run_a) run_e = (e_);                                   \
+            else {                                                                              \
+                if (run_e > run_a) push_ascii_token(s, t, run_a, run_e);                        \
+                run_a = (a_);                                                                   \
+                run_e = (e_);                                                                   \
+            }                                                                                   \
+        }                                                                                       \
+    } while (0)
+#define RUN(from_, mask_, out_)                                                                \
+    do {                                                                                        \
+        size_t q_ = (from_);                                                                    \
+        while (q_ < n && (cls(rd(kind, d, q_)) & (mask_))) q_++;                                \
+        (out_) = q_;                                                                            \
+    } while (0)
+    while (i < n) {
+        Py_UCS4 c = rd(kind, d, i);
+        unsigned k = cls(c), kn = 0;
+        size_t e;
+        count++;
+        if (c == '\'' && i + 1 < n) { /* '(?i:[sdmt]|ll|ve|re) */
+            Py_UCS4 c1 = rd(kind, d, i + 1);
+            if (contraction1(c1)) {
+                SPAN(i + 1, i + 2);
+                i += 2;
+                goto next;
+            }
+            if (i + 2 < n && contraction2(c1, rd(kind, d, i + 2))) {
+                SPAN(i + 1, i + 3);
+                i += 3;
+                goto next;
+            }
+        }
+        if (c == ' ' && i + 1 < n) kn = cls(rd(kind, d, i + 1));
+        if (k & C_LET) { /* ' ?[^\W\d_]+' */
+            RUN(i + 1, C_LET, e);
+            SPAN(i, e);
+            i = e;
+        } else if (kn & C_LET) {
+            RUN(i + 2, C_LET, e);
+            SPAN(i + 1, e);
+            i = e;
+        } else if (k & C_DIG) { /* ' ?\d{1,3}' */
+            e = i + 1;
+            while (e < n && e < i + 3 && (cls(rd(kind, d, e)) & C_DIG)) e++;
+            SPAN(i, e);
+            i = e;
+        } else if (kn & C_DIG) {
+            e = i + 2;
+            while (e < n && e < i + 4 && (cls(rd(kind, d, e)) & C_DIG)) e++;
+            SPAN(i + 1, e);
+            i = e;
+        } else if (k & C_PUN) { /* ' ?[^\s\w]+' */
+            RUN(i + 1, C_PUN, i);
+        } else if (kn & C_PUN) {
+            RUN(i + 2, C_PUN, i);
+        } else if (k & C_UND) { /* '_+' */
+            RUN(i + 1, C_UND, i);
+        } else if (k & C_SPC) { /* '\s+(?!\S)' else '\s+' */
+            RUN(i + 1, C_SPC, e);
+            if (e < n && e - i >= 2) e--; /* give back the last space to what follows */
+            i = e;
+        } else {
+            i++; /* unreachable: every character is in one class */
+        }
+    next:
+        if (s->record && !spans) record_piece(s, (int64_t)i);
+    }
+    if (spans && run_e > run_a) push_ascii_token(s, t, run_a, run_e);
+#undef SPAN
+#undef RUN
+    return count;
+}
+
+/* the guard's tokens alone, ASCII text: maximal alphanumeric runs, lowercased */
+static void guard_tokens_ascii(scratch *s, const uint8_t *t, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        size_t a;
+        while (i < n && !(ascii_cls[t[i]] & C_ALNUM)) i++;
+        a = i;
+        while (i < n && (ascii_cls[t[i]] & C_ALNUM)) i++;
+        if (i > a) push_ascii_token(s, t, a, i);
+    }
+}
+
+/* the guard's tokens alone: maximal alphanumeric runs of code points (already lowercased) */
+static void guard_tokens_ucs(scratch *s, int kind, const void *d, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        size_t a;
+        while (i < n && !(cls(rd(kind, d, i)) & C_ALNUM)) i++;
+        a = i;
+        while (i < n && (cls(rd(kind, d, i)) & C_ALNUM)) i++;
+        if (i > a) {
+            if (kind == PyUnicode_1BYTE_KIND && rd(kind, d, a) < 128) {
+                /* fast when the token is ASCII (already lowercase here) */
+                size_t q = a;
+                while (q < i && rd(kind, d, q) < 128) q++;
+                if (q == i) {
+                    push_token(s, (const uint8_t *)d + a, i - a);
+                    continue;
+                }
+            }
+            push_ucs_token(s, kind, d, a, i);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* GuardIndex                                                                                  */
+
+typedef struct {
+    int n;            /* n-gram size */
+    size_t m;         /* entries */
+    uint64_t *hash;   /* sorted ascending */
+    uint32_t *off;    /* m + 1 */
+    int32_t *member;  /* off[m] */
+    unsigned bits;    /* directory: the top bits of a hash -> its first entry */
+    uint32_t *dir;    /* (1 << bits) + 1 */
+    uint64_t pow_n1;  /* P^(n-1) mod 2^64 */
+} size_table;
+
+typedef struct {
+    PyObject_HEAD
+    int nsizes;
+    size_table *sizes;
+    Py_ssize_t n_ids;
+} GuardIndexObject;
+
+#define POLY_P 0x100000001B3ULL
+
+static void guard_dealloc(GuardIndexObject *self)
+{
+    int i;
+    for (i = 0; i < self->nsizes; i++) {
+        free(self->sizes[i].hash);
+        free(self->sizes[i].off);
+        free(self->sizes[i].member);
+        free(self->sizes[i].dir);
+    }
+    free(self->sizes);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int copy_buffer(PyObject *o, void **out, size_t item, size_t *count, const char *what)
+{
+    Py_buffer v;
+    if (PyObject_GetBuffer(o, &v, PyBUF_SIMPLE) < 0) return -1;
+    if (v.len % (Py_ssize_t)item) {
+        PyErr_Format(PyExc_ValueError, "%s: %zd bytes is not a whole number of %zu-byte items",
+                     what, v.len, item);
+        PyBuffer_Release(&v);
+        return -1;
+    }
+    *count = (size_t)v.len / item;
+    *out = malloc(v.len ? (size_t)v.len : 1);
+    if (!*out) {
+        PyBuffer_Release(&v);
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(*out, v.buf, (size_t)v.len);
+    PyBuffer_Release(&v);
+    return 0;
+}
+
+static int guard_init(GuardIndexObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"tables", "n_ids", NULL};
+    PyObject *tables, *fast;
+    Py_ssize_t n_ids, i;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "On:GuardIndex", kwlist, &tables, &n_ids))
+        return -1;
+    if (self->sizes) {
+        PyErr_SetString(PyExc_RuntimeError, "GuardIndex already initialised");
+        return -1;
+    }
+    if (n_ids < 0 || n_ids > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "n_ids out of range");
+        return -1;
+    }
+    fast = PySequence_Fast(tables, "tables must be a sequence");
+    if (!fast) return -1;
+    self->n_ids = n_ids;
+    self->sizes = (size_table *)calloc((size_t)PySequence_Fast_GET_SIZE(fast) + 1, sizeof(size_table));
+    if (!self->sizes) {
+        Py_DECREF(fast);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (i = 0; i < PySequence_Fast_GET_SIZE(fast); i++) {
+        size_table *st = &self->sizes[i];
+        int n;
+        PyObject *hashes, *offsets, *members;
+        size_t nh, no, nm, j;
+        uint64_t p = 1;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(fast, i), "iOOO;a table is (n, hashes, offsets, members)",
+                              &n, &hashes, &offsets, &members))
+            goto fail;
+        self->nsizes = (int)i + 1; /* free what is copied so far on failure */
+        if (n < 1) {
+            PyErr_SetString(PyExc_ValueError, "n-gram size must be >= 1");
+            goto fail;
+        }
+        st->n = n;
+        if (copy_buffer(hashes, (void **)&st->hash, 8, &nh, "hashes") ||
+            copy_buffer(offsets, (void **)&st->off, 4, &no, "offsets") ||
+            copy_buffer(members, (void **)&st->member, 4, &nm, "members"))
+            goto fail;
+        st->m = nh;
+        if (no != nh + 1 || st->off[0] != 0 || (size_t)st->off[nh] != nm) {
+            PyErr_SetString(PyExc_ValueError, "offsets must be m + 1 ascending values from 0 to len(members)");
+            goto fail;
+        }
+        for (j = 0; j < nh; j++) {
+            if (j && st->hash[j] <= st->hash[j - 1]) {
+                PyErr_SetString(PyExc_ValueError, "hashes must be sorted and distinct");
+                goto fail;
+            }
+            if (st->off[j + 1] < st->off[j]) {
+                PyErr_SetString(PyExc_ValueError, "offsets must ascend");
+                goto fail;
+            }
+        }
+        for (j = 0; j < nm; j++) {
+            if (st->member[j] < 0 || st->member[j] >= n_ids) {
+                PyErr_SetString(PyExc_ValueError, "member rank out of range");
+                goto fail;
+            }
+        }
+        /* directory over the top bits: about one entry per slot, at most 2^22 slots */
+        st->bits = 1;
+        while (st->bits < 22 && ((size_t)1 << st->bits) < nh) st->bits++;
+        st->dir = (uint32_t *)malloc(sizeof(uint32_t) * (((size_t)1 << st->bits) + 1));
+        if (!st->dir) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        {
+            size_t slot, e = 0, slots = (size_t)1 << st->bits;
+            for (slot = 0; slot <= slots; slot++) {
+                while (e < nh && (size_t)(st->hash[e] >> (64u - st->bits)) < slot) e++;
+                st->dir[slot] = (uint32_t)e;
+            }
+        }
+        for (j = 1; j < (size_t)n; j++) p *= POLY_P;
+        st->pow_n1 = p;
+    }
+    self->nsizes = (int)PySequence_Fast_GET_SIZE(fast);
+    Py_DECREF(fast);
+    return 0;
+fail:
+    Py_DECREF(fast);
+    return -1;
+}
+
+static PyObject *guard_len(GuardIndexObject *self, void *closure)
+{
+    size_t total = 0;
+    int i;
+    (void)closure;
+    for (i = 0; i < self->nsizes; i++) total += self->sizes[i].m;
+    return PyLong_FromSize_t(total);
+}
+
+static PyGetSetDef guard_getset[] = {
+    {"entries", (getter)guard_len, NULL, "number of (size, hash) entries", NULL},
+    {NULL, NULL, NULL, NULL, NULL}};
+
+static PyTypeObject GuardIndexType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "zipfit_beam.score._docwork.GuardIndex",
+    .tp_basicsize = sizeof(GuardIndexObject),
+    .tp_dealloc = (destructor)guard_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "GuardIndex(tables, n_ids): the contamination index's n-gram hashes, per size, "
+              "as analyze() reads them.",
+    .tp_getset = guard_getset,
+    .tp_init = (initproc)guard_init,
+    .tp_new = PyType_GenericNew,
+};
+
+/* windows of the token hashes s->tok that are in the index; *rank: the target sharing most */
+static int64_t guard_match(scratch *s, const GuardIndexObject *g, int32_t *rank)
+{
+    int64_t windows = 0;
+    size_t nt = 0, t;
+    int z;
+    *rank = -1;
+    if ((size_t)g->n_ids + 1 > s->counts_cap) {
+        size_t cap = (size_t)g->n_ids + 1;
+        int64_t *c = (int64_t *)calloc(cap, sizeof(int64_t));
+        int32_t *t2 = (int32_t *)malloc(cap * sizeof(int32_t));
+        if (!c || !t2) {
+            free(c);
+            free(t2);
+            s->failed = 1;
+            return 0;
+        }
+        free(s->counts);
+        free(s->touched);
+        s->counts = c; /* all zero; every call leaves them zero */
+        s->touched = t2;
+        s->counts_cap = cap;
+    }
+    for (z = 0; z < g->nsizes; z++) {
+        const size_table *st = &g->sizes[z];
+        size_t n = (size_t)st->n, i;
+        uint64_t h = 0;
+        const unsigned shift = 64u - st->bits;
+        if (s->ntok < n || st->m == 0) continue;
+        for (i = 0; i < n; i++) h = h * POLY_P + s->tok[i];
+        for (i = 0;; i++) {
+            size_t slot = (size_t)(h >> shift), e;
+            for (e = st->dir[slot]; e < st->dir[slot + 1]; e++) {
+                if (st->hash[e] == h) {
+                    uint32_t q;
+                    windows++;
+                    for (q = st->off[e]; q < st->off[e + 1]; q++) {
+                        int32_t r = st->member[q];
+                        if (s->counts[r]++ == 0) s->touched[nt++] = r;
+                    }
+                    break;
+                }
+            }
+            if (i + n >= s->ntok) break;
+            h = (h - s->tok[i] * st->pow_n1) * POLY_P + s->tok[i + n];
+        }
+    }
+    if (windows) {
+        int32_t best = -1;
+        int64_t most = 0;
+        for (t = 0; t < nt; t++) {
+            int32_t r = s->touched[t];
+            if (s->counts[r] > most || (s->counts[r] == most && r < best)) {
+                most = s->counts[r];
+                best = r;
+            }
+        }
+        *rank = best;
+    }
+    for (t = 0; t < nt; t++) s->counts[s->touched[t]] = 0;
+    return windows;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* analyze                                                                                     */
+
+typedef struct {
+    PyObject *text, *lower; /* owned references */
+    int kind, lkind, ascii;
+    const void *data, *ldata;
+    size_t len, llen;
+    const uint8_t *utf8; /* the text's UTF-8 (ASCII: its own bytes; else cached in the str) */
+    size_t utf8_len;
+    int64_t tokens, windows;
+    int32_t rank;
+    int scored; /* 0: score left to Python (chunks reduced by mean) */
+    double score;
+} doc;
+
+/* int alignment_nogil(PyObject *gzip1_targets, const uint8_t *x, size_t len, double *out) from
+   _gzip1.c (its capsule), and the type it accepts; looked up on first use */
+typedef int (*alignment_fn)(PyObject *, const uint8_t *, size_t, double *);
+static alignment_fn kernel_alignment = NULL;
+static PyObject *kernel_type = NULL;
+
+typedef struct {
+    PyObject *kernel; /* a Gzip1Targets, or NULL: no scores */
+    int64_t max_bytes; /* < 0: none */
+    int64_t chunk_bytes; /* <= 0: whole documents */
+    int chunk_mean;
+} scoring;
+
+/* ncd.document_score with the C kernel: truncation, near-equal chunks (ncd.split_chunks)
+   reduced by max; 1 when scored, 0 when left to Python, -1 out of memory */
+static int doc_score(const scoring *sc, const uint8_t *x, size_t len, double *out)
+{
+    size_t n, size, extra, start = 0, i;
+    double best = 0.0;
+    if (sc->max_bytes >= 0 && len > (size_t)sc->max_bytes) len = (size_t)sc->max_bytes;
+    if (sc->chunk_bytes <= 0 || len <= (size_t)sc->chunk_bytes)
+        return kernel_alignment(sc->kernel, x, len, out) < 0 ? -1 : 1;
+    /* Python's sum() of floats is not a plain running sum on every version (3.12+: Neumaier),
+       so the mean of chunk scores is left to Python */
+    if (sc->chunk_mean) return 0;
+    n = (len + (size_t)sc->chunk_bytes - 1) / (size_t)sc->chunk_bytes;
+    size = len / n;
+    extra = len % n;
+    for (i = 0; i < n; i++) {
+        size_t end = start + size + (i < extra ? 1 : 0);
+        double v;
+        if (kernel_alignment(sc->kernel, x + start, end - start, &v) < 0) return -1;
+        if (i == 0 || v > best) best = v; /* max(): the first of equal values */
+        start = end;
+    }
+    *out = best;
+    return 1;
+}
+
+static int ready(PyObject *o)
+{
+#if PY_VERSION_HEX < 0x030C0000
+    return PyUnicode_READY(o);
+#else
+    (void)o;
+    return 0;
+#endif
+}
+
+static void work_doc(scratch *s, const GuardIndexObject *g, int count, const scoring *sc, doc *d)
+{
+    if (sc && sc->kernel) {
+        int r = doc_score(sc, d->utf8, d->utf8_len, &d->score);
+        if (r < 0) {
+            s->failed = 1;
+            return;
+        }
+        d->scored = r;
+    }
+    s->ntok = 0;
+    d->tokens = 0;
+    d->rank = -1;
+    d->windows = 0;
+    if (d->ascii) {
+        if (count) d->tokens = pretokenize(s, PyUnicode_1BYTE_KIND, d->data, d->len, g != NULL);
+        else if (g) guard_tokens_ascii(s, (const uint8_t *)d->data, d->len);
+    } else {
+        if (count) d->tokens = pretokenize(s, d->kind, d->data, d->len, 0);
+        if (g) guard_tokens_ucs(s, d->lkind, d->ldata, d->llen);
+    }
+    if (count && d->tokens < 1) d->tokens = 1;
+    if (g) d->windows = guard_match(s, g, &d->rank);
+}
+
+static void docs_release(doc *docs, Py_ssize_t n)
+{
+    Py_ssize_t i;
+    for (i = 0; i < n; i++) {
+        Py_XDECREF(docs[i].text);
+        Py_XDECREF(docs[i].lower);
+    }
+    free(docs);
+}
+
+/* fill docs from a sequence of str (references taken); lower() computed when needed */
+static doc *docs_prepare(PyObject *texts, int want_lower, int want_utf8, Py_ssize_t *count)
+{
+    PyObject *fast = PySequence_Fast(texts, "texts must be a sequence of str");
+    Py_ssize_t i, n;
+    doc *docs;
+    if (!fast) return NULL;
+    n = PySequence_Fast_GET_SIZE(fast);
+    docs = (doc *)calloc((size_t)n + 1, sizeof(doc));
+    if (!docs) {
+        Py_DECREF(fast);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (i = 0; i < n; i++) {
+        PyObject *o = PySequence_Fast_GET_ITEM(fast, i);
+        doc *d = &docs[i];
+        if (!PyUnicode_Check(o)) {
+            PyErr_Format(PyExc_TypeError, "text %zd is not a str", i);
+            goto fail;
+        }
+        Py_INCREF(o);
+        d->text = o;
+        if (ready(o) < 0) goto fail;
+        d->kind = PyUnicode_KIND(o);
+        d->data = PyUnicode_DATA(o);
+        d->len = (size_t)PyUnicode_GET_LENGTH(o);
+        d->ascii = PyUnicode_IS_ASCII(o);
+        if (want_utf8) {
+            Py_ssize_t size;
+            if (d->ascii) {
+                d->utf8 = (const uint8_t *)d->data;
+                d->utf8_len = d->len;
+            } else {
+                const char *u = PyUnicode_AsUTF8AndSize(o, &size); /* cached in the str */
+                if (!u) goto fail;
+                d->utf8 = (const uint8_t *)u;
+                d->utf8_len = (size_t)size;
+            }
+        }
+        if (want_lower && !d->ascii) {
+            d->lower = PyObject_CallMethod(o, "lower", NULL);
+            if (!d->lower) goto fail;
+            if (!PyUnicode_Check(d->lower) || ready(d->lower) < 0) {
+                PyErr_SetString(PyExc_TypeError, "str.lower() did not return a str");
+                goto fail;
+            }
+            d->lkind = PyUnicode_KIND(d->lower);
+            d->ldata = PyUnicode_DATA(d->lower);
+            d->llen = (size_t)PyUnicode_GET_LENGTH(d->lower);
+        }
+    }
+    Py_DECREF(fast);
+    *count = n;
+    return docs;
+fail:
+    Py_DECREF(fast);
+    docs_release(docs, n);
+    return NULL;
+}
+
+static int load_kernel(void)
+{
+    PyObject *mod;
+    if (kernel_alignment) return 0;
+    kernel_alignment = (alignment_fn)PyCapsule_Import("zipfit_beam.score._gzip1._alignment_nogil_v1", 0);
+    if (!kernel_alignment) return -1;
+    mod = PyImport_ImportModule("zipfit_beam.score._gzip1");
+    if (!mod) return -1;
+    kernel_type = PyObject_GetAttrString(mod, "Gzip1Targets");
+    Py_DECREF(mod);
+    if (!kernel_type || !PyType_Check(kernel_type)) {
+        Py_CLEAR(kernel_type);
+        kernel_alignment = NULL;
+        PyErr_SetString(PyExc_ImportError, "zipfit_beam.score._gzip1.Gzip1Targets is not a type");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *py_analyze(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"texts", "index", "count_tokens", "kernel", "max_bytes", "chunk_bytes",
+                             "chunk_mean", NULL};
+    PyObject *texts, *index = Py_None, *kernel = Py_None, *list;
+    int count = 1, failed = 0, chunk_mean = 0;
+    long long max_bytes = -1, chunk_bytes = 0;
+    const GuardIndexObject *g = NULL;
+    scoring sc = {NULL, -1, 0, 0};
+    Py_ssize_t n, i;
+    doc *docs;
+    scratch *s;
+    (void)self;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|OpOLLp:analyze", kwlist, &texts, &index, &count,
+                                     &kernel, &max_bytes, &chunk_bytes, &chunk_mean))
+        return NULL;
+    if (index != Py_None) {
+        if (!PyObject_TypeCheck(index, &GuardIndexType)) {
+            PyErr_SetString(PyExc_TypeError, "index must be a GuardIndex or None");
+            return NULL;
+        }
+        g = (const GuardIndexObject *)index;
+        if (!g->sizes) {
+            PyErr_SetString(PyExc_RuntimeError, "GuardIndex.__init__ was not called");
+            return NULL;
+        }
+    }
+    if (kernel != Py_None) {
+        if (load_kernel() < 0) return NULL;
+        if (!PyObject_TypeCheck(kernel, (PyTypeObject *)kernel_type)) {
+            PyErr_SetString(PyExc_TypeError, "kernel must be a zipfit_beam.score._gzip1.Gzip1Targets or None");
+            return NULL;
+        }
+        {
+            PyObject *nt = PyObject_GetAttrString(kernel, "n"); /* its number of targets */
+            Py_ssize_t targets = nt ? PyLong_AsSsize_t(nt) : -1;
+            Py_XDECREF(nt);
+            if (targets < 1) {
+                if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "the kernel has no targets");
+                return NULL;
+            }
+        }
+        sc.kernel = kernel;
+        sc.max_bytes = max_bytes;
+        sc.chunk_bytes = chunk_bytes;
+        sc.chunk_mean = chunk_mean;
+    }
+    docs = docs_prepare(texts, g != NULL, sc.kernel != NULL, &n);
+    if (!docs) return NULL;
+    s = pool_get();
+    if (!s) {
+        docs_release(docs, n);
+        return PyErr_NoMemory();
+    }
+    s->record = 0;
+    s->failed = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (i = 0; i < n && !s->failed; i++) work_doc(s, g, count, &sc, &docs[i]);
+    Py_END_ALLOW_THREADS
+    failed = s->failed;
+    pool_put(s);
+    if (failed) {
+        docs_release(docs, n);
+        return PyErr_NoMemory();
+    }
+    list = PyList_New(n);
+    if (!list) {
+        docs_release(docs, n);
+        return NULL;
+    }
+    for (i = 0; i < n; i++) {
+        const doc *d = &docs[i];
+        PyObject *t;
+        if (!sc.kernel)
+            t = Py_BuildValue("(LiL)", (long long)d->tokens, (int)d->rank, (long long)d->windows);
+        else if (d->scored)
+            t = Py_BuildValue("(LiLdn)", (long long)d->tokens, (int)d->rank, (long long)d->windows,
+                              d->score, (Py_ssize_t)d->utf8_len);
+        else
+            t = Py_BuildValue("(LiLOn)", (long long)d->tokens, (int)d->rank, (long long)d->windows,
+                              Py_None, (Py_ssize_t)d->utf8_len);
+        if (!t) {
+            Py_DECREF(list);
+            docs_release(docs, n);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, t);
+    }
+    docs_release(docs, n);
+    return list;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* testing aids                                                                                */
+
+static PyObject *py_blake2b(PyObject *self, PyObject *args)
+{
+    Py_buffer v;
+    int outlen = 8, i;
+    uint64_t h[8];
+    uint8_t out[64];
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*|i:_blake2b", &v, &outlen)) return NULL;
+    if (outlen < 1 || outlen > 64) {
+        PyBuffer_Release(&v);
+        PyErr_SetString(PyExc_ValueError, "digest size must be 1..64");
+        return NULL;
+    }
+    b2_hash(h, (const uint8_t *)v.buf, (size_t)v.len, (unsigned)outlen);
+    PyBuffer_Release(&v);
+    for (i = 0; i < 64; i++) out[i] = (uint8_t)(h[i / 8] >> (8 * (i % 8)));
+    return PyBytes_FromStringAndSize((const char *)out, outlen);
+}
+
+/* _pieces(text) -> end offsets of the pre-tokenizer's pieces (the counting walk) */
+static PyObject *py_pieces(PyObject *self, PyObject *arg)
+{
+    Py_ssize_t n, i;
+    doc *docs;
+    scratch *s;
+    PyObject *list = NULL, *one = PyTuple_Pack(1, arg);
+    (void)self;
+    if (!one) return NULL;
+    docs = docs_prepare(one, 0, 0, &n);
+    Py_DECREF(one);
+    if (!docs) return NULL;
+    s = pool_get();
+    if (!s) {
+        docs_release(docs, n);
+        return PyErr_NoMemory();
+    }
+    s->record = 1;
+    s->failed = 0;
+    s->nrec = 0;
+    s->ntok = 0;
+    pretokenize(s, docs[0].ascii ? PyUnicode_1BYTE_KIND : docs[0].kind, docs[0].data, docs[0].len, 0);
+    if (!s->failed && (list = PyList_New((Py_ssize_t)s->nrec)) != NULL) {
+        for (i = 0; i < (Py_ssize_t)s->nrec; i++) {
+            PyObject *v = PyLong_FromLongLong((long long)s->rec[i]);
+            if (!v) {
+                Py_CLEAR(list);
+                break;
+            }
+            PyList_SET_ITEM(list, i, v);
+        }
+    } else if (s->failed) PyErr_NoMemory();
+    s->record = 0;
+    pool_put(s);
+    docs_release(docs, n);
+    return list;
+}
+
+/* _guard_tokens(text, fused=True) -> (the guard's tokens as UTF-8 bytes, their hashes), from
+   the same walk analyze() uses (fused: the counting walk for ASCII text) */
+static PyObject *py_guard_tokens(PyObject *self, PyObject *args)
+{
+    PyObject *text, *one, *toks = NULL, *hashes = NULL, *out = NULL;
+    int fused = 1;
+    Py_ssize_t n, i;
+    doc *docs;
+    scratch *s;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "U|p:_guard_tokens", &text, &fused)) return NULL;
+    one = PyTuple_Pack(1, text);
+    if (!one) return NULL;
+    docs = docs_prepare(one, 1, 0, &n);
+    Py_DECREF(one);
+    if (!docs) return NULL;
+    s = pool_get();
+    if (!s) {
+        docs_release(docs, n);
+        return PyErr_NoMemory();
+    }
+    s->record = 1;
+    s->failed = 0;
+    s->nrec = s->nrecb = s->ntok = 0;
+    if (docs[0].ascii && fused) pretokenize(s, PyUnicode_1BYTE_KIND, docs[0].data, docs[0].len, 1);
+    else if (docs[0].ascii) guard_tokens_ascii(s, (const uint8_t *)docs[0].data, docs[0].len);
+    else guard_tokens_ucs(s, docs[0].lkind, docs[0].ldata, docs[0].llen);
+    if (s->failed) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    toks = PyList_New((Py_ssize_t)s->ntok);
+    hashes = PyList_New((Py_ssize_t)s->ntok);
+    if (!toks || !hashes) goto done;
+    for (i = 0; i < (Py_ssize_t)s->ntok; i++) {
+        PyObject *b = PyBytes_FromStringAndSize((const char *)s->recb + s->rec[2 * i],
+                                                (Py_ssize_t)(s->rec[2 * i + 1] - s->rec[2 * i]));
+        PyObject *h = PyLong_FromUnsignedLongLong((unsigned long long)s->tok[i]);
+        if (!b || !h) {
+            Py_XDECREF(b);
+            Py_XDECREF(h);
+            goto done;
+        }
+        PyList_SET_ITEM(toks, i, b);
+        PyList_SET_ITEM(hashes, i, h);
+    }
+    out = PyTuple_Pack(2, toks, hashes);
+done:
+    Py_XDECREF(toks);
+    Py_XDECREF(hashes);
+    s->record = 0;
+    pool_put(s);
+    docs_release(docs, n);
+    return out;
+}
+
+static PyMethodDef module_methods[] = {
+    {"analyze", (PyCFunction)(void (*)(void))py_analyze, METH_VARARGS | METH_KEYWORDS,
+     "analyze(texts, index=None, count_tokens=True, kernel=None, max_bytes=-1, chunk_bytes=0, "
+     "chunk_mean=False) -> [(tokens, rank, windows)] per text, or with a kernel "
+     "[(tokens, rank, windows, score or None, utf8 size)]"},
+    {"_blake2b", (PyCFunction)py_blake2b, METH_VARARGS,
+     "testing aid: _blake2b(data, digest_size=8) -> hashlib.blake2b(data, digest_size=...).digest()"},
+    {"_pieces", (PyCFunction)py_pieces, METH_O,
+     "testing aid: end offsets of the token counter's pieces of a str"},
+    {"_guard_tokens", (PyCFunction)py_guard_tokens, METH_VARARGS,
+     "testing aid: _guard_tokens(text, fused=True) -> (tokens as UTF-8 bytes, token hashes)"},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT, "_docwork",
+    "Per-document guard and token counting in C (see contamination.py and tokens.py).", -1,
+    module_methods, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__docwork(void)
+{
+    PyObject *m;
+    init_classes();
+    if (!pool_lock) pool_lock = PyThread_allocate_lock();
+    if (!pool_lock) return PyErr_NoMemory();
+    if (PyType_Ready(&GuardIndexType) < 0) return NULL;
+    m = PyModule_Create(&moduledef);
+    if (!m) return NULL;
+    Py_INCREF(&GuardIndexType);
+    if (PyModule_AddObject(m, "GuardIndex", (PyObject *)&GuardIndexType) < 0) {
+        Py_DECREF(&GuardIndexType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
