@@ -25,7 +25,7 @@ from typing import Any, BinaryIO, Iterable, Iterator, List, Mapping, Optional, S
 
 from zipfit_beam.formats import parquet
 from zipfit_beam.formats.base import (BATCH_BYTES, DEAD_LETTER_FIELDS, HEAD_BYTES, SCORE_FIELD,
-                                      Batch, measure_value, reader_failure, row_json,
+                                      Batch, measure_value, reader_failure,
                                       safe_row_json, too_large)
 from zipfit_beam.formats.schema import (InferredSchema, arrow_to_avro, avro_value, conform_row,
                                         inferred_arrow_schema)

@@ -232,7 +232,6 @@ def arrow_row_sizes(table):
     objects; None when it has no such column. Other columns are not counted (fixed-width
     values are small; nested ones are not sized)."""
     import numpy as np
-    import pyarrow as pa
     import pyarrow.compute as pc
     total = None
     for field, column in zip(table.schema, table.columns):
