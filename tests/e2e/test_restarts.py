@@ -138,3 +138,12 @@ def test_a_failed_run_removes_its_own_staging(tmp_path, targets):
     assert not glob.glob(str(out / "_staging-*"))
     run(select_argv(src, tgt, out))
     assert (out / "manifest.json").exists() and not glob.glob(str(out / "_staging-*"))
+
+
+def test_a_dry_run_claims_nothing(tmp_path):
+    """``--dry_run=True`` builds a job that never runs: no lock, no staging left behind."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+    with publish.claim_staging(str(tmp_path / "out"), False,
+                               PipelineOptions(["--runner=DataflowRunner", "--dry_run=True"])) as staging:
+        assert staging.startswith(str(tmp_path / "out" / "_staging-"))
+    assert not (tmp_path / "out").exists()

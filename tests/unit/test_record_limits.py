@@ -68,6 +68,18 @@ def test_the_reader_never_holds_a_line_over_the_limit():
     assert peak < 6 << 20, f"the reader held {peak / 2**20:.1f} MiB for a 24 MiB line"
 
 
+@pytest.mark.parametrize("codec", ["gz", "zst"])
+def test_lines_before_damage_are_kept(codec):
+    """A good gzip member (zstd frame), then garbage: its lines come out before the
+    corrupt_file dead letter, though one read would have reached the damage."""
+    import zstandard
+    data = b"".join(b'{"text": "line %d"}\n' % i for i in range(50))
+    packed = gzip.compress(data) if codec == "gz" else zstandard.ZstdCompressor().compress(data)
+    out = records(jsonl, packed + b"this is not compressed data" * 3, f"f.jsonl.{codec}", None)
+    assert [getattr(r, "reason", None) for r in out] == [None] * 50 + ["corrupt_file"]
+    assert out[-1].position == 51
+
+
 def test_take_skips_other_lines_without_holding_them():
     big = b'{"text": "' + b"a" * (8 << 20) + b'"}'
     data = b'{"id": 1, "text": "x"}\n' + big + b'\n{"id": 3, "text": "y"}\n'

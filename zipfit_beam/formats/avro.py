@@ -123,24 +123,24 @@ def take(f: BinaryIO, path: str, positions: Sequence[int]) -> Iterator[RowRecord
     be decoded when it was read holds none of them: it is skipped from the record that
     fails."""
     wanted = set(positions)
-    last = max(wanted) if wanted else -1
+    if not wanted:
+        return
+    last = max(wanted)
     position = 0
-    for block in blocks(f):
+    for block in blocks(f):  # the block after the last wanted one is never read: it may be damaged
+        end = position + block.num_records
+        if not wanted.isdisjoint(range(position, end)):
+            records = iter(block)
+            try:
+                for position in range(position, end):
+                    record = next(records)
+                    if position in wanted:
+                        yield RowRecord(path, position, record)
+            except Exception:  # read() made the rest of this block a dead letter
+                pass
+        position = end
         if position > last:
             return
-        end = position + block.num_records
-        if wanted.isdisjoint(range(position, end)):
-            position = end
-            continue
-        records = iter(block)
-        try:
-            for position in range(position, end):
-                record = next(records)
-                if position in wanted:
-                    yield RowRecord(path, position, record)
-        except Exception:  # read() made the rest of this block a dead letter
-            pass
-        position = end
 
 
 def blocks(f: BinaryIO):

@@ -38,8 +38,8 @@ _LOG = logging.getLogger(__name__)
 
 SCORE_FIELD = "zipfit_score"
 # --max-record-bytes by default: 16 MiB. Measured (benchmarks/record_limits.py, the local
-# runner, whole process): a document just under it peaks at 490 MB against 250 MB for the
-# job without it, ~15x its size (32 MiB: 687 MB), so one such record in a default run stays
+# runner, whole process): a document just under it peaks at 455 MB against 252 MB for the
+# job without it, ~12x its size (32 MiB: 629 MB), so one such record in a default run stays
 # well under 1 GB; real documents that long are rare (the bundled corpus's largest is
 # 0.5 MB) and score as their best 32 KiB chunk anyway.
 DEFAULT_MAX_RECORD_BYTES = 16 << 20

@@ -10,7 +10,7 @@ Beam's gzip reader and zstandard's ``stream_reader`` both stop early without an 
 The selected output splices ``"zipfit_score"`` into the original line, byte for byte.
 
 Record size: a line's bytes, terminator excluded, after decompression. Lines are cut from
-the stream in 1 MiB reads (``scan_lines``), never with ``readline``: a line over the limit
+the stream in reads of at most 1 MiB (``scan_lines``), never with ``readline``: a line over the limit
 is counted and dropped as it streams past, keeping only its first ``HEAD_BYTES`` bytes, so
 the reader holds at most the limit (plus one read) of any line, however long it is; a line
 under the limit is held once, then joined (twice its size for a moment).
@@ -121,8 +121,11 @@ def scan_lines(f: BinaryIO, max_bytes: Optional[int] = None,
     stream has no lines. A damaged stream raises."""
     position, size, head, parts = 1, 0, b"", []
     holding = keep is None or keep(1)
+    # read1: at most one underlying read, so the data a decompressor produced before it
+    # met damage (a good gzip member, then garbage) comes out before the error does.
+    read = getattr(f, "read1", f.read)
     while True:
-        chunk = f.read(read_bytes)
+        chunk = read(read_bytes)
         if not chunk:
             break
         start, n = 0, len(chunk)

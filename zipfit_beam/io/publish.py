@@ -38,7 +38,7 @@ from apache_beam.pvalue import AsList
 
 __all__ = ["MANIFEST_NAME", "SUMMARY_NAME", "SCORES_DIR", "OUTPUT_PREFIXES", "staging_dir",
            "existing_outputs", "check_output", "WriteJsonDoFn", "PublishOutputDoFn", "publish",
-           "LOCK_NAME", "claim_staging", "launcher_runs_job", "StagingVerdict", "judge_staging",
+           "LOCK_NAME", "claim_staging", "launcher_runs_job", "is_dry_run", "StagingVerdict", "judge_staging",
            "clear_stale_staging", "remove_staging"]
 
 _LOG = logging.getLogger(__name__)
@@ -136,15 +136,25 @@ def _write_lock(staging: str, local_job: bool) -> dict:
     return lock
 
 
+def is_dry_run(options) -> bool:
+    """``--dry_run=True`` (Dataflow): the job is built, never run, so nothing is staged."""
+    from apache_beam.options.pipeline_options import TestOptions
+    return bool(options is not None and options.view_as(TestOptions).dry_run)
+
+
 @contextlib.contextmanager
-def claim_staging(output: str, local_job: bool = True):
+def claim_staging(output: str, local_job: bool = True, options=None):
     """A new staging directory in ``output``, claimed by this run with a lock file for as
     long as the block runs; yields its path. ``local_job``: whether the job runs in this
     process (``launcher_runs_job``). When the block raises, the job is over (the local
     runner raised, or a runner reported a failed job) and nothing was published: the
     staging directory is removed. Otherwise it is left to the job, whose publishing step
-    removes it (a launcher that does not wait leaves it to the running job)."""
+    removes it (a launcher that does not wait leaves it to the running job). With
+    ``options`` of a dry run nothing is written: the name only."""
     staging = staging_dir(output)
+    if is_dry_run(options):
+        yield staging
+        return
     _write_lock(staging, local_job)
     _ACTIVE.add(staging)
     try:

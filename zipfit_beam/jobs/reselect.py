@@ -158,7 +158,8 @@ def run_reselect(argv: Optional[List[str]] = None):
     out.check_output(config.output, config.overwrite)
     _LOG.info("zipfit-beam reselect: scores from %s, %d source files", config.scores, len(files))
     p = beam.Pipeline(options=pipeline_options)
-    with out.claim_staging(config.output, out.launcher_runs_job(pipeline_options)) as staging:
+    with out.claim_staging(config.output, out.launcher_runs_job(pipeline_options),
+                           pipeline_options) as staging:
         build_reselect(p, config, previous, tables, files, staging)
         result = p.run()
         result.wait_until_finish()

@@ -343,7 +343,8 @@ def run(argv: Optional[List[str]] = None, wait: bool = True):
         progress.count_records_in_background(files)
     started = time.monotonic()
     p = beam.Pipeline(options=pipeline_options)
-    with out.claim_staging(config.output, out.launcher_runs_job(pipeline_options)) as staging:
+    with out.claim_staging(config.output, out.launcher_runs_job(pipeline_options),
+                           pipeline_options) as staging:
         build_pipeline(p, config, files, targets, plan, tokenizer_digest, staging)
         result = p.run()
         if wait:
