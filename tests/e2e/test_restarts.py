@@ -7,6 +7,7 @@ checked, never one whose run is alive on this host)."""
 import glob
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -30,11 +31,16 @@ def select_argv(source, target, out, *extra):
 def test_a_run_killed_mid_job_is_cleaned_up_by_the_next_run(tmp_path, targets):
     tgt = write_jsonl(tmp_path / "targets.jsonl", targets)
     out = tmp_path / "out"
+    # Enough to score that the kill lands while scoring, however fast the kernels are.
+    (tmp_path / "src").mkdir()
+    for i in range(12):
+        shutil.copy(EXAMPLE_SOURCE, tmp_path / "src" / f"part-{i:02d}.jsonl.gz")
+    source = str(tmp_path / "src" / "part-*.jsonl.gz")
     log = open(tmp_path / "killed.log", "wb")
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen(
         [sys.executable, "-m", "zipfit_beam.cli", "select",
-         *select_argv(EXAMPLE_SOURCE, tgt, out, "--progress-interval", "0.3", "--batch-size", "4",
+         *select_argv(source, tgt, out, "--progress-interval", "0.05", "--batch-size", "4",
                       "--scoring-threads", "1")],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -59,9 +65,9 @@ def test_a_run_killed_mid_job_is_cleaned_up_by_the_next_run(tmp_path, targets):
 
     verdict = publish.judge_staging(left[0])
     assert verdict.state == "stale", verdict
-    run(select_argv(EXAMPLE_SOURCE, tgt, out))  # no --overwrite needed: nothing was published
+    run(select_argv(source, tgt, out))  # no --overwrite needed: nothing was published
     assert not glob.glob(str(out / "_staging-*")), "the stale staging directory is still there"
-    run(select_argv(EXAMPLE_SOURCE, tgt, tmp_path / "clean"))
+    run(select_argv(source, tgt, tmp_path / "clean"))
     (selected, rejected, manifest), (w_sel, w_rej, w_man) = outputs(str(out)), outputs(str(tmp_path / "clean"))
     assert selected == w_sel and rejected == w_rej and manifest["counts"] == w_man["counts"]
 
