@@ -296,9 +296,17 @@ class SummarizeSelection(beam.PTransform):
             sample=Top(n_sample, key=_sample_key, reverse=True),
             top=Top(n_ex, key=rank_key, reverse=True), boundary=Top(n_ex, key=rank_key)))
 
-        groups = (((scored | "CorpusGroupRows" >> beam.Map(lambda d: (_group(d), _totals(d) + (0, 0, 0)))),
-                   (selected | "SelectedGroupRows" >> beam.Map(lambda d: (_group(d), (0, 0, 0) + _totals(d)))))
-                  | "AllGroupRows" >> beam.Flatten()
+        # Each side is summed per group before the two meet: a Flatten of per-document rows
+        # from two stages is a buffer of every row on the local runner (250 MB at 2M documents).
+        groups = (((scored
+                    | "CorpusGroupRows" >> beam.Map(lambda d: (_group(d), _totals(d)))
+                    | "SumCorpusPerGroup" >> beam.CombinePerKey(SumTuplesCombineFn(3))
+                    | "AsCorpusSums" >> beam.MapTuple(lambda g, sums: (g, sums + (0, 0, 0)))),
+                   (selected
+                    | "SelectedGroupRows" >> beam.Map(lambda d: (_group(d), _totals(d)))
+                    | "SumSelectedPerGroup" >> beam.CombinePerKey(SumTuplesCombineFn(3))
+                    | "AsSelectedSums" >> beam.MapTuple(lambda g, sums: (g, (0, 0, 0) + sums))))
+                  | "AllGroupSums" >> beam.Flatten()
                   | "SumPerGroup" >> beam.CombinePerKey(SumTuplesCombineFn(6))
                   | "GroupTable" >> beam.CombineGlobally(NamedCombineFn(
                       GroupParts, distinct=beam.combiners.CountCombineFn(),
