@@ -14,6 +14,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "zipfit_beam"
 
 PURE = ["zipfit_beam", "zipfit_beam.records", "zipfit_beam.score.ncd", "zipfit_beam.score.tokens",
         "zipfit_beam.score.contamination", "zipfit_beam.score.spec", "zipfit_beam.score.docwork", "zipfit_beam.select.cut",
+        "zipfit_beam.select.columns",
         "zipfit_beam.formats", "zipfit_beam.formats.base", "zipfit_beam.formats.schema",
         "zipfit_beam.formats.jsonl", "zipfit_beam.formats.parquet", "zipfit_beam.formats.avro",
         "zipfit_beam.formats.hf", "zipfit_beam.io.parse", "zipfit_beam.io.templates",

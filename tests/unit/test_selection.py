@@ -6,6 +6,7 @@ import zlib
 
 import pytest
 
+from zipfit_beam.select import cut as sel_cut
 from zipfit_beam.select.cut import (ROUNDS, Cut, SelectionKey, SelectionRule, advance, brute_force_cut,
                                    digit, find_cut, histogram_add, histogram_merge, keeps,
                                    rank_bits, start)
@@ -165,3 +166,49 @@ def test_configs_validate_modes_and_long_document_settings():
         ReselectConfig(scores="out/", sources=("s",), output="out", top_k=1)
     with pytest.raises(ValueError, match="exactly one of"):
         ReselectConfig(scores="a", sources=("s",), output="b", top_k=1, fraction=0.5)
+
+
+# --- the array steps over key columns (select.columns) ----------------------------------
+
+def _columns(keys):
+    import numpy as np
+    from zipfit_beam.select.columns import KeyColumns
+    return KeyColumns(np.array([-k.key[0] for k in keys], dtype=np.float64),
+                      np.array([k.tokens for k in keys], dtype=np.int64),
+                      lambda i: keys[i].key[1:])
+
+
+def _random_keys(rng, n):
+    # few distinct scores (ties), 0.0 and -0.0, negative scores, scores in one 16-bit bin
+    pool = [0.0, -0.0, 0.5, 0.25, -0.125, 0.3, 0.3000000001, 1e-300, -1e-300, 0.9999]
+    pool += [rng.random() for _ in range(5)]
+    return [SelectionKey((-rng.choice(pool), f"id{rng.randrange(n)}", f"s{rng.randrange(3)}", i),
+                         rng.randrange(1, 50)) for i in range(n)]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_array_steps_equal_the_per_key_steps(seed):
+    from zipfit_beam.select import columns as col
+    rng = random.Random(seed)
+    keys = _random_keys(rng, rng.randrange(0, 300))
+    rule = rng.choice([SelectionRule(top_k=rng.randrange(1, 40)),
+                       SelectionRule(token_budget=rng.randrange(1, 2000), min_score=rng.choice([None, 0.0, 0.3])),
+                       SelectionRule(fraction=0.37, min_score=rng.choice([None, -0.1]))])
+    cols = _columns(keys)
+    hist = {}
+    for sk in keys:
+        sel_cut.histogram_add(hist, sel_cut.first_digit(sk, rule), sk)
+    assert col.first_histogram(cols, rule) == hist
+    cursor = sel_cut.first_round(hist, rule)
+    assert col.candidates(cols, cursor, rule) == [sk for sk in keys if sel_cut.is_next_candidate(sk, cursor, rule)]
+    cut = sel_cut.find_cut(keys, rule)
+    assert col.kept(cols, cut) == [i for i, sk in enumerate(keys) if sel_cut.keeps(cut, sk.key)]
+
+
+def test_array_rank_bits_equal_the_per_key_ones():
+    import numpy as np
+    from zipfit_beam.select.columns import rank_bits_of
+    scores = [0.0, -0.0, 1.0, -1.0, 0.5, 1e-308, -1e-308, 5e-324, float("inf"), -float("inf")]
+    assert rank_bits_of(np.array(scores)).tolist() == [sel_cut.rank_bits((-s, "", "", 0)) for s in scores]
+    with pytest.raises(ValueError, match="NaN"):
+        rank_bits_of(np.array([float("nan")]))

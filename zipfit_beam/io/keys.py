@@ -29,16 +29,17 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
-from typing import Iterator, NamedTuple, Optional, Sequence, Tuple
+from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from apache_beam.io.filesystems import FileSystems
 
 from zipfit_beam.io.files import create_file, open_file
 from zipfit_beam.records import DeadLetter, ScoredDocument
+from zipfit_beam.select.columns import KeyColumns
 
 __all__ = ["KeyTable", "key_schema", "rejected_schema", "file_fingerprint", "file_digest",
-           "table_name", "find_table", "tables_in", "TableWriter", "read_keys", "read_rejected",
-           "stage_table", "KEYS_GLOB"]
+           "table_name", "find_table", "tables_in", "TableWriter", "KeyBatch", "read_key_batches",
+           "read_keys", "read_rejected", "stage_table", "KEYS_GLOB"]
 
 KEYS_GLOB = "keys-*.parquet"
 MARKERS_GLOB = "keys-*.done"
@@ -182,18 +183,51 @@ class TableWriter:
                         tuple(sorted(self.reasons.items())))
 
 
-def read_keys(table: KeyTable, only: Optional[str] = None) -> Iterator[ScoredDocument]:
-    """The scored documents of one table, a batch at a time. ``only``: ``"clean"`` or
-    ``"contaminated"`` keeps those that share no n-gram with a target, or those that do."""
+READ_BATCH_ROWS = 8192  # rows of a key table read at a time
+
+
+class KeyBatch:
+    """A batch of a key table's rows: ``columns`` for the cut's array steps
+    (``select.columns``), ``documents(rows)`` for ScoredDocuments of some or all rows."""
+
+    def __init__(self, batch):
+        import numpy as np
+        self._batch = batch
+        rest = [batch.column(name) for name in ("id", "source", "position")]
+        self.columns = KeyColumns(batch.column("score").to_numpy(zero_copy_only=False).astype(np.float64),
+                                  batch.column("tokens").to_numpy(zero_copy_only=False).astype(np.int64),
+                                  lambda i: tuple(c[i].as_py() for c in rest))
+
+    def __len__(self) -> int:
+        return self._batch.num_rows
+
+    def documents(self, rows: Optional[Sequence[int]] = None) -> List[ScoredDocument]:
+        """The ScoredDocuments of ``rows`` (indices, in that order), or of every row."""
+        batch = self._batch if rows is None else self._batch.take(rows)
+        cols = [batch.column(name).to_pylist() for name in
+                ("id", "score", "source", "position", "tokens", "bytes", "group", "contaminated_by")]
+        cols[-1] = [c or "" for c in cols[-1]]
+        return list(map(ScoredDocument, *cols))
+
+
+def read_key_batches(table: KeyTable, only: Optional[str] = None) -> Iterator[KeyBatch]:
+    """The rows of one table, ``READ_BATCH_ROWS`` at a time. ``only``: ``"clean"`` or
+    ``"contaminated"`` keeps the rows that share no n-gram with a target, or those that do."""
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
     with open_file(table.keys) as f:
-        for batch in pq.ParquetFile(f).iter_batches(batch_size=8192):
-            for row in batch.to_pylist():
-                if only is not None and (only == "contaminated") != bool(row["contaminated_by"]):
-                    continue
-                yield ScoredDocument(row["id"], row["score"], row["source"], row["position"],
-                                     row["tokens"], row["bytes"], row["group"],
-                                     row["contaminated_by"] or "")
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=READ_BATCH_ROWS):
+            if only is not None:
+                flagged = pc.fill_null(pc.not_equal(batch.column("contaminated_by"), ""), False)
+                batch = batch.filter(flagged if only == "contaminated" else pc.invert(flagged))
+            if batch.num_rows:
+                yield KeyBatch(batch)
+
+
+def read_keys(table: KeyTable, only: Optional[str] = None) -> Iterator[ScoredDocument]:
+    """The scored documents of one table (``only``: see ``read_key_batches``)."""
+    for batch in read_key_batches(table, only):
+        yield from batch.documents()
 
 
 def read_rejected(table: KeyTable) -> Iterator[DeadLetter]:

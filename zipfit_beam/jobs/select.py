@@ -161,7 +161,7 @@ class SelectFiles(beam.PTransform):
                                                self._max_record_bytes))
         candidates = "clean" if guard and not self._allow_contaminated else None
         selection = tables | "SelectDocuments" >> SelectDocuments(
-            self._rule, read=functools.partial(keys.read_keys, only=candidates))
+            self._rule, batches=functools.partial(keys.read_key_batches, only=candidates))
         contaminated = None
         if guard:
             contaminated = (tables

@@ -12,11 +12,12 @@ import apache_beam as beam
 from apache_beam.pvalue import AsSingleton, PCollection
 
 from zipfit_beam.records import ScoredDocument, rank_key
+from zipfit_beam.select import columns as col
 from zipfit_beam.select import cut as sel
 from zipfit_beam.select.cut import SelectionKey, SelectionRule
 
-__all__ = ["Selection", "HistogramCombineFn", "selection_key", "over_documents", "FindCut", "SelectDocuments",
-           "SelectTopK"]
+__all__ = ["Selection", "HistogramCombineFn", "MergeHistogramsCombineFn", "selection_key", "over_documents",
+           "FindCut", "SelectDocuments", "SelectTopK"]
 
 
 class Selection(NamedTuple):
@@ -41,6 +42,13 @@ class HistogramCombineFn(beam.CombineFn):
 
     def extract_output(self, hist):
         return hist
+
+
+class MergeHistogramsCombineFn(HistogramCombineFn):
+    """Histogram -> their sum (round 1 over key tables: one histogram per batch of rows)."""
+
+    def add_input(self, hist, element):
+        return sel.histogram_merge([hist, element])
 
 
 def _with_digit(sk: SelectionKey, cursor: sel.Cursor):
@@ -74,14 +82,17 @@ class FindCut(beam.PTransform):
     Round 1 needs no side input, so it runs in the pass that produces the documents;
     round 2 reads the documents again and only the boundary bin's (key, tokens) pairs go
     on: no PCollection of all keys. ``read``: see ``over_documents`` (the input then holds
-    key tables, read once per pass)."""
+    key tables, read once per pass). ``batches``: instead of ``read``, handle -> iterator
+    of ``io.keys.KeyBatch``; round 1 and round 2's filter then run as array steps over each
+    batch (``select.columns``), and only the boundary bin's keys become Python objects."""
 
-    def __init__(self, rule: SelectionRule, read: Optional[Callable] = None):
+    def __init__(self, rule: SelectionRule, read: Optional[Callable] = None,
+                 batches: Optional[Callable] = None):
         super().__init__()
-        self._rule, self._over_documents = rule, over_documents(read)
+        self._rule, self._over_documents, self._batches = rule, over_documents(read), batches
 
     def expand(self, source):
-        rule = self._rule
+        rule, batches = self._rule, self._batches
 
         def round2_candidates(doc, cursor):
             sk = selection_key(doc)
@@ -90,15 +101,26 @@ class FindCut(beam.PTransform):
 
         # CombineGlobally(...).without_defaults() + AsSingleton(default_value=...) instead of
         # the default-injecting CombineGlobally: the same result in fewer stages.
-        hist = (self._over_documents(source, "Digits1", lambda d: [
-                    (sel.first_digit(selection_key(d), rule), selection_key(d))])
-                | "Histogram1" >> beam.CombineGlobally(HistogramCombineFn()).without_defaults())
+        if batches is not None:  # key tables, read as columns: one histogram per batch
+            hist = (source
+                    | "Digits1" >> beam.FlatMap(
+                        lambda t: (col.first_histogram(b.columns, rule) for b in batches(t)))
+                    | "Histogram1" >> beam.CombineGlobally(MergeHistogramsCombineFn()).without_defaults())
+        else:
+            hist = (self._over_documents(source, "Digits1", lambda d: [
+                        (sel.first_digit(selection_key(d), rule), selection_key(d))])
+                    | "Histogram1" >> beam.CombineGlobally(HistogramCombineFn()).without_defaults())
         cursor = (source.pipeline
                   | "Once" >> beam.Create([None])
                   | "Advance1" >> beam.Map(lambda _, h: sel.first_round(h, rule),
                                            AsSingleton(hist, default_value={})))
-        candidates = self._over_documents(source, "Candidates2", round2_candidates,
-                                          AsSingleton(cursor), output_type=SelectionKey)
+        if batches is not None:
+            candidates = source | "Candidates2" >> beam.FlatMap(
+                lambda t, c: (sk for b in batches(t) for sk in col.candidates(b.columns, c, rule)),
+                AsSingleton(cursor)).with_output_types(SelectionKey)
+        else:
+            candidates = self._over_documents(source, "Candidates2", round2_candidates,
+                                              AsSingleton(cursor), output_type=SelectionKey)
         for r in range(2, sel.ROUNDS + 1):
             hist = (candidates
                     | f"Digits{r}" >> beam.Map(_with_digit, AsSingleton(cursor))
@@ -119,20 +141,33 @@ class SelectDocuments(beam.PTransform):
 
     Only small (key, tokens) pairs go through the cut-finding rounds; the documents stay
     where they are and are filtered against the cut (a singleton side input). ``read``:
-    the input holds key tables, read again by each pass (see ``over_documents``)."""
+    the input holds key tables, read again by each pass (see ``over_documents``);
+    ``batches``: read as columns instead (see ``FindCut``), the filter an array step too."""
 
-    def __init__(self, rule: Union[SelectionRule, int], read: Optional[Callable] = None):
+    def __init__(self, rule: Union[SelectionRule, int], read: Optional[Callable] = None,
+                 batches: Optional[Callable] = None):
         super().__init__()
         self._rule = rule if isinstance(rule, SelectionRule) else SelectionRule(top_k=rule)
-        self._read = read
+        self._read, self._batches = read, batches
 
     def expand(self, source):
-        cut = source | "FindCut" >> FindCut(self._rule, self._read)
-        selected = over_documents(self._read)(
-            source, "KeepSelected", lambda d, c: [d] if sel.keeps(c, rank_key(d)) else [],
-            AsSingleton(cut), output_type=ScoredDocument)
+        batches = self._batches
+        cut = source | "FindCut" >> FindCut(self._rule, self._read, batches)
+        if batches is not None:
+            selected = source | "KeepSelected" >> beam.FlatMap(
+                lambda t, c: (d for b in batches(t) for d in _kept_documents(b, c)),
+                AsSingleton(cut)).with_output_types(ScoredDocument)
+        else:
+            selected = over_documents(self._read)(
+                source, "KeepSelected", lambda d, c: [d] if sel.keeps(c, rank_key(d)) else [],
+                AsSingleton(cut), output_type=ScoredDocument)
         threshold = cut | "Threshold" >> beam.Map(lambda c: c.threshold)
         return Selection(selected, threshold, cut)
+
+
+def _kept_documents(batch, cut):
+    rows = col.kept(batch.columns, cut)
+    return batch.documents(rows) if rows else ()
 
 
 class SelectTopK(SelectDocuments):
