@@ -313,14 +313,16 @@ class TargetSet:
         # the kernel's whole alignment: the same sum in the same order, in C (one call, no
         # per-target Python objects); None: the loop below
         self._kernel_alignment: Optional[Callable[[bytes], float]] = None
-        self.kernel = None  # the C kernel's Gzip1Targets when it scores here (docwork uses it too)
+        # the C kernel's Gzip1Targets or Lz4Targets when it scores here (docwork's fused pass
+        # calls its alignment through the module's capsule)
+        self.kernel = None
         if use_kernel and kernel_name(compressor, level) == "c-gzip1":
             kernel = self.kernel = _KERNEL.Gzip1Targets(self.texts)
             self._length = _KERNEL.gzip1_length
             self._concat_lengths = kernel.concat_lengths
             self._kernel_alignment = kernel.alignment
         elif use_kernel and kernel_name(compressor, level) == "c-lz4":
-            kernel = _LZ4_KERNEL.Lz4Targets(self.texts)
+            kernel = self.kernel = _LZ4_KERNEL.Lz4Targets(self.texts)
             self._length, self._concat_lengths, self._kernel_alignment = _lz4_kernel_functions(kernel, self.texts)
         else:
             self._length = functools.partial(COMPRESSORS[compressor].length, level=level)
