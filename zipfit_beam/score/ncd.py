@@ -30,8 +30,9 @@ import threading
 import zlib
 from typing import Callable, Dict, Iterator, NamedTuple, Optional, Sequence
 
-__all__ = ["gzip_length", "Compressor", "default_level", "ncd", "alignment_from_lengths", "check_compressor",
-           "kernel_name", "TargetSet", "split_chunks", "iter_chunks", "document_score"]
+__all__ = ["gzip_length", "Compressor", "default_level", "ncd", "alignment_from_lengths",
+           "check_compressor", "kernel_name", "TargetSet", "split_chunks", "iter_chunks",
+           "document_score"]
 
 GZIP_FRAMING_BYTES = 18  # 10-byte gzip header + 8-byte CRC32/ISIZE trailer
 
@@ -323,7 +324,8 @@ class TargetSet:
             self._kernel_alignment = kernel.alignment
         elif use_kernel and kernel_name(compressor, level) == "c-lz4":
             kernel = self.kernel = _LZ4_KERNEL.Lz4Targets(self.texts)
-            self._length, self._concat_lengths, self._kernel_alignment = _lz4_kernel_functions(kernel, self.texts)
+            (self._length, self._concat_lengths,
+             self._kernel_alignment) = _lz4_kernel_functions(kernel, self.texts)
         else:
             self._length = functools.partial(COMPRESSORS[compressor].length, level=level)
             self._concat_lengths = self._generic_concat_lengths
