@@ -26,12 +26,14 @@ import pytest
 
 from zipfit_beam.records import Document
 from zipfit_beam.score import contamination, docwork, tokens
+from zipfit_beam.score import ncd
 from zipfit_beam.score.ncd import TargetSet
 from zipfit_beam.score.spec import ScoringSpec, prepare_targets
 from tests.conftest import read_jsonl
 from zipfit_beam.jobs.example import EXAMPLE_SOURCE, EXAMPLE_TARGETS
 
 ext = pytest.importorskip("zipfit_beam.score._docwork", reason="C extension not built")
+FUSED_KERNELS = ("c-gzip1", "c-lz4")  # the kernels whose scores come from the extension's pass
 
 CONTRACTIONS = ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d"]
 ADVERSARIAL = [
@@ -227,7 +229,7 @@ def work_results(corpus, spec):
         for use in (True, False):
             work = docwork.DocumentWork(target_set, index, counter, spec.long_documents, use_extension=use)
             assert work.engine == ("c" if use else "python")
-            assert (work._kernel is not None) == (use and spec.compressor == "gzip")  # scores in the C pass
+            assert work.fused_scores == (use and ncd.kernel_name(spec.compressor, spec.level) in FUSED_KERNELS)
             with ThreadPoolExecutor(2) as pool:
                 out[name, use, 2] = work.score_batch(texts, pool, 2)
             out[name, use, 1] = work.score_batch(texts)
@@ -242,8 +244,10 @@ def work_results(corpus, spec):
     ScoringSpec(chunk_bytes=4096, chunk_reduce="mean"),  # the mean is left to Python
     ScoringSpec(max_doc_bytes=3000, chunk_bytes=1000),
     ScoringSpec(chunk_bytes=0),  # whole documents, one over 64 KiB (the window engine)
-    ScoringSpec(compressor="lz4", level=0),  # no C kernel: scores per document, guard in C
-], ids=["chunks-max", "chunks-mean", "truncate", "whole", "lz4"])
+    ScoringSpec(compressor="lz4", level=0),  # the lz4 kernel: scores in the C pass too
+    ScoringSpec(compressor="lz4", level=0, chunk_bytes=4096, chunk_reduce="mean"),
+    ScoringSpec(compressor="zstd", level=1),  # no C kernel: scores per document, guard in C
+], ids=["chunks-max", "chunks-mean", "truncate", "whole", "lz4", "lz4-chunks-mean", "zstd"])
 def test_document_work_is_the_same_with_and_without_the_extension(corpus, spec):
     texts, out = work_results(corpus, spec)
     reference = out["reference"]
@@ -310,3 +314,146 @@ def test_concurrent_calls_give_the_serial_answers(corpus):
     for t in threads:
         t.join()
     assert results == serial
+
+
+# --- the lz4 kernel's scores in the C pass ----------------------------------------------------
+
+lz4_kernel = pytest.importorskip("zipfit_beam.score._lz4len", reason="lz4 kernel not built")
+
+LZ4_SPECS = [
+    ScoringSpec(compressor="lz4", level=0, chunk_bytes=0),  # whole documents, up to 200 KB
+    ScoringSpec(compressor="lz4", level=0),  # the default: 32 KiB chunks, reduced by max
+    ScoringSpec(compressor="lz4", level=1, chunk_bytes=4096),
+    ScoringSpec(compressor="lz4", level=2, chunk_bytes=4096, chunk_reduce="mean"),  # mean: Python
+    ScoringSpec(compressor="lz4", level=0, max_doc_bytes=3000, chunk_bytes=1000),
+    ScoringSpec(compressor="lz4", level=0, max_doc_bytes=70_000, chunk_bytes=0),  # past 64 KiB, cut
+    ScoringSpec(compressor="lz4", level=0, max_doc_bytes=150_000, chunk_bytes=65_537, chunk_reduce="mean"),
+]
+LZ4_IDS = ["whole", "chunks-32k-max", "chunks-4k-max", "chunks-4k-mean", "truncate-chunks",
+           "truncate-70k", "chunks-64k-mean"]
+
+
+def lz4_texts(corpus):
+    """Real documents and adversarial ones: empty, 1 byte, non-ASCII, incompressible (random
+    code points and random bytes as Latin-1), at and past the 64 KiB block boundary, long
+    repeats, and long enough for every truncation and chunking above."""
+    rng = random.Random(31)
+    noise = rng.randbytes(40_000).decode("latin-1")  # 1-2 UTF-8 bytes per character
+    points = "".join(chr(rng.choice([rng.randrange(32, 0xD800), rng.randrange(0xE000, 0x110000)]))
+                     for _ in range(20_000))
+    big = "".join(corpus)
+    valid = [t for t in ADVERSARIAL if "lone" not in t]  # lone surrogates have no UTF-8
+    return ["", "a", "é", "😀", "x" * 12, "x" * 13, *corpus[:60], *valid, noise[:100], noise, points,
+            big[:65_536], big[:65_537], big[:140_000], big[:200_000], "ab" * 70_000, "\0" * 200_000,
+            corpus[0] * 30, *long_texts(), *random_texts(100)]
+
+
+def lz4_case(corpus):
+    prepared, index = guard_case()
+    return prepared, index, lz4_texts(corpus)
+
+
+def python_reference(prepared, index, spec, texts):
+    """The all-Python path: lz4.frame lengths, ncd.alignment_from_lengths, no extension."""
+    slow = TargetSet([t.encode("utf-8") for t in prepared.texts], "lz4", spec.level, use_kernel=False)
+    assert slow.kernel is None and slow._kernel_alignment is None
+    return docwork.DocumentWork(slow, index, None, spec.long_documents, use_extension=False).score_batch(texts)
+
+
+@pytest.fixture(scope="module")
+def lz4_references(corpus):
+    prepared, index, texts = lz4_case(corpus)
+    return {i: python_reference(prepared, index, spec, texts) for i, spec in zip(LZ4_IDS, LZ4_SPECS)}
+
+
+@pytest.mark.parametrize("spec", LZ4_SPECS, ids=LZ4_IDS)
+def test_lz4_scores_in_the_c_pass_equal_python_bit_for_bit(corpus, lz4_references, spec):
+    prepared, index, texts = lz4_case(corpus)
+    target_set = prepared.target_set(spec)
+    assert isinstance(target_set.kernel, lz4_kernel.Lz4Targets)
+    work = docwork.DocumentWork(target_set, index, None, spec.long_documents)
+    assert work.engine == "c" and work.fused_scores
+    reference = lz4_references[LZ4_IDS[LZ4_SPECS.index(spec)]]
+    got = work.score_batch(texts)
+    # floats compared with ==, per document (the sizes and the guard too)
+    assert [r for r, e in zip(got, reference) if r != e] == []
+    assert len({r.score for r in reference}) > len(texts) // 2  # not vacuous: distinct scores
+    with ThreadPoolExecutor(2) as pool:
+        assert work.score_batch(texts, pool, 2) == reference
+
+
+def test_lz4_several_threads_on_one_document_work(corpus, lz4_references):
+    prepared, index, texts = lz4_case(corpus)
+    spec = LZ4_SPECS[1]
+    work = docwork.DocumentWork(prepared.target_set(spec), index, None, spec.long_documents)
+    reference = lz4_references[LZ4_IDS[1]]
+    parts = [list(range(i, len(texts), 4)) for i in range(4)]
+    results = [None] * 4
+    barrier = threading.Barrier(4)
+
+    def run(i):
+        barrier.wait()
+        for _ in range(3):
+            results[i] = work.score_batch([texts[j] for j in parts[i]])
+            assert results[i] == [reference[j] for j in parts[i]]
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [[reference[j] for j in p] for p in parts]
+    with ThreadPoolExecutor(4) as pool:
+        assert work.score_batch(texts, pool, 4) == reference
+
+
+def test_lz4_scores_come_from_the_c_pass_not_python(corpus, lz4_references, monkeypatch):
+    # With Python's scorer made to fail, the whole-document and max-chunked scores still come
+    # out (from the kernel, in the pass); with the mean only the chunked documents reach Python.
+    prepared, index, texts = lz4_case(corpus)
+    works = {i: docwork.DocumentWork(prepared.target_set(spec), index, None, spec.long_documents)
+             for i, spec in zip(LZ4_IDS, LZ4_SPECS)}
+    called = []
+
+    def python_scorer(targets, data, **long_docs):
+        called.append(len(data))
+        raise AssertionError("scored in Python")
+
+    monkeypatch.setattr(docwork, "document_score", python_scorer)
+    monkeypatch.setattr(TargetSet, "alignment", lambda self, x: python_scorer(self, x))
+    for name in ["whole", "chunks-32k-max", "chunks-4k-max", "truncate-chunks", "truncate-70k"]:
+        assert works[name].score_batch(texts) == lz4_references[name], name
+    assert called == []
+    with pytest.raises(AssertionError, match="scored in Python"):
+        works["chunks-4k-mean"].score_batch(texts)
+    spec = LZ4_SPECS[LZ4_IDS.index("chunks-4k-mean")]
+    chunked = [t for t in texts if spec.is_chunked(len(t.encode("utf-8")))]
+    assert called[0] == len(chunked[0].encode("utf-8"))  # the first chunked one, not before
+
+
+def test_lz4_without_the_kernel_or_the_extension(corpus, lz4_references, monkeypatch):
+    prepared, index, texts = lz4_case(corpus)
+    spec = LZ4_SPECS[1]
+    reference = lz4_references[LZ4_IDS[1]]
+    no_ext = docwork.DocumentWork(prepared.target_set(spec), index, None, spec.long_documents,
+                                  use_extension=False)
+    assert not no_ext.fused_scores and no_ext.score_batch(texts) == reference
+    monkeypatch.setattr(ncd, "_LZ4_KERNEL", None)  # as when _lz4len is not built
+    target_set = prepared.target_set(spec)
+    assert target_set.kernel is None and ncd.kernel_name("lz4", 0) == "lz4.frame"
+    no_kernel = docwork.DocumentWork(target_set, index, None, spec.long_documents)
+    assert no_kernel.engine == "c" and not no_kernel.fused_scores
+    assert no_kernel.score_batch(texts[:80]) == reference[:80]
+
+
+def test_analyze_refuses_other_kernels():
+    class Lz4Targets:  # the name of a kernel type, not the type
+        n = 1
+
+    for bad in (Lz4Targets(), object(), "Gzip1Targets"):
+        with pytest.raises(TypeError, match="kernel must be"):
+            ext.analyze(["text"], None, True, bad)
+    with pytest.raises(ValueError, match="no targets"):
+        ext.analyze(["text"], None, True, lz4_kernel.Lz4Targets([]))
+    [row] = ext.analyze(["text"], None, True, lz4_kernel.Lz4Targets([b"text"]))
+    assert row[3] == TargetSet([b"text"], "lz4", 0).alignment_of_lengths(b"text") and row[4] == 4

@@ -384,3 +384,106 @@ def test_scoring_uses_the_kernel_and_agrees(sources, targets):
     assert fast.lengths == slow.lengths
     for x in sources[:40] + [b"", sources[0] * 40]:
         assert fast.alignment(x) == slow.alignment(x)
+
+
+# ----------------------------------------------------------------------------------------------
+# the alignment in C (Lz4Targets.alignment, and the capsule _docwork calls)
+
+
+def _adversarial_sources(sources, big) -> list[bytes]:
+    """Empty, 1 byte, non-ASCII, random (stored blocks), repeats and zeros, at and across the
+    64 KiB block boundary, and long enough for several linked blocks."""
+    rng = random.Random(23)
+    return [b"", b"a", b"\xff", "naïve café ΟΔΟΣ 中文 😀".encode("utf-8"), rng.randbytes(100),
+            rng.randbytes(BLOCK - 10), rng.randbytes(BLOCK + 500), _nearly_random(rng, 30_000, 0.05),
+            big[:BLOCK - 1], big[:BLOCK], big[:BLOCK + 1], big[: 3 * BLOCK], big[:200_000],
+            b"ab" * 50_000, b"\0" * 200_000, sources[0] * 40]
+
+
+def test_alignment_is_bit_identical_to_the_python_sum(sources, targets, big):
+    # The same float as ncd.alignment_from_lengths over the library's lengths (the Python
+    # path), compared with ==, not approximately.
+    from zipfit_beam.score import ncd
+
+    rng = random.Random(24)
+    tgts = targets + [b"", b"y", rng.randbytes(2000), big[300_000:370_000]]  # one pair > 64 KiB each
+    obj = k.Lz4Targets(tgts)
+    lengths = [ref(y) for y in tgts]
+    assert obj.lengths == lengths
+    srcs = sources[:60] + _adversarial_sources(sources, big)
+    expected = [ncd.alignment_from_lengths(ref(x), lengths, [ref(x + y) for y in tgts]) for x in srcs]
+    got = [obj.alignment(x) for x in srcs]
+    assert all(type(v) is float for v in got)
+    assert sum(g != e for g, e in zip(got, expected)) == 0
+    assert len(set(expected)) > len(srcs) - 5  # distinct scores: the comparison is not vacuous
+    ts = ncd.TargetSet(tgts, "lz4", 0)
+    assert [ts.alignment_of_lengths(x) for x in srcs] == expected
+    assert [ts.alignment(x) for x in srcs] == expected  # TargetSet uses the C alignment
+    assert ts._kernel_alignment is not None
+
+
+def test_the_sum_order_is_observable():
+    # Summing the same NCDs in another order gives another float for some sources, so the
+    # equality above checks the order too, not only the lengths.
+    from zipfit_beam.score import ncd
+
+    rng = random.Random(25)
+    tgts = [rng.randbytes(rng.randrange(20, 400)) + b"common tail text" * rng.randrange(1, 9)
+            for _ in range(40)]
+    obj = k.Lz4Targets(tgts)
+    lengths = [ref(y) for y in tgts]
+    reordered = 0
+    for i in range(40):
+        x = tgts[i][: 50 + i * 7] + b"common tail text" * i
+        concat = [ref(x + y) for y in tgts]
+        forward = ncd.alignment_from_lengths(ref(x), lengths, concat)
+        assert obj.alignment(x) == forward
+        reordered += ncd.alignment_from_lengths(ref(x), lengths[::-1], concat[::-1]) != forward
+    assert reordered > 0
+
+
+def test_alignment_api():
+    obj = k.Lz4Targets([b"abc", b"hello world"])
+    assert obj.alignment(bytearray(b"hello")) == obj.alignment(memoryview(b"hello")) == obj.alignment(b"hello")
+    with pytest.raises(ValueError):
+        k.Lz4Targets([]).alignment(b"x")
+    with pytest.raises(RuntimeError):
+        k.Lz4Targets.__new__(k.Lz4Targets).alignment(b"x")
+    with pytest.raises(TypeError):
+        obj.alignment("str, not bytes")
+    assert k.Lz4Targets([]).lengths == [] and k.Lz4Targets([b""]).lengths == [11]
+    # the capsule _docwork imports (by this name)
+    assert '"zipfit_beam.score._lz4len._alignment_nogil_v1"' in repr(k._alignment_nogil_v1)
+
+
+def test_alignment_threads_share_one_object(sources, targets, big):
+    obj = k.Lz4Targets(targets[:40])
+    srcs = sources[:40] + _adversarial_sources(sources, big)[:12]
+    serial = [obj.alignment(x) for x in srcs]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        for _ in range(3):
+            assert list(pool.map(obj.alignment, srcs)) == serial
+
+
+@pytest.mark.parametrize("ulps, loads", [(0, True), (1, False)])
+def test_the_import_self_check_refuses_an_alignment_off_by_one_ulp(monkeypatch, ulps, loads):
+    import math
+    import sys
+    import types
+
+    import zipfit_beam.score
+    from zipfit_beam.score import ncd
+
+    class Targets:
+        def __init__(self, ys):
+            self._t = k.Lz4Targets(ys)
+            self.lengths, self.concat_lengths = self._t.lengths, self._t.concat_lengths
+
+        def alignment(self, x):
+            v = self._t.alignment(x)
+            return math.nextafter(v, 2.0) if ulps else v
+
+    fake = types.SimpleNamespace(Lz4Targets=Targets, lz4_length=k.lz4_length)
+    monkeypatch.setitem(sys.modules, "zipfit_beam.score._lz4len", fake)
+    monkeypatch.setattr(zipfit_beam.score, "_lz4len", fake, raising=False)
+    assert (ncd._load_lz4_kernel() is fake) is loads

@@ -35,11 +35,13 @@
  *                                  whole list (after the str.lower() calls).
  *     kernel=, max_bytes=, chunk_bytes=, chunk_mean=
  *                                  also score each text: ncd.document_score with a Gzip1Targets
- *                                  (through _gzip1's capsule) on the text's UTF-8 (an ASCII str's
- *                                  own bytes; else the UTF-8 the str caches), in the same pass:
+ *                                  or an Lz4Targets (through its module's capsule, _alignment.h)
+ *                                  on the text's UTF-8 (an ASCII str's own bytes; else the UTF-8
+ *                                  the str caches), in the same pass:
  *                                  -> [(tokens, rank, windows, score, utf8 size)]; score None when
  *                                  chunk scores are to be averaged (left to Python, whose sum()
- *                                  of floats differs by version).
+ *                                  of floats differs by version) or the kernel leaves the text
+ *                                  to Python (lz4: past its 2 GB limit).
  *   _blake2b, _pieces, _guard_tokens   testing aids
  */
 #define PY_SSIZE_T_CLEAN
@@ -49,6 +51,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "_alignment.h"
 
 #if defined(__GNUC__) || defined(__clang__)
 #define INLINE static inline __attribute__((always_inline))
@@ -770,18 +774,34 @@ typedef struct {
     double score;
 } doc;
 
-/* int alignment_nogil(PyObject *gzip1_targets, const uint8_t *x, size_t len, double *out) from
-   _gzip1.c (its capsule), and the type it accepts; looked up on first use */
-typedef int (*alignment_fn)(PyObject *, const uint8_t *, size_t, double *);
-static alignment_fn kernel_alignment = NULL;
-static PyObject *kernel_type = NULL;
+/* The kernels whose targets type can score here: each module's alignment_fn (its capsule, see
+   _alignment.h) and the type it accepts, looked up on first use of that kind. */
+typedef struct {
+    const char *module, *type_name, *capsule;
+    alignment_fn align;
+    PyObject *type;
+} kernel_kind;
+
+static kernel_kind kernel_kinds[] = {
+    {"zipfit_beam.score._gzip1", "Gzip1Targets", "zipfit_beam.score._gzip1." ALIGNMENT_CAPSULE_ATTR, NULL, NULL},
+    {"zipfit_beam.score._lz4len", "Lz4Targets", "zipfit_beam.score._lz4len." ALIGNMENT_CAPSULE_ATTR, NULL, NULL},
+};
+#define N_KERNEL_KINDS (sizeof kernel_kinds / sizeof kernel_kinds[0])
 
 typedef struct {
-    PyObject *kernel; /* a Gzip1Targets, or NULL: no scores */
+    PyObject *kernel; /* a Gzip1Targets or an Lz4Targets, or NULL: no scores */
+    alignment_fn align; /* its kind's */
     int64_t max_bytes; /* < 0: none */
     int64_t chunk_bytes; /* <= 0: whole documents */
     int chunk_mean;
 } scoring;
+
+/* one alignment: 1 scored, 0 left to Python (ALIGN_NOT_HANDLED), -1 out of memory */
+static int align_one(const scoring *sc, const uint8_t *x, size_t len, double *out)
+{
+    int rc = sc->align(sc->kernel, x, len, out);
+    return rc == ALIGN_OK ? 1 : rc == ALIGN_NOT_HANDLED ? 0 : -1;
+}
 
 /* ncd.document_score with the C kernel: truncation, near-equal chunks (ncd.split_chunks)
    reduced by max; 1 when scored, 0 when left to Python, -1 out of memory */
@@ -790,8 +810,7 @@ static int doc_score(const scoring *sc, const uint8_t *x, size_t len, double *ou
     size_t n, size, extra, start = 0, i;
     double best = 0.0;
     if (sc->max_bytes >= 0 && len > (size_t)sc->max_bytes) len = (size_t)sc->max_bytes;
-    if (sc->chunk_bytes <= 0 || len <= (size_t)sc->chunk_bytes)
-        return kernel_alignment(sc->kernel, x, len, out) < 0 ? -1 : 1;
+    if (sc->chunk_bytes <= 0 || len <= (size_t)sc->chunk_bytes) return align_one(sc, x, len, out);
     /* Python's sum() of floats is not a plain running sum on every version (3.12+: Neumaier),
        so the mean of chunk scores is left to Python */
     if (sc->chunk_mean) return 0;
@@ -801,7 +820,8 @@ static int doc_score(const scoring *sc, const uint8_t *x, size_t len, double *ou
     for (i = 0; i < n; i++) {
         size_t end = start + size + (i < extra ? 1 : 0);
         double v;
-        if (kernel_alignment(sc->kernel, x + start, end - start, &v) < 0) return -1;
+        int r = align_one(sc, x + start, end - start, &v);
+        if (r <= 0) return r;
         if (i == 0 || v > best) best = v; /* max(): the first of equal values */
         start = end;
     }
@@ -915,23 +935,47 @@ fail:
     return NULL;
 }
 
-static int load_kernel(void)
+static int load_kernel_kind(kernel_kind *k)
 {
-    PyObject *mod;
-    if (kernel_alignment) return 0;
-    kernel_alignment = (alignment_fn)PyCapsule_Import("zipfit_beam.score._gzip1._alignment_nogil_v1", 0);
-    if (!kernel_alignment) return -1;
-    mod = PyImport_ImportModule("zipfit_beam.score._gzip1");
+    PyObject *mod, *type;
+    alignment_fn align;
+    if (k->type) return 0;
+    align = (alignment_fn)PyCapsule_Import(k->capsule, 0);
+    if (!align) return -1;
+    mod = PyImport_ImportModule(k->module);
     if (!mod) return -1;
-    kernel_type = PyObject_GetAttrString(mod, "Gzip1Targets");
+    type = PyObject_GetAttrString(mod, k->type_name);
     Py_DECREF(mod);
-    if (!kernel_type || !PyType_Check(kernel_type)) {
-        Py_CLEAR(kernel_type);
-        kernel_alignment = NULL;
-        PyErr_SetString(PyExc_ImportError, "zipfit_beam.score._gzip1.Gzip1Targets is not a type");
+    if (!type || !PyType_Check(type)) {
+        Py_XDECREF(type);
+        PyErr_Format(PyExc_ImportError, "%s.%s is not a type", k->module, k->type_name);
         return -1;
     }
+    if (k->type) { /* loaded meanwhile by another thread (the imports may release the GIL) */
+        Py_DECREF(type);
+        return 0;
+    }
+    k->align = align;
+    k->type = type;
     return 0;
+}
+
+/* the alignment function for a kernel object: its kind chosen by its type's name (so only
+   that module is imported), then checked against the real type; NULL with an exception */
+static alignment_fn kernel_alignment_for(PyObject *kernel)
+{
+    const char *name = Py_TYPE(kernel)->tp_name, *dot = strrchr(name, '.');
+    size_t i;
+    if (dot) name = dot + 1;
+    for (i = 0; i < N_KERNEL_KINDS; i++) {
+        kernel_kind *k = &kernel_kinds[i];
+        if (strcmp(name, k->type_name) != 0) continue;
+        if (load_kernel_kind(k) < 0) return NULL;
+        if (PyObject_TypeCheck(kernel, (PyTypeObject *)k->type)) return k->align;
+    }
+    PyErr_SetString(PyExc_TypeError, "kernel must be a zipfit_beam.score._gzip1.Gzip1Targets, "
+                                     "a zipfit_beam.score._lz4len.Lz4Targets or None");
+    return NULL;
 }
 
 static PyObject *py_analyze(PyObject *self, PyObject *args, PyObject *kwds)
@@ -942,7 +986,7 @@ static PyObject *py_analyze(PyObject *self, PyObject *args, PyObject *kwds)
     int count = 1, failed = 0, chunk_mean = 0;
     long long max_bytes = -1, chunk_bytes = 0;
     const GuardIndexObject *g = NULL;
-    scoring sc = {NULL, -1, 0, 0};
+    scoring sc = {NULL, NULL, -1, 0, 0};
     Py_ssize_t n, i;
     doc *docs;
     scratch *s;
@@ -962,11 +1006,8 @@ static PyObject *py_analyze(PyObject *self, PyObject *args, PyObject *kwds)
         }
     }
     if (kernel != Py_None) {
-        if (load_kernel() < 0) return NULL;
-        if (!PyObject_TypeCheck(kernel, (PyTypeObject *)kernel_type)) {
-            PyErr_SetString(PyExc_TypeError, "kernel must be a zipfit_beam.score._gzip1.Gzip1Targets or None");
-            return NULL;
-        }
+        sc.align = kernel_alignment_for(kernel);
+        if (!sc.align) return NULL;
         {
             PyObject *nt = PyObject_GetAttrString(kernel, "n"); /* its number of targets */
             Py_ssize_t targets = nt ? PyLong_AsSsize_t(nt) : -1;

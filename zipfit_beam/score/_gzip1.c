@@ -48,6 +48,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "_alignment.h"
+
 /* ------------------------------------------------------------------------------------------ */
 /* deflate constants for level 1, windowBits 15, memLevel 8                                   */
 
@@ -1379,23 +1381,19 @@ static PyObject *targets_concat_lengths(TargetsObject *self, PyObject *arg)
 }
 
 /*
- * alignment(source) = 1 - mean_j NCD(source, t_j), the same double operations in the same
- * order as ncd.TargetSet.alignment in Python (int / int there is the correctly rounded quotient
- * of the two values as doubles, exact below 2^53): bit-identical results, one GIL release.
- * alignment_nogil is the same without Python objects and without the GIL (its scratch pools
- * have their own locks); other extensions call it through the capsule ALIGNMENT_CAPSULE
- * (_docwork.c scores whole batches in one GIL release with it).  0 ok, -1 memory, -2 no targets.
+ * alignment(source) = 1 - mean_j NCD(source, t_j), bit-identical to ncd.TargetSet.alignment in
+ * Python (ncd_alignment, _alignment.h), one GIL release.  alignment_nogil is the contract of
+ * _alignment.h (never ALIGN_NOT_HANDLED here): no Python objects, no GIL (its scratch pools have
+ * their own locks); other extensions call it through its capsule (_docwork.c scores whole
+ * batches in one GIL release with it).
  */
-#define ALIGNMENT_CAPSULE "zipfit_beam.score._gzip1._alignment_nogil_v1"
 static int alignment_nogil(PyObject *targets, const uint8_t *x, size_t L, double *result)
 {
     TargetsObject *self = (TargetsObject *)targets;
     scratch *s, *s1;
     int64_t *out, cx;
     int rc = 0;
-    double total = 0.0;
-    Py_ssize_t j;
-    if (!self->lock || self->n == 0) return -2;
+    if (!self->lock || self->n == 0) return ALIGN_NO_TARGETS;
     out = (int64_t *)malloc(sizeof(int64_t) * (size_t)self->n);
     s = pool_get(self);
     s1 = single_get();
@@ -1403,45 +1401,21 @@ static int alignment_nogil(PyObject *targets, const uint8_t *x, size_t L, double
         free(out);
         if (s) pool_put(self, s);
         if (s1) single_put(s1, 0);
-        return -1;
+        return ALIGN_NO_MEMORY;
     }
     cx = raw_len_any(s1, x, L, NULL, 0);
     if (cx >= 0) rc = compute_all(self, s, x, L, out);
-    if (cx >= 0 && rc >= 0) {
-        cx += GZIP_OVERHEAD;
-        for (j = 0; j < self->n; j++) {
-            int64_t cy = self->tlen[j], cxy = out[j] + GZIP_OVERHEAD;
-            int64_t mn = cx < cy ? cx : cy, mx = cx < cy ? cy : cx;
-            total += (double)(cxy - mn) / (double)mx;
-        }
-        *result = 1.0 - total / (double)self->n;
-    }
+    if (cx >= 0 && rc >= 0) *result = ncd_alignment(cx + GZIP_OVERHEAD, self->tlen, out, GZIP_OVERHEAD, self->n);
     single_put(s1, cx);
     pool_put(self, s);
     free(out);
-    return (cx < 0 || rc < 0) ? -1 : 0;
+    return (cx < 0 || rc < 0) ? ALIGN_NO_MEMORY : ALIGN_OK;
 }
 
 static PyObject *targets_alignment(TargetsObject *self, PyObject *arg)
 {
-    Py_buffer view;
-    double r = 0.0;
-    int rc;
-    if (!self->lock) {
-        PyErr_SetString(PyExc_RuntimeError, "Gzip1Targets.__init__ was not called");
-        return NULL;
-    }
-    if (self->n == 0) {
-        PyErr_SetString(PyExc_ValueError, "alignment needs at least one target");
-        return NULL;
-    }
-    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
-    Py_BEGIN_ALLOW_THREADS
-    rc = alignment_nogil((PyObject *)self, (const uint8_t *)view.buf, (size_t)view.len, &r);
-    Py_END_ALLOW_THREADS
-    PyBuffer_Release(&view);
-    if (rc < 0) return PyErr_NoMemory();
-    return PyFloat_FromDouble(r);
+    return alignment_method((PyObject *)self, arg, alignment_nogil, self->lock != NULL, self->n,
+                            "Gzip1Targets");
 }
 
 static PyObject *targets_len_(TargetsObject *self, void *closure)
@@ -1509,9 +1483,10 @@ PyMODINIT_FUNC PyInit__gzip1(void)
         return NULL;
     }
     {
-        /* int alignment_nogil(PyObject *gzip1_targets, const uint8_t *x, size_t len, double *out) */
-        PyObject *cap = PyCapsule_New((void *)alignment_nogil, ALIGNMENT_CAPSULE, NULL);
-        if (!cap || PyModule_AddObject(m, "_alignment_nogil_v1", cap) < 0) {
+        /* alignment_fn over a Gzip1Targets (_alignment.h) */
+        PyObject *cap = PyCapsule_New((void *)alignment_nogil,
+                                      "zipfit_beam.score._gzip1." ALIGNMENT_CAPSULE_ATTR, NULL);
+        if (!cap || PyModule_AddObject(m, ALIGNMENT_CAPSULE_ATTR, cap) < 0) {
             Py_XDECREF(cap);
             Py_DECREF(m);
             return NULL;

@@ -59,6 +59,11 @@
  *   earlier check can fail only if the final one fails too, and the block is stored either
  *   way.  Where a non-last block stops matters (its table keeps only what came before).
  *
+ * Alignment (Lz4Targets.alignment, and the capsule _alignment_nogil_v1 that _docwork.c calls with
+ *   the GIL released): 1 - mean_j NCD(x, t_j) from C(x), the targets' own lengths (computed once)
+ *   and every C(x + t_j), as ncd.TargetSet.alignment_of_lengths computes it.  C(x) is one more
+ *   continuation, with an empty target, of the same paused state.
+ *
  * Limits: inputs up to MAX_INPUT bytes (positions are 32-bit; the library renormalises its
  * indices past 2 GB).  Little-endian only (the library's hashes read native words).
  * Independent implementation written from the LZ4 block and frame format and the fast
@@ -71,6 +76,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "_alignment.h"
 
 #if defined(__BYTE_ORDER__) && (__BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__)
 #error "_lz4len reproduces LZ4's little-endian hashing only"
@@ -481,18 +488,22 @@ static uint64_t prefix32(scratch *s, uint32_t L, bstate *p32)
     return base;
 }
 
-/* frame lengths of x + t for every target t; 0 ok, -1 memory */
-static int concat_all(scratch *s, const tset *ts, const uint8_t *x, uint32_t L, uint64_t *out)
+/*
+ * frame lengths of x + t for every target t; 0 ok, -1 memory.  With cx, also the frame length of
+ * x alone, as x + an empty target (resumed from the same paused state: x is run once for all).
+ */
+static int concat_all(scratch *s, const tset *ts, const uint8_t *x, uint32_t L, int64_t *out,
+                      int64_t *cx)
 {
     int need16 = 0, need32 = 0;
-    Py_ssize_t j;
+    Py_ssize_t j, n = ts->n + (cx != NULL); /* j == ts->n: the empty target */
     bstate p16, p32;
     uint64_t base32 = 0; /* frame bytes of the linked blocks wholly inside x */
     uint32_t low = L;    /* table writes of a continuation are at positions >= low */
     ulog lg;
 
-    for (j = 0; j < ts->n; j++) {
-        uint64_t N = (uint64_t)L + ts->len[j];
+    for (j = 0; j < n; j++) {
+        uint64_t N = (uint64_t)L + (j < ts->n ? ts->len[j] : 0u);
         if (N > BLOCK)
             need32 = 1;
         else if (N > 0)
@@ -517,21 +528,22 @@ static int concat_all(scratch *s, const tset *ts, const uint8_t *x, uint32_t L, 
     lg.v = s->log;
     lg.n = 0;
 
-    for (j = 0; j < ts->n; j++) {
-        size_t yl = ts->len[j];
+    for (j = 0; j < n; j++) {
+        size_t yl = j < ts->n ? ts->len[j] : 0u;
+        int64_t *dst = j < ts->n ? &out[j] : cx;
         uint32_t N = L + (uint32_t)yl;
         bstate b;
         uint64_t total = FRAME_HEAD + END_MARK;
         if (N == 0) {
-            out[j] = FRAME_HEAD_EMPTY + END_MARK;
+            *dst = FRAME_HEAD_EMPTY + END_MARK;
             continue;
         }
-        memcpy(s->buf + L, ts->arena + ts->off[j], yl);
+        if (yl) memcpy(s->buf + L, ts->arena + ts->off[j], yl);
         memset(s->buf + N, 0, PAD);
         if (N <= BLOCK) {
             b = p16;
             run16_final_log(&b, s->buf, N, (uint64_t)N - 1u, s->t16, &lg);
-            out[j] = total + block_bytes(&b, N);
+            *dst = (int64_t)(total + block_bytes(&b, N));
             undo16(s->t16, &lg);
         } else {
             uint32_t S = p32.S, E = N - S > BLOCK ? S + BLOCK : N;
@@ -546,7 +558,7 @@ static int concat_all(scratch *s, const tset *ts, const uint8_t *x, uint32_t L, 
                 E = N - S > BLOCK ? S + BLOCK : N;
                 bstate_start(&b, S);
             }
-            out[j] = total;
+            *dst = (int64_t)total;
             undo32(s->t32, &lg);
         }
     }
@@ -653,6 +665,7 @@ typedef struct {
     uint8_t *arena;
     size_t *off;
     size_t *len;
+    int64_t *tlen; /* frame length of each target alone */
     PyThread_type_lock lock;
     scratch *pool;
 } TargetsObject;
@@ -669,6 +682,7 @@ static void targets_dealloc(TargetsObject *self)
     free(self->arena);
     free(self->off);
     free(self->len);
+    free(self->tlen);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -706,8 +720,9 @@ static int targets_init(TargetsObject *self, PyObject *args, PyObject *kwds)
     self->arena = (uint8_t *)malloc(total ? total : 1);
     self->off = (size_t *)malloc(sizeof(size_t) * (size_t)(n ? n : 1));
     self->len = (size_t *)malloc(sizeof(size_t) * (size_t)(n ? n : 1));
+    self->tlen = (int64_t *)malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
     self->lock = PyThread_allocate_lock();
-    if (!self->arena || !self->off || !self->len || !self->lock) {
+    if (!self->arena || !self->off || !self->len || !self->tlen || !self->lock) {
         Py_DECREF(fast);
         PyErr_NoMemory();
         return -1;
@@ -727,6 +742,16 @@ static int targets_init(TargetsObject *self, PyObject *args, PyObject *kwds)
     self->ts.off = self->off;
     self->ts.len = self->len;
     self->ts.maxlen = maxlen;
+    {
+        scratch *s = scratch_new();
+        if (!s) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (i = 0; i < n; i++)
+            self->tlen[i] = (int64_t)frame_length(s, self->arena + self->off[i], (uint32_t)self->len[i]);
+        scratch_free(s);
+    }
     return 0;
 }
 
@@ -752,7 +777,7 @@ static PyObject *targets_concat_lengths(TargetsObject *self, PyObject *arg)
 {
     Py_buffer view;
     scratch *s;
-    uint64_t *out;
+    int64_t *out;
     int rc;
     PyObject *list;
     Py_ssize_t j;
@@ -766,7 +791,7 @@ static PyObject *targets_concat_lengths(TargetsObject *self, PyObject *arg)
         PyErr_SetString(PyExc_OverflowError, "source + target longer than _lz4len.MAX_INPUT");
         return NULL;
     }
-    out = (uint64_t *)malloc(sizeof(uint64_t) * (size_t)(self->ts.n ? self->ts.n : 1));
+    out = (int64_t *)malloc(sizeof(int64_t) * (size_t)(self->ts.n ? self->ts.n : 1));
     s = pool_get(self);
     if (!out || !s) {
         free(out);
@@ -775,7 +800,7 @@ static PyObject *targets_concat_lengths(TargetsObject *self, PyObject *arg)
         return PyErr_NoMemory();
     }
     Py_BEGIN_ALLOW_THREADS
-    rc = concat_all(s, &self->ts, (const uint8_t *)view.buf, (uint32_t)view.len, out);
+    rc = concat_all(s, &self->ts, (const uint8_t *)view.buf, (uint32_t)view.len, out, NULL);
     Py_END_ALLOW_THREADS
     pool_put(self, s);
     PyBuffer_Release(&view);
@@ -789,7 +814,7 @@ static PyObject *targets_concat_lengths(TargetsObject *self, PyObject *arg)
         return NULL;
     }
     for (j = 0; j < self->ts.n; j++) {
-        PyObject *v = PyLong_FromUnsignedLongLong((unsigned long long)out[j]);
+        PyObject *v = PyLong_FromLongLong((long long)out[j]);
         if (!v) {
             Py_DECREF(list);
             free(out);
@@ -798,6 +823,58 @@ static PyObject *targets_concat_lengths(TargetsObject *self, PyObject *arg)
         PyList_SET_ITEM(list, j, v);
     }
     free(out);
+    return list;
+}
+
+/*
+ * The alignment contract of _alignment.h (ALIGN_NOT_HANDLED: a source longer than MAX_INPUT minus
+ * the longest target).  C(x) comes from the same pass as the C(x + t_j): concat_all's empty
+ * target.  Called through the capsule by _docwork.c, and by Lz4Targets.alignment.
+ */
+static int alignment_nogil(PyObject *targets, const uint8_t *x, size_t L, double *result)
+{
+    TargetsObject *self = (TargetsObject *)targets;
+    const tset *ts = &self->ts;
+    scratch *s;
+    int64_t *out, cx = 0;
+    int rc;
+    if (!self->lock || ts->n == 0) return ALIGN_NO_TARGETS;
+    if (L > LZ4LEN_MAX_INPUT - ts->maxlen) return ALIGN_NOT_HANDLED;
+    out = (int64_t *)malloc(sizeof(int64_t) * (size_t)ts->n);
+    s = pool_get(self);
+    if (!out || !s) {
+        free(out);
+        if (s) pool_put(self, s);
+        return ALIGN_NO_MEMORY;
+    }
+    rc = concat_all(s, ts, x, (uint32_t)L, out, &cx);
+    pool_put(self, s);
+    if (rc == 0) *result = ncd_alignment(cx, self->tlen, out, 0, ts->n);
+    free(out);
+    return rc < 0 ? ALIGN_NO_MEMORY : ALIGN_OK;
+}
+
+static PyObject *targets_alignment(TargetsObject *self, PyObject *arg)
+{
+    return alignment_method((PyObject *)self, arg, alignment_nogil, self->lock != NULL, self->ts.n,
+                            "Lz4Targets");
+}
+
+static PyObject *targets_lengths(TargetsObject *self, void *closure)
+{
+    PyObject *list;
+    Py_ssize_t j;
+    (void)closure;
+    list = PyList_New(self->ts.n);
+    if (!list) return NULL;
+    for (j = 0; j < self->ts.n; j++) {
+        PyObject *v = PyLong_FromLongLong((long long)self->tlen[j]);
+        if (!v) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, j, v);
+    }
     return list;
 }
 
@@ -811,10 +888,14 @@ static PyMethodDef targets_methods[] = {
     {"concat_lengths", (PyCFunction)targets_concat_lengths, METH_O,
      "concat_lengths(source) -> [len(lz4.frame.compress(source + t, compression_level=0)) "
      "for every target t]"},
+    {"alignment", (PyCFunction)targets_alignment, METH_O,
+     "alignment(source) -> 1 - mean NCD(source, t) over the targets, as "
+     "ncd.TargetSet.alignment_of_lengths"},
     {NULL, NULL, 0, NULL}};
 
 static PyGetSetDef targets_getset[] = {
     {"n", (getter)targets_n, NULL, "number of targets", NULL},
+    {"lengths", (getter)targets_lengths, NULL, "[lz4_length(t) for every target t]", NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
 static PyTypeObject TargetsType = {
@@ -860,6 +941,16 @@ PyMODINIT_FUNC PyInit__lz4len(void)
         PyModule_AddIntConstant(m, "MAX_INPUT", (long)LZ4LEN_MAX_INPUT) < 0) {
         Py_DECREF(m);
         return NULL;
+    }
+    {
+        /* alignment_fn over an Lz4Targets (_alignment.h) */
+        PyObject *cap = PyCapsule_New((void *)alignment_nogil,
+                                      "zipfit_beam.score._lz4len." ALIGNMENT_CAPSULE_ATTR, NULL);
+        if (!cap || PyModule_AddObject(m, ALIGNMENT_CAPSULE_ATTR, cap) < 0) {
+            Py_XDECREF(cap);
+            Py_DECREF(m);
+            return NULL;
+        }
     }
     return m;
 }

@@ -11,10 +11,12 @@ batch is cut into one part per thread; each part runs on a pool thread.
 
 The C extension ``zipfit_beam.score._docwork`` (optional, built by ``pip install``) does a
 part in one call that releases the GIL for the whole part: the guard, the default token
-counter (``tokens.count_regex``) and, with the exact gzip-1 kernel, the scores too (the
-kernel's ``Gzip1Targets`` through its capsule). So the threads run on every core and hardly
-wait for each other or for the Beam thread. With another compressor the scores come from
-``ncd.document_score`` per document, after that call.
+counter (``tokens.count_regex``) and, with an exact C kernel (gzip-1's ``Gzip1Targets``,
+lz4's ``Lz4Targets``: ``TargetSet.kernel``), the scores too, through the kernel module's
+capsule (``fused_scores``). So the threads run on every core and hardly wait for each other
+or for the Beam thread. Without a C kernel (zstd, isal, lz4 levels above 2, or a kernel not
+built) the scores come from ``ncd.document_score`` per document, after that call; so do the
+few the pass leaves to Python (chunk scores reduced by mean; lz4 text past 2 GB).
 
 Its results are identical to the Python definitions: the same tokens, blake2b token hashes,
 windows and target; the same pieces; the same scores (the same float operations in the same
@@ -108,8 +110,8 @@ class DocumentWork:
             self._guard, self._ids = _compiled(index)
         # the default counter is counted in the extension's pass; any other over the batch
         self._count_in_pass = ext is not None and self.counter.name == tokens.DEFAULT_COUNTER
-        # with the C gzip-1 kernel, scores are computed in the same pass (one GIL release per
-        # part); other compressors score per document below
+        # with a C kernel (gzip-1 or lz4), scores are computed in the same pass (one GIL release
+        # per part); other compressors score per document below
         self._kernel = target_set.kernel if ext is not None else None
         self._kernel_args = dict(max_bytes=self.long_documents.get("max_bytes") or -1,
                                  chunk_bytes=self.long_documents.get("chunk_bytes") or 0,
@@ -119,6 +121,12 @@ class DocumentWork:
     def engine(self) -> str:
         """'c' when the guard and default counter run in the extension, else 'python'."""
         return "c" if self._ext is not None else "python"
+
+    @property
+    def fused_scores(self) -> bool:
+        """Whether the scores come from the extension's pass (a C kernel's alignment, GIL
+        released), rather than from ``ncd.document_score`` per document."""
+        return self._kernel is not None
 
     def score_part(self, texts: Sequence[str]) -> List[Tuple[float, str, Optional[int], int]]:
         """(score, copied, tokens or None when counted later, size) per text, on this thread."""

@@ -30,8 +30,9 @@ import threading
 import zlib
 from typing import Callable, Dict, Iterator, NamedTuple, Optional, Sequence
 
-__all__ = ["gzip_length", "Compressor", "default_level", "ncd", "check_compressor",
-           "kernel_name", "TargetSet", "split_chunks", "iter_chunks", "document_score"]
+__all__ = ["gzip_length", "Compressor", "default_level", "ncd", "alignment_from_lengths",
+           "check_compressor", "kernel_name", "TargetSet", "split_chunks", "iter_chunks",
+           "document_score"]
 
 GZIP_FRAMING_BYTES = 18  # 10-byte gzip header + 8-byte CRC32/ISIZE trailer
 
@@ -86,6 +87,16 @@ def default_level(compressor: str) -> int:
 def ncd(c_x: int, c_y: int, c_xy: int) -> float:
     """Normalized compression distance from the three compressed lengths."""
     return (c_xy - min(c_x, c_y)) / max(c_x, c_y)
+
+
+def alignment_from_lengths(c_x: int, lengths: Sequence[int], concat: Sequence[int]) -> float:
+    """1 - mean_j NCD(x, y_j) from C(x), every C(y_j) and every C(x + y_j), summed in target
+    order (the C kernels' ``alignment`` computes exactly this: the same float operations in the
+    same order, so the same bits)."""
+    total = 0.0
+    for c_y, c_xy in zip(lengths, concat):
+        total += ncd(c_x, c_y, c_xy)
+    return 1.0 - total / len(lengths)
 
 
 def check_compressor(compressor: str, level: Optional[int]) -> None:
@@ -172,8 +183,10 @@ _ZLIB_CANONICAL = zlib_is_canonical()
 #
 # zipfit_beam.score._lz4len reproduces len(lz4.frame.compress(b, compression_level=L)) for L in
 # 0..2 (LZ4F's fast mode at acceleration 1; python-lz4's default frame) without compressing,
-# and reuses the source's work across targets. Used only when built and when a self-check
-# at import agrees with the lz4.frame this interpreter has; else lz4.frame is called.
+# and reuses the source's work across targets; its Lz4Targets.alignment is TargetSet's whole
+# alignment in C, as Gzip1Targets.alignment is for gzip-1. Used only when built and when a
+# self-check at import agrees with the lz4.frame this interpreter has (and with
+# alignment_from_lengths, to the bit); else lz4.frame is called.
 
 LZ4_KERNEL_LEVELS = (0, 1, 2)
 
@@ -192,10 +205,15 @@ def _load_lz4_kernel():
              noise[:66_000] + noise[10_000:15_000]]
     kernel = _lz4len.Lz4Targets(probe)
     for level in LZ4_KERNEL_LEVELS:
-        for x in probe:
-            if kernel.concat_lengths(x) != [_lz4_length(x + y, level) for y in probe]:
+        lengths = [_lz4_length(y, level) for y in probe]
+        if [_lz4len.lz4_length(y) for y in probe] != lengths or kernel.lengths != lengths:
+            return None
+        for c_x, x in zip(lengths, probe):
+            concat = [_lz4_length(x + y, level) for y in probe]
+            if kernel.concat_lengths(x) != concat:
                 return None
-            if _lz4len.lz4_length(x) != _lz4_length(x, level):
+            # the alignment in C (also what docwork's fused pass calls): the same bits
+            if kernel.alignment(x) != alignment_from_lengths(c_x, lengths, concat):
                 return None
     return _lz4len
 
@@ -203,11 +221,10 @@ def _load_lz4_kernel():
 _LZ4_KERNEL = _load_lz4_kernel()
 
 
-def _lz4_kernel_functions(texts: Sequence[bytes]):
-    """(length, concat_lengths) for TargetSet from the lz4 kernel; inputs past the kernel's
-    32-bit limit (2 GB) go to lz4.frame."""
+def _lz4_kernel_functions(targets, texts: Sequence[bytes]):
+    """(length, concat_lengths, alignment) for TargetSet from the lz4 kernel's ``Lz4Targets`` over
+    ``texts``; inputs past the kernel's 32-bit limit (2 GB) go to lz4.frame."""
     k = _LZ4_KERNEL
-    targets = k.Lz4Targets(texts)
     limit = k.MAX_INPUT - max(map(len, texts), default=0)
 
     def length(x: bytes) -> int:
@@ -218,7 +235,12 @@ def _lz4_kernel_functions(texts: Sequence[bytes]):
             return targets.concat_lengths(x)
         return [_lz4_length(x + y, 0) for y in texts]
 
-    return length, concat_lengths
+    def alignment(x: bytes) -> float:
+        if len(x) <= limit:
+            return targets.alignment(x)
+        return alignment_from_lengths(length(x), targets.lengths, concat_lengths(x))
+
+    return length, concat_lengths, alignment
 
 
 def kernel_name(compressor: str = "gzip", level: int = 1) -> str:
@@ -292,14 +314,18 @@ class TargetSet:
         # the kernel's whole alignment: the same sum in the same order, in C (one call, no
         # per-target Python objects); None: the loop below
         self._kernel_alignment: Optional[Callable[[bytes], float]] = None
-        self.kernel = None  # the C kernel's Gzip1Targets when it scores here (docwork uses it too)
+        # the C kernel's Gzip1Targets or Lz4Targets when it scores here (docwork's fused pass
+        # calls its alignment through the module's capsule)
+        self.kernel = None
         if use_kernel and kernel_name(compressor, level) == "c-gzip1":
             kernel = self.kernel = _KERNEL.Gzip1Targets(self.texts)
             self._length = _KERNEL.gzip1_length
             self._concat_lengths = kernel.concat_lengths
             self._kernel_alignment = kernel.alignment
         elif use_kernel and kernel_name(compressor, level) == "c-lz4":
-            self._length, self._concat_lengths = _lz4_kernel_functions(self.texts)
+            kernel = self.kernel = _LZ4_KERNEL.Lz4Targets(self.texts)
+            (self._length, self._concat_lengths,
+             self._kernel_alignment) = _lz4_kernel_functions(kernel, self.texts)
         else:
             self._length = functools.partial(COMPRESSORS[compressor].length, level=level)
             self._concat_lengths = self._generic_concat_lengths
@@ -316,13 +342,9 @@ class TargetSet:
         return self.alignment_of_lengths(x)
 
     def alignment_of_lengths(self, x: bytes) -> float:
-        """``alignment`` as the definition reads, from the lengths (the kernel's ``alignment``
-        computes exactly this, with the same float operations in the same order)."""
-        c_x = self._length(x)
-        total = 0.0
-        for c_y, c_xy in zip(self.lengths, self._concat_lengths(x)):
-            total += ncd(c_x, c_y, c_xy)
-        return 1.0 - total / len(self.lengths)
+        """``alignment`` as the definition reads, from the lengths (``alignment_from_lengths``;
+        the kernels' ``alignment`` computes exactly this)."""
+        return alignment_from_lengths(self._length(x), self.lengths, self._concat_lengths(x))
 
 
 # --- long documents ----------------------------------------------------------------------
