@@ -47,10 +47,10 @@ COMBINES = {common_urns.composites.COMBINE_PER_KEY.urn, common_urns.composites.C
 BUFFERING = {common_urns.primitives.FLATTEN.urn: "Flatten", common_urns.primitives.GROUP_BY_KEY.urn: "GroupByKey"}
 
 
-def buffers_of_every_document(proto, start_suffix: str = "ReadScored") -> list:
-    """The steps that would hold every scored document at once on the local runner: a
-    Flatten or GroupByKey, or a side input, fed from the scored documents (the output of
-    ``ReadScored``) through element-wise steps only; a combine stops the walk (its
+def buffers_of_every_document(proto, start_suffix: str) -> list:
+    """The steps that would hold every document a step emits at once on the local runner:
+    a Flatten or GroupByKey, or a side input, fed from the output of the step named
+    ``*start_suffix`` through element-wise steps only; a combine stops the walk (its
     precombine runs where the documents stream)."""
     transforms = proto.components.transforms
     inside_combine = {sub for t in transforms.values() if t.spec.urn in COMBINES
@@ -86,9 +86,29 @@ def _descendants(transforms, t):
         yield from _descendants(transforms, transforms[sub])
 
 
+# Every step that reads the key tables, and what it emits per table: never one element
+# per scored document (the cut's candidates and the selection are few; the contaminated and
+# rejected are what their writers need).
+TABLE_READERS = {
+    "ZipFitSelect/SelectDocuments/FindCut/Digits1": "a histogram per batch of rows",
+    "ZipFitSelect/SelectDocuments/FindCut/Candidates2": "the keys of round 1's boundary bin",
+    "ZipFitSelect/SelectDocuments/KeepSelected": "the selection",
+    "SummarizeSelection/ScoredBatches": "a BatchSummary per batch of rows",
+    "ZipFitSelect/ReadContaminated": "the documents the guard flagged",
+    "ZipFitSelect/ReadRejected": "the dead letters",
+    "ZipFitSelect/SumTables/KeyWithVoid": "the table's counts",
+}
+
+
 def test_no_step_buffers_every_scored_document(tmp_path, targets):
     proto = build(tmp_path, 2, targets).to_runner_api()
-    assert buffers_of_every_document(proto) == []
+    transforms = proto.components.transforms
+    tables = {pc for t in transforms.values() if t.unique_name.endswith("ScoreFiles/ScoreFile")
+              for pc in t.outputs.values()}
+    readers = {t.unique_name for t in transforms.values()
+               if not t.subtransforms and tables & set(t.inputs.values())}
+    assert readers == set(TABLE_READERS)
+    assert buffers_of_every_document(proto, "ReadContaminated") == []
 
 
 def test_the_buffer_check_can_fail():
@@ -98,4 +118,4 @@ def test_the_buffer_check_can_fail():
     (rows, p | "Other" >> beam.Create([("", 3)])) | "Both" >> beam.Flatten()
     rows | "Summed" >> beam.CombinePerKey(sum)  # fine: a combine
     p | "Once" >> beam.Create([0]) | "Look" >> beam.Map(lambda _, xs: xs, beam.pvalue.AsList(scored))
-    assert buffers_of_every_document(p.to_runner_api()) == ["Flatten Both", "side input of Look"]
+    assert buffers_of_every_document(p.to_runner_api(), "ReadScored") == ["Flatten Both", "side input of Look"]

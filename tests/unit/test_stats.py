@@ -56,3 +56,19 @@ def test_sample_key_is_stable_and_seeded():
     assert stats.sample_key("f.jsonl", 3) == stats.sample_key("f.jsonl", 3)
     assert stats.sample_key("f.jsonl", 3) != stats.sample_key("f.jsonl", 3, seed=1)
     assert stats.sample_key("f.jsonl", 3) != stats.sample_key("f.jsonl", 4)
+
+
+def test_array_sample_keys_and_histograms_equal_the_scalar_ones():
+    import numpy as np
+    rng = np.random.default_rng(3)
+    positions = rng.integers(0, 2**40, size=500)
+    for source in ("f.jsonl", "gs://b/part-00001.parquet", "naïve/ſ.jsonl"):
+        for seed in (0, 7):
+            h = np.full(len(positions), stats.source_hash(source, seed), dtype=np.uint64)
+            assert stats.sample_keys(h, positions).tolist() == [
+                stats.sample_key(source, int(p), seed) for p in positions]
+    scores = np.r_[rng.uniform(-0.2, 1.0, 1000), [0.0, -0.0, 0.1, 0.30000000000000004, 1e-4, -1e-4]]
+    expected = {}
+    for s in scores:
+        expected[stats.histogram_bin(float(s))] = expected.get(stats.histogram_bin(float(s)), 0) + 1
+    assert stats.histogram_of(scores) == expected

@@ -149,10 +149,7 @@ class TableWriter:
         rows.clear()
 
     def add_keys(self, docs: Sequence[ScoredDocument]) -> None:
-        for d in docs:
-            self._rows[0].append({"id": d.id, "score": d.score, "tokens": d.tokens,
-                                  "bytes": d.text_bytes, "source": d.source, "position": d.position,
-                                  "group": d.group, "contaminated_by": d.contaminated_by})
+        self._rows[0].extend(map(_row, docs))
         self.scored += len(docs)
         self.read += len(docs)
         if len(self._rows[0]) >= ROW_GROUP_ROWS:
@@ -192,22 +189,46 @@ class KeyBatch:
 
     def __init__(self, batch):
         import numpy as np
-        self._batch = batch
+        self.batch = batch  # the pyarrow RecordBatch, in key_schema()
         rest = [batch.column(name) for name in ("id", "source", "position")]
         self.columns = KeyColumns(batch.column("score").to_numpy(zero_copy_only=False).astype(np.float64),
                                   batch.column("tokens").to_numpy(zero_copy_only=False).astype(np.int64),
                                   lambda i: tuple(c[i].as_py() for c in rest))
 
+    @classmethod
+    def of_documents(cls, docs: Sequence[ScoredDocument]) -> "KeyBatch":
+        import pyarrow as pa
+        return cls(pa.RecordBatch.from_pylist([_row(d) for d in docs], schema=key_schema()))
+
     def __len__(self) -> int:
-        return self._batch.num_rows
+        return self.batch.num_rows
+
+    def array(self, name: str):
+        """A numeric column as a numpy array."""
+        return self.batch.column(name).to_numpy(zero_copy_only=False)
+
+    def flagged(self):
+        """Per row, whether the guard flagged it (``contaminated_by`` set), as numpy bools."""
+        return _flagged(self.batch).to_numpy(zero_copy_only=False)
 
     def documents(self, rows: Optional[Sequence[int]] = None) -> List[ScoredDocument]:
         """The ScoredDocuments of ``rows`` (indices, in that order), or of every row."""
-        batch = self._batch if rows is None else self._batch.take(rows)
+        batch = self.batch if rows is None else self.batch.take(rows)
         cols = [batch.column(name).to_pylist() for name in
                 ("id", "score", "source", "position", "tokens", "bytes", "group", "contaminated_by")]
         cols[-1] = [c or "" for c in cols[-1]]
         return list(map(ScoredDocument, *cols))
+
+
+def _flagged(batch):
+    import pyarrow.compute as pc
+    return pc.fill_null(pc.not_equal(batch.column("contaminated_by"), ""), False)
+
+
+def _row(d: ScoredDocument) -> dict:
+    return {"id": d.id, "score": d.score, "tokens": d.tokens, "bytes": d.text_bytes,
+            "source": d.source, "position": d.position, "group": d.group,
+            "contaminated_by": d.contaminated_by}
 
 
 def read_key_batches(table: KeyTable, only: Optional[str] = None) -> Iterator[KeyBatch]:
@@ -218,7 +239,7 @@ def read_key_batches(table: KeyTable, only: Optional[str] = None) -> Iterator[Ke
     with open_file(table.keys) as f:
         for batch in pq.ParquetFile(f).iter_batches(batch_size=READ_BATCH_ROWS):
             if only is not None:
-                flagged = pc.fill_null(pc.not_equal(batch.column("contaminated_by"), ""), False)
+                flagged = _flagged(batch)
                 batch = batch.filter(flagged if only == "contaminated" else pc.invert(flagged))
             if batch.num_rows:
                 yield KeyBatch(batch)

@@ -102,8 +102,8 @@ class SumTablesCombineFn(beam.CombineFn):
 
 
 class ZipFitResult(NamedTuple):
-    tables: PCollection  # PCollection[KeyTable]: one per source file, the spine
-    scored: PCollection  # PCollection[ScoredDocument], every scored document, read from the tables
+    tables: PCollection  # PCollection[KeyTable]: one per source file, the spine (every
+    # scored document: tables | beam.FlatMap(io.keys.read_keys); no step of the job reads so)
     selected: PCollection  # PCollection[ScoredDocument], the selection
     rejected: PCollection  # PCollection[DeadLetter], read from the tables
     threshold: PCollection  # singleton: the RankKey of the last selected document, or None
@@ -169,7 +169,6 @@ class SelectFiles(beam.PTransform):
                             | "Hits" >> beam.ParDo(ContaminationHitDoFn()).with_output_types(ContaminationHit))
         return ZipFitResult(
             tables,
-            tables | "ReadScored" >> beam.FlatMap(keys.read_keys).with_output_types(ScoredDocument),
             selection.selected,
             tables | "ReadRejected" >> beam.FlatMap(keys.read_rejected).with_output_types(DeadLetter),
             selection.threshold,
@@ -308,9 +307,9 @@ def build_pipeline(p: beam.Pipeline, config: SelectConfig, files: Sequence,
 
     # The report's data (summary.json), reduced from the scored keys by combiners; the
     # few example texts are read back from their files.
-    summary = (result.scored, result.selected) | "SummarizeSelection" >> SummarizeSelection(
+    summary = (result.tables, result.selected) | "SummarizeSelection" >> SummarizeSelection(
         (plan.source_format, config.source_text, config.id_field), config.group_field,
-        tokens.counter_name(config.tokenizer))
+        tokens.counter_name(config.tokenizer), batches=keys.read_key_batches)
     staged.append(summary | "WriteSummary" >> beam.ParDo(
         out.WriteJsonDoFn(posixpath.join(staging, out.SUMMARY_NAME), indent=None)))
     out.publish(p, config.output, staging, manifest, staged,

@@ -10,7 +10,7 @@ import hashlib
 import math
 from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
-__all__ = ["sample_key", "histogram_bin", "merge_counts", "rebin", "MeanVariance",
+__all__ = ["source_hash", "sample_key", "sample_keys", "histogram_bin", "merge_counts", "rebin", "MeanVariance",
            "mean_estimate"]
 
 # Histogram bins are fixed so partial histograms merge by adding counts: bin i holds scores
@@ -20,16 +20,48 @@ HISTOGRAM_BIN_WIDTH = 1e-4
 SNIPPET_CHARS = 600
 
 
+_MASK64 = (1 << 64) - 1
+_MIX = (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB)  # splitmix64
+
+
+def source_hash(source: str, seed: int = 0) -> int:
+    """The 64-bit hash of a source file's name (and the seed) that its records' sample keys
+    start from."""
+    h = hashlib.blake2b(f"{seed}\0{source}".encode("utf-8", "surrogatepass"), digest_size=8)
+    return int.from_bytes(h.digest(), "big")
+
+
 def sample_key(source: str, position: int, seed: int = 0) -> int:
     """A stable pseudo-random 64-bit key per record: the smallest keys form a deterministic
-    uniform sample (same files, same seed -> same sample on every runner)."""
-    h = hashlib.blake2b(f"{seed}\0{source}\0{position}".encode("utf-8", "surrogatepass"),
-                        digest_size=8)
-    return int.from_bytes(h.digest(), "big")
+    uniform sample (same files, same seed -> same sample on every runner). splitmix64's
+    finaliser of (source hash + position): a bijection of 64-bit words, so the records of
+    one file never share a key. ``sample_keys`` computes the same over arrays."""
+    z = (source_hash(source, seed) + position + _MIX[0]) & _MASK64
+    z = ((z ^ (z >> 30)) * _MIX[1]) & _MASK64
+    z = ((z ^ (z >> 27)) * _MIX[2]) & _MASK64
+    return z ^ (z >> 31)
+
+
+def sample_keys(source_hashes, positions):
+    """``sample_key`` of each (``source_hash``, position) pair, as a numpy uint64 array."""
+    import numpy as np
+    with np.errstate(over="ignore"):
+        z = np.asarray(source_hashes, dtype=np.uint64) + np.asarray(positions).astype(np.uint64) \
+            + np.uint64(_MIX[0])
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(_MIX[1])
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(_MIX[2])
+        return z ^ (z >> np.uint64(31))
 
 
 def histogram_bin(score: float, width: float = HISTOGRAM_BIN_WIDTH) -> int:
     return math.floor(score / width)
+
+
+def histogram_of(scores, width: float = HISTOGRAM_BIN_WIDTH) -> Dict[int, int]:
+    """{``histogram_bin``: count} of a numpy array of scores."""
+    import numpy as np
+    bins, counts = np.unique(np.floor(np.asarray(scores, dtype=np.float64) / width), return_counts=True)
+    return {int(b): int(c) for b, c in zip(bins, counts)}
 
 
 def merge_counts(parts: Iterable[Dict]) -> Dict:

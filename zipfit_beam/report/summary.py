@@ -15,18 +15,22 @@ like the selected records, so no step holds text for every document.
 
 from __future__ import annotations
 
-from typing import Dict, NamedTuple, Optional, Tuple
+import functools
+import heapq
+from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.pvalue import AsSingleton, PCollection
 
+from zipfit_beam.io import keys
 from zipfit_beam.io.fetch import FetchSelected
+from zipfit_beam.io.keys import KeyBatch
 from zipfit_beam.io.parse import parse_any
 from zipfit_beam.records import ScoredDocument, rank_key
 from zipfit_beam.report import stats
 
-__all__ = ["NamedCombineFn", "ScoredParts", "SelectedParts", "GroupParts", "SummarizeSelection",
-           "assemble_summary"]
+__all__ = ["NamedCombineFn", "Parts", "BatchSummary", "GroupParts", "batch_summary", "PartsCombineFn",
+           "SumTuplesCombineFn", "SummarizeSelection", "assemble_summary"]
 
 SAMPLE_SIZE = 2000  # points in the score-vs-length plot
 EXAMPLES = 10  # documents in each example table
@@ -60,48 +64,28 @@ class NamedCombineFn(beam.CombineFn):
         return self._named(*self._tuple.extract_output(acc))
 
 
-class ScoredParts(NamedTuple):
-    """The summary of every scored document."""
-    histogram: dict
+class Parts(NamedTuple):
+    """The summary of a set of scored documents (every scored one, or the selection), from
+    pieces that merge (``PartsCombineFn``)."""
+    histogram: dict  # {stats.histogram_bin: count}
     totals: tuple  # (docs, bytes, tokens)
-    contaminated_histogram: dict
+    contaminated_histogram: dict  # the same over the documents the guard flagged
     contaminated_totals: tuple
-    sample: list  # the sample: ScoredDocuments with the smallest sample keys
-    bottom: list  # the worst scored
+    sample: list  # ScoredDocuments with the smallest sample keys, smallest first
+    best: list  # the best ranked, best first
+    worst: list  # the worst ranked, worst first
 
 
-class SelectedParts(NamedTuple):
-    """The summary of the selection."""
-    histogram: dict
-    totals: tuple
-    sample: list
-    top: list  # the best selected
-    boundary: list  # the last selected
+class BatchSummary(NamedTuple):
+    """What one batch of key rows adds to the summary: its Parts and its per-group sums."""
+    parts: Parts
+    groups: list  # [(group, (docs, bytes, tokens))]
 
 
 class GroupParts(NamedTuple):
     distinct: int  # how many groups there are
     by_corpus: list  # (group, 6 sums) of the largest groups by corpus size
     by_selection: list  # ... and by selection size
-
-
-class ScoreHistogramCombineFn(beam.CombineFn):
-    """ScoredDocument -> {bin: count} over fixed bins of width ``stats.HISTOGRAM_BIN_WIDTH``
-    (sparse, so it stays small; partial histograms add up)."""
-
-    def create_accumulator(self):
-        return {}
-
-    def add_input(self, acc, doc: ScoredDocument):
-        b = stats.histogram_bin(doc.score)
-        acc[b] = acc.get(b, 0) + 1
-        return acc
-
-    def merge_accumulators(self, accs):
-        return stats.merge_counts(accs)
-
-    def extract_output(self, acc):
-        return dict(sorted(acc.items()))
 
 
 class SumTuplesCombineFn(beam.CombineFn):
@@ -117,8 +101,7 @@ class SumTuplesCombineFn(beam.CombineFn):
         return _add(acc, row)
 
     def merge_accumulators(self, accs):
-        # Not through add_input: subclasses take other inputs there (TotalsCombineFn: a
-        # ScoredDocument). Beam merges only when there are two or more accumulators (two
+        # Not through add_input, which subclasses may give other inputs. Beam merges only when there are two or more accumulators (two
         # bundles or workers), which a local run of a small job never has.
         out = self.create_accumulator()
         for acc in accs:
@@ -129,33 +112,78 @@ class SumTuplesCombineFn(beam.CombineFn):
         return acc
 
 
-class TotalsCombineFn(SumTuplesCombineFn):
-    """ScoredDocument -> (docs, UTF-8 bytes, tokens)."""
-
-    def __init__(self):
-        super().__init__(3)
-
-    def add_input(self, acc, doc: ScoredDocument):
-        return super().add_input(acc, _totals(doc))
+def _sample_order(doc: ScoredDocument) -> tuple:
+    return stats.sample_key(doc.source, doc.position), doc.source, doc.position
 
 
-class WhereCombineFn(beam.CombineFn):
-    """``fn`` over the inputs for which ``keep(input)`` holds."""
+def batch_summary(batch: KeyBatch, sample_size: int, examples: int) -> BatchSummary:
+    """One batch's BatchSummary, by array operations: only the rows that may be in the
+    sample (its ``sample_size`` smallest sample keys) or among the ``examples`` best or
+    worst become ScoredDocuments."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-    def __init__(self, fn: beam.CombineFn, keep):
-        self._fn, self._keep = fn, keep
+    rb, n = batch.batch, len(batch)
+    score, tokens, nbytes = batch.columns.score, batch.columns.tokens, batch.array("bytes").astype(np.int64)
+    flagged = batch.flagged()
+    sources = pc.dictionary_encode(rb.column("source"))
+    hashes = np.array([stats.source_hash(x) for x in sources.dictionary.to_pylist()], dtype=np.uint64)
+    keys = stats.sample_keys(hashes[sources.indices.to_numpy(zero_copy_only=False)], batch.array("position"))
+    in_sample = np.argpartition(keys, sample_size - 1)[:sample_size] if n > sample_size else np.arange(n)
+    # -0.0 folded into 0.0 so that Arrow's order is the rank key's
+    ranked = pa.record_batch([pa.array(score + 0.0), rb.column("id"), rb.column("source"), rb.column("position")],
+                             names=["score", "id", "source", "position"])
+    k = min(examples, n)
+    best = pc.select_k_unstable(ranked, k, [("score", "descending"), ("id", "ascending"),
+                                            ("source", "ascending"), ("position", "ascending")]) if k else []
+    worst = pc.select_k_unstable(ranked, k, [("score", "ascending"), ("id", "descending"),
+                                             ("source", "descending"), ("position", "descending")]) if k else []
+    groups = pa.table({"group": pc.fill_null(rb.column("group"), ""), "bytes": nbytes, "tokens": tokens}) \
+        .group_by("group").aggregate([("bytes", "count"), ("bytes", "sum"), ("tokens", "sum")])
+    parts = Parts(stats.histogram_of(score), (n, int(nbytes.sum()), int(tokens.sum())),
+                  stats.histogram_of(score[flagged]),
+                  (int(flagged.sum()), int(nbytes[flagged].sum()), int(tokens[flagged].sum())),
+                  sorted(batch.documents(in_sample.tolist()), key=_sample_order),
+                  sorted(batch.documents(list(best)), key=rank_key),
+                  sorted(batch.documents(list(worst)), key=rank_key, reverse=True))
+    return BatchSummary(parts, [(g, (c, b, t)) for g, c, b, t in zip(
+        *(groups.column(name).to_pylist() for name in ("group", "bytes_count", "bytes_sum", "tokens_sum")))])
+
+
+class PartsCombineFn(beam.CombineFn):
+    """Parts -> Parts: histograms and totals added, the ``sample_size`` smallest sample keys
+    and the ``examples`` best and worst documents kept."""
+
+    def __init__(self, sample_size: int, examples: int):
+        self._sample_size, self._examples = sample_size, examples
 
     def create_accumulator(self):
-        return self._fn.create_accumulator()
+        return Parts({}, (0, 0, 0), {}, (0, 0, 0), [], [], [])
 
-    def add_input(self, acc, element):
-        return self._fn.add_input(acc, element) if self._keep(element) else acc
+    def add_input(self, acc, parts: Parts):
+        return self.merge_accumulators([acc, parts])
 
     def merge_accumulators(self, accs):
-        return self._fn.merge_accumulators(accs)
+        accs = list(accs)
+        if len(accs) == 1:
+            return accs[0]
+        n, k = self._sample_size, self._examples
+
+        def each(field):
+            return [x for acc in accs for x in getattr(acc, field)]
+
+        return Parts(stats.merge_counts(a.histogram for a in accs),
+                     functools.reduce(_add, (a.totals for a in accs)),
+                     stats.merge_counts(a.contaminated_histogram for a in accs),
+                     functools.reduce(_add, (a.contaminated_totals for a in accs)),
+                     heapq.nsmallest(n, each("sample"), key=_sample_order),
+                     heapq.nsmallest(k, each("best"), key=rank_key),
+                     heapq.nlargest(k, each("worst"), key=rank_key))
 
     def extract_output(self, acc):
-        return self._fn.extract_output(acc)
+        return acc._replace(histogram=dict(sorted(acc.histogram.items())),
+                            contaminated_histogram=dict(sorted(acc.contaminated_histogram.items())))
 
 
 Totals = Tuple[int, int, int]  # docs, bytes, tokens
@@ -165,20 +193,8 @@ def _add(acc: tuple, row: tuple) -> tuple:
     return tuple(a + b for a, b in zip(acc, row))
 
 
-def _totals(doc: ScoredDocument) -> Totals:
-    return (1, doc.text_bytes, doc.tokens)
-
-
 def _group(doc: ScoredDocument) -> str:
     return doc.group if doc.group is not None else ""
-
-
-def _is_contaminated(doc: ScoredDocument) -> bool:
-    return bool(doc.contaminated_by)
-
-
-def _sample_key(doc: ScoredDocument) -> int:
-    return stats.sample_key(doc.source, doc.position)
 
 
 def _sample_point(d: ScoredDocument, selected_keys) -> dict:
@@ -210,14 +226,14 @@ def group_table(parts: GroupParts) -> dict:
             "rows": sorted(table, key=lambda r: (-r["docs"], -r["selected_docs"], r["group"]))}
 
 
-def assemble_summary(scored: ScoredParts, selected: SelectedParts, groups: dict, snippet_pairs,
+def assemble_summary(scored: Parts, selected: Parts, groups: dict, snippet_pairs,
                      group_field: Optional[str], sample_size: int, token_measure: str) -> dict:
     """The partial results of ``SummarizeSelection`` -> the summary dict."""
     # The sampled documents that were selected: both samples take the smallest sample keys,
     # so a scored sample member is selected iff it is in the selected sample.
     selected_keys = {rank_key(d) for d in selected.sample}
     snippets = dict(snippet_pairs)
-    examples = {"top": selected.top, "boundary": selected.boundary, "bottom": scored.bottom}
+    examples = {"top": selected.best, "boundary": selected.worst, "bottom": scored.worst}
     return {
         "histogram": {"bin_width": stats.HISTOGRAM_BIN_WIDTH, "all": scored.histogram,
                       "selected": selected.histogram, "contaminated": scored.contaminated_histogram},
@@ -269,43 +285,53 @@ class SummarizeSelection(beam.PTransform):
     escapes).
 
     ``scored`` holds every scored document (``contaminated_by`` set on the ones the guard
-    flagged); ``selected`` the selection. ``fetch``: (--format, text spec, id
-    field) to read the examples' text again. Each side is reduced by one tuple of
-    combiners (``SingleInputTupleCombineFn``), the groups by a per-key sum, so nothing but
-    small partial results meets on one worker and the job gains few stages."""
+    flagged), or, with ``batches`` (handle -> iterator of ``io.keys.KeyBatch``), the key
+    tables that hold them; ``selected`` the selection. ``fetch``: (--format, text spec, id
+    field) to read the examples' text again. Each side is summarized a batch of rows at a
+    time by array operations (``batch_summary``), and the pieces merge in one combiner
+    (``PartsCombineFn``), the groups in a per-key sum, so nothing but small partial results
+    meets on one worker and hardly any document becomes a Python object."""
 
     def __init__(self, fetch: Tuple[str, object, str], group_field: Optional[str] = None,
                  token_measure: str = "tokens", sample_size: int = SAMPLE_SIZE,
-                 examples: int = EXAMPLES, max_groups: int = MAX_GROUPS):
+                 examples: int = EXAMPLES, max_groups: int = MAX_GROUPS,
+                 batches: Optional[Callable] = None):
         super().__init__()
         self._fetch, self._group_field, self._token_measure = fetch, group_field, token_measure
         self._sample_size, self._examples, self._max_groups = sample_size, examples, max_groups
+        self._batches = batches
+
+    def _summaries(self, pcoll, name: str, batches: Optional[Callable]):
+        """PCollection -> (Parts singleton, per-group sums): a BatchSummary per batch of rows,
+        read from key tables (``batches``) or gathered from ScoredDocuments."""
+        n_sample, n_ex = self._sample_size, self._examples
+        if batches is not None:
+            summaries = pcoll | f"{name}Batches" >> beam.FlatMap(
+                lambda t: (batch_summary(b, n_sample, n_ex) for b in batches(t)))
+        else:
+            summaries = (pcoll
+                         | f"Batch{name}" >> beam.BatchElements(max_batch_size=keys.READ_BATCH_ROWS)
+                         | f"{name}Batches" >> beam.Map(
+                             lambda docs: batch_summary(KeyBatch.of_documents(docs), n_sample, n_ex)))
+        parts = (summaries
+                 | f"{name}Parts" >> beam.Map(lambda b: b.parts)
+                 | f"Summarize{name}" >> beam.CombineGlobally(PartsCombineFn(n_sample, n_ex)))
+        groups = (summaries
+                  | f"{name}GroupRows" >> beam.FlatMap(lambda b: b.groups)
+                  | f"Sum{name}PerGroup" >> beam.CombinePerKey(SumTuplesCombineFn(3)))
+        return parts, groups
 
     def expand(self, docs: Tuple[PCollection, PCollection]):
         scored, selected = docs
-        n_ex, n_groups, n_sample = self._examples, self._max_groups, self._sample_size
-        Top = beam.combiners.TopCombineFn  # noqa: N806  (smaller rank key = better document)
-        scored_parts = scored | "SummarizeScored" >> beam.CombineGlobally(NamedCombineFn(
-            ScoredParts, histogram=ScoreHistogramCombineFn(), totals=TotalsCombineFn(),
-            contaminated_histogram=WhereCombineFn(ScoreHistogramCombineFn(), _is_contaminated),
-            contaminated_totals=WhereCombineFn(TotalsCombineFn(), _is_contaminated),
-            sample=Top(n_sample, key=_sample_key, reverse=True),  # smallest keys
-            bottom=Top(n_ex, key=rank_key)))  # smaller rank key = better document
-        selected_parts = selected | "SummarizeSelected" >> beam.CombineGlobally(NamedCombineFn(
-            SelectedParts, histogram=ScoreHistogramCombineFn(), totals=TotalsCombineFn(),
-            sample=Top(n_sample, key=_sample_key, reverse=True),
-            top=Top(n_ex, key=rank_key, reverse=True), boundary=Top(n_ex, key=rank_key)))
+        n_groups, n_sample = self._max_groups, self._sample_size
+        Top = beam.combiners.TopCombineFn  # noqa: N806
+        scored_parts, corpus_groups = self._summaries(scored, "Scored", self._batches)
+        selected_parts, selected_groups = self._summaries(selected, "Selected", None)
 
         # Each side is summed per group before the two meet: a Flatten of per-document rows
         # from two stages is a buffer of every row on the local runner (250 MB at 2M documents).
-        groups = (((scored
-                    | "CorpusGroupRows" >> beam.Map(lambda d: (_group(d), _totals(d)))
-                    | "SumCorpusPerGroup" >> beam.CombinePerKey(SumTuplesCombineFn(3))
-                    | "AsCorpusSums" >> beam.MapTuple(lambda g, sums: (g, sums + (0, 0, 0)))),
-                   (selected
-                    | "SelectedGroupRows" >> beam.Map(lambda d: (_group(d), _totals(d)))
-                    | "SumSelectedPerGroup" >> beam.CombinePerKey(SumTuplesCombineFn(3))
-                    | "AsSelectedSums" >> beam.MapTuple(lambda g, sums: (g, (0, 0, 0) + sums))))
+        groups = ((corpus_groups | "AsCorpusSums" >> beam.MapTuple(lambda g, sums: (g, sums + (0, 0, 0))),
+                   selected_groups | "AsSelectedSums" >> beam.MapTuple(lambda g, sums: (g, (0, 0, 0) + sums)))
                   | "AllGroupSums" >> beam.Flatten()
                   | "SumPerGroup" >> beam.CombinePerKey(SumTuplesCombineFn(6))
                   | "GroupTable" >> beam.CombineGlobally(NamedCombineFn(
@@ -314,9 +340,9 @@ class SummarizeSelection(beam.PTransform):
                       by_selection=Top(n_groups, key=lambda kv: (kv[1][3], kv[0]))))
                   | "GroupRows" >> beam.Map(group_table))
 
-        snippets = ((scored_parts | "BottomExamples" >> beam.FlatMap(lambda parts: parts.bottom),
+        snippets = ((scored_parts | "BottomExamples" >> beam.FlatMap(lambda parts: parts.worst),
                      selected_parts | "SelectedExamples" >> beam.FlatMap(
-                         lambda parts: parts.top + parts.boundary))
+                         lambda parts: parts.best + parts.worst))
                     | "AllExamples" >> beam.Flatten()
                     | "FetchSnippets" >> FetchSnippets(*self._fetch)
                     | "SnippetList" >> beam.combiners.ToList())
