@@ -72,6 +72,17 @@
 #define BL_CODES 19
 #define HEAP_SIZE (2 * L_CODES + 1)
 
+/* GZIP1_PROFILE: per-phase cycle counters (rdtsc) for benchmarks/kernel_breakdown; never in wheels */
+#if defined(GZIP1_PROFILE) && defined(__x86_64__)
+#include <x86intrin.h>
+static uint64_t prof_cyc[16], prof_cnt[16];
+#define PROF_DECL uint64_t prof_t0_ = __rdtsc(), prof_t1_
+#define PROF_MARK(i) (prof_t1_ = __rdtsc(), prof_cyc[i] += prof_t1_ - prof_t0_, prof_cnt[i]++, prof_t0_ = prof_t1_)
+#else
+#define PROF_DECL (void)0
+#define PROF_MARK(i) ((void)0)
+#endif
+
 #define PAD 320u                             /* slack after data for word-wise compares */
 #define PREFETCH_AHEAD 8u
 
@@ -242,6 +253,7 @@ static int64_t huff_lengths(hwork *w, const uint32_t *freq, const uint16_t *syms
     int hl = 0, max_code = -1, i, node, om = HEAP_SIZE, nforced = 0, n, m, h, bits, overflow = 0;
     int forced[2] = {0, 0};
     int64_t opt = 0;
+    PROF_DECL;
 
     memset(nlen, 0, (size_t)elems);
     for (i = 0; i < k; i++) {
@@ -260,6 +272,7 @@ static int64_t huff_lengths(hwork *w, const uint32_t *freq, const uint16_t *syms
         int Dh = ilog2u((unsigned)hl);
         for (i = hl / 2; i >= 1; i--) sink_at(heap, (size_t)i, Dh - ilog2u((unsigned)i), heap[i]);
     }
+    if (elems == L_CODES) PROF_MARK(8);
 
     node = elems;
     do {
@@ -282,6 +295,7 @@ static int64_t huff_lengths(hwork *w, const uint32_t *freq, const uint16_t *syms
         node++;
     } while (hl >= 2);
     order[--om] = (uint16_t)(heap[1] & HKEY_MASK);
+    if (elems == L_CODES) PROF_MARK(9);
 
     /* gen_bitlen: lengths top-down in heap order (parents first), clamped at max_length with
        every clamp (internal nodes included) counted as zlib counts it */
@@ -296,6 +310,7 @@ static int64_t huff_lengths(hwork *w, const uint32_t *freq, const uint16_t *syms
     }
     for (i = 0; i < k; i++) opt += (int64_t)freq[syms[i]] * nlen[syms[i]];
     for (i = 0; i < nforced; i++) opt += (int64_t)nlen[forced[i]] - 1; /* frequency 1, minus 1 */
+    if (elems == L_CODES) PROF_MARK(10);
     if (overflow) {
         for (bits = 0; bits <= 15; bits++) w->bl_count[bits] = 0;
         for (i = 0; i < k; i++) w->bl_count[nlen[syms[i]]]++;
@@ -438,6 +453,7 @@ static void block_costs(const uint32_t *lf, const uint32_t *df, int64_t *opt_out
     uint8_t llen[L_CODES + 16], dlen[D_CODES + 16];
     int64_t opt, stat = 0, xs = 0;
     int k, i, lmax, dmax, blmax, max_blindex;
+    PROF_DECL;
 
     {
         /* sums over whole alphabets (branch-free; a block has < 2^14 symbols, so no overflow) */
@@ -451,14 +467,17 @@ static void block_costs(const uint32_t *lf, const uint32_t *df, int64_t *opt_out
         stat = (int64_t)st + x;
         xs = x;
     }
+    PROF_MARK(4);
     k = used_syms(lf, L_CODES, w.syms);
     opt = huff_lengths(&w, lf, w.syms, k, L_CODES, 15, &lmax);
     memcpy(llen, w.nlen, L_CODES);
+    PROF_MARK(5);
 
     k = used_syms(df, D_CODES, w.syms);
     opt += huff_lengths(&w, df, w.syms, k, D_CODES, 15, &dmax);
     memcpy(dlen, w.nlen, D_CODES);
     opt += xs;
+    PROF_MARK(6);
 
     memset(blf, 0, sizeof blf);
     scan_lengths(llen, lmax, blf);
@@ -469,6 +488,7 @@ static void block_costs(const uint32_t *lf, const uint32_t *df, int64_t *opt_out
     for (max_blindex = BL_CODES - 1; max_blindex >= 3; max_blindex--)
         if (w.nlen[bl_rank[max_blindex]] != 0) break;
     opt += 3 * ((int64_t)max_blindex + 1) + 5 + 5 + 4;
+    PROF_MARK(7);
     *opt_out = opt;
     *stat_out = stat;
 }
@@ -1279,10 +1299,12 @@ static int compute_all(TargetsObject *self, scratch *s, const uint8_t *x, size_t
         memcpy(s->buf, x, L);
         fill_hashes(s->buf, s->hv, 0, L, L + PAD);
         memset(s->head, 0, sizeof s->head);
+        PROF_DECL;
         bs_init(&b0);
         if (Lu > MAXM)
             flat_run(s->buf, s->hv, Lu, &P, Lu - MAXM + 1, &bstart0, s->head, s->prev, &b0, NULL);
         flat_extend(s->buf, s->hv, Lu, &P, &bstart0, s->head, s->prev, &b0);
+        PROF_MARK(0);
         for (j = 0; j < self->n; j++) {
             size_t yl = self->len[j];
             uint64_t N = (uint64_t)L + yl;
@@ -1316,14 +1338,20 @@ static int compute_all(TargetsObject *self, scratch *s, const uint8_t *x, size_t
                     memcpy(s->psave, s->prev + psave_lo, psave_n * sizeof(uint16_t));
                 }
                 s->lg.n = 0;
+                PROF_MARK(1);
                 flat_run(s->buf, s->hv, Nu, &p, Nu, &bst, s->head, s->prev, &b, &s->lg);
+                PROF_MARK(2);
                 bs_flush(&b, (uint64_t)(Nu - bst), 1, 1);
                 out[j] = (int64_t)(b.bits >> 3);
+#ifdef GZIP1_PROFILE
+                prof_t0_ = __rdtsc();
+#endif
                 for (k = s->lg.n; k-- > 0;) {
                     uint32_t e = s->lg.v[k];
                     s->head[e >> 16] = (uint16_t)(e & 0xffffu);
                 }
                 if (psave_n) memcpy(s->prev + psave_lo, s->psave, psave_n * sizeof(uint16_t));
+                PROF_MARK(3);
             }
         }
     }
@@ -1474,7 +1502,25 @@ static PyTypeObject TargetsType = {
     .tp_new = PyType_GenericNew,
 };
 
+#ifdef GZIP1_PROFILE
+static PyObject *py_prof(PyObject *self, PyObject *noarg)
+{
+    PyObject *l = PyList_New(16);
+    int i;
+    (void)self; (void)noarg;
+    for (i = 0; i < 16; i++) {
+        PyList_SET_ITEM(l, i, Py_BuildValue("(KK)", (unsigned long long)prof_cyc[i],
+                                            (unsigned long long)prof_cnt[i]));
+        prof_cyc[i] = prof_cnt[i] = 0;
+    }
+    return l;
+}
+#endif
+
 static PyMethodDef module_methods[] = {
+#ifdef GZIP1_PROFILE
+    {"_prof", (PyCFunction)py_prof, METH_NOARGS, "profile counters (GZIP1_PROFILE builds)"},
+#endif
     {"gzip1_length", (PyCFunction)py_gzip1_length, METH_O,
      "gzip1_length(data) -> len(gzip.compress(data, 1))"},
     {"_window_length", (PyCFunction)py_window_length, METH_O,
