@@ -43,12 +43,12 @@ SUB = [
 ]
 
 
-def build(tmp: str) -> str:
+def build(tmp: str, src: str = SRC) -> str:
     cc = (sysconfig.get_config_var("CC") or "cc").split()
     out = os.path.join(tmp, "_gzip1_prof.so")
     inc = sysconfig.get_paths()["include"]
     subprocess.run(cc + ["-shared", "-fPIC", "-O3", "-ffp-contract=off", "-fwrapv", "-DNDEBUG",
-                         "-DGZIP1_PROFILE", "-I" + inc, SRC, "-o", out], check=True)
+                         "-DGZIP1_PROFILE", "-I" + inc, src, "-o", out], check=True)
     return out
 
 
@@ -66,9 +66,10 @@ def main(argv=None) -> int:
     ap.add_argument("--docs", type=int, default=300)
     ap.add_argument("--targets", type=int, default=82)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--src", default=SRC, help="C source to profile (default: the kernel's)")
     a = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        g = load(build(tmp))
+        g = load(build(tmp, a.src))
     targets = kb.humaneval(a.targets)
     docs = kb.documents(a.docs)
     k = g.Gzip1Targets(targets)

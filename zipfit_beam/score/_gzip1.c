@@ -166,16 +166,20 @@ typedef struct {
 static inline void sink_at(uint64_t *heap, size_t k, int D, uint64_t v)
 {
     uint64_t l = heap[2 * k], r = heap[2 * k + 1], cprev = 0; /* c_{-1}: below every key */
+    /* v > (c | M)  <=>  (v & ~M) > c: v's side of every comparison is fixed */
+    const uint64_t vl = v & ~(uint64_t)HKEY_MASK;
     size_t P = k;
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(GZIP1_NO_ASM)
     if (D > 0) {
         /* The C loop below with the selects forced to cmov (compilers emit branches here).
            Q = 4P: the grandchildren are at heap + 8Q bytes, node P at heap + 2Q bytes.
-           13 registers, so it also builds with a reserved frame pointer. */
+           14 registers, so it also builds with a reserved frame pointer. */
         uint64_t g0, g1, q0, q1, c, x;
         uint64_t Q = 4 * (uint64_t)P;
         long t = D;
         __asm__ volatile(
+            /* two levels per turn, the second with the registers' roles swapped
+               (Q <-> q0, l <-> g0, r <-> g1, cprev <-> c), so no register moves */
             "1:\n\t"
             "mov (%[heap], %[Q], 8), %[g0]\n\t"
             "mov 8(%[heap], %[Q], 8), %[g1]\n\t"
@@ -189,26 +193,43 @@ static inline void sink_at(uint64_t *heap, size_t k, int D, uint64_t v)
             "cmovbe 16(%[heap], %[Q], 8), %[g0]\n\t"
             "cmovbe 24(%[heap], %[Q], 8), %[g1]\n\t"
             "cmovbe %[q1], %[q0]\n\t" /* next Q = 4 * (2P + right) */
-            "mov %[c], %[x]\n\t"
-            "or $0x3ff, %[x]\n\t"
-            "cmp %[x], %[v]\n\t" /* x = v > c ? c : v */
             "mov %[v], %[x]\n\t"
+            "cmp %[c], %[vl]\n\t" /* x = v > c ? c : v */
             "cmova %[c], %[x]\n\t"
-            "mov %[cprev], %[q1]\n\t"
-            "or $0x3ff, %[q1]\n\t"
-            "cmp %[q1], %[v]\n\t" /* node P gets v > c_prev ? x : c_prev */
+            "cmp %[cprev], %[vl]\n\t" /* node P gets v > c_prev ? x : c_prev */
             "cmovbe %[cprev], %[x]\n\t"
             "mov %[x], (%[heap], %[Q], 2)\n\t"
-            "mov %[q0], %[Q]\n\t"
-            "mov %[c], %[cprev]\n\t"
-            "mov %[g0], %[l]\n\t"
-            "mov %[g1], %[r]\n\t"
+            "dec %[t]\n\t"
+            "jz 2f\n\t"
+            "mov (%[heap], %[q0], 8), %[l]\n\t"
+            "mov 8(%[heap], %[q0], 8), %[r]\n\t"
+            "lea (%[q0], %[q0]), %[Q]\n\t"
+            "lea 4(%[q0], %[q0]), %[q1]\n\t"
+            "mov %[g0], %[cprev]\n\t"
+            "or $0x3ff, %[cprev]\n\t"
+            "cmp %[cprev], %[g1]\n\t"
+            "mov %[g0], %[cprev]\n\t"
+            "cmovbe %[g1], %[cprev]\n\t"
+            "cmovbe 16(%[heap], %[q0], 8), %[l]\n\t"
+            "cmovbe 24(%[heap], %[q0], 8), %[r]\n\t"
+            "cmovbe %[q1], %[Q]\n\t"
+            "mov %[v], %[x]\n\t"
+            "cmp %[cprev], %[vl]\n\t"
+            "cmova %[cprev], %[x]\n\t"
+            "cmp %[c], %[vl]\n\t"
+            "cmovbe %[c], %[x]\n\t"
+            "mov %[x], (%[heap], %[q0], 2)\n\t"
             "dec %[t]\n\t"
             "jnz 1b\n\t"
+            "jmp 3f\n\t"
+            "2:\n\t"
+            "mov %[q0], %[Q]\n\t"
+            "mov %[c], %[cprev]\n\t"
+            "3:\n\t"
             : [Q] "+r"(Q), [l] "+r"(l), [r] "+r"(r), [cprev] "+r"(cprev), [t] "+r"(t),
               [g0] "=&r"(g0), [g1] "=&r"(g1), [q0] "=&r"(q0), [q1] "=&r"(q1), [c] "=&r"(c),
               [x] "=&r"(x)
-            : [heap] "r"(heap), [v] "r"(v)
+            : [heap] "r"(heap), [v] "r"(v), [vl] "r"(vl)
             : "cc", "memory");
         P = (size_t)(Q >> 2);
     }
@@ -220,8 +241,8 @@ static inline void sink_at(uint64_t *heap, size_t k, int D, uint64_t v)
             uint64_t g0 = g[0], g1 = g[1], g2 = g[2], g3 = g[3];
             uint64_t rm = 0 - (uint64_t)(r <= (l | HKEY_MASK));
             uint64_t c = l ^ ((l ^ r) & rm);
-            uint64_t x = v > (c | HKEY_MASK) ? c : v;
-            heap[P] = v > (cprev | HKEY_MASK) ? x : cprev;
+            uint64_t x = vl > c ? c : v;
+            heap[P] = vl > cprev ? x : cprev;
             cprev = c;
             P = 2 * P + (size_t)(rm & 1u);
             l = g0 ^ ((g0 ^ g2) & rm);
@@ -229,7 +250,7 @@ static inline void sink_at(uint64_t *heap, size_t k, int D, uint64_t v)
         }
     }
 #endif
-    heap[P] = v > (cprev | HKEY_MASK) ? v : cprev;
+    heap[P] = vl > cprev ? v : cprev;
 }
 
 static inline int ilog2u(unsigned x)
