@@ -478,8 +478,13 @@ static void block_costs(const uint32_t *lf, const uint32_t *df, int64_t *opt_out
 
     {
         /* sums over whole alphabets (branch-free; a block has < 2^14 symbols, so no overflow) */
-        uint32_t st = 0, x = 0;
-        for (i = 0; i < L_CODES; i++) st += lf[i] * fixed_llen[i];
+        uint32_t st = 0, x = 0, s8 = 0, s9 = 0, s7 = 0;
+        /* fixed-code lengths: 8 for 0..143 and 280..287, 9 for 144..255, 7 for 256..279 */
+        for (i = 0; i < 144; i++) s8 += lf[i];
+        for (i = 144; i < 256; i++) s9 += lf[i];
+        for (i = 256; i < 280; i++) s7 += lf[i];
+        for (i = 280; i < L_CODES; i++) s8 += lf[i];
+        st = 8u * s8 + 9u * s9 + 7u * s7;
         for (i = 0; i < 29; i++) x += lf[257 + i] * lbits_extra[i];
         for (i = 0; i < D_CODES; i++) {
             st += df[i] * 5u;
@@ -530,8 +535,8 @@ static void bs_flush(bstate *b, uint64_t stored_len, int have_buf, int last)
     } else {
         b->bits += 3 + (uint64_t)opt;
     }
-    bs_reset_block(b);
-    if (last) b->bits = (b->bits + 7) & ~(uint64_t)7;
+    if (last) b->bits = (b->bits + 7) & ~(uint64_t)7; /* the frequencies are not used again */
+    else bs_reset_block(b);
 }
 
 static inline int bs_tally_lit(bstate *b, unsigned c)
