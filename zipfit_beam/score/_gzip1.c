@@ -364,8 +364,18 @@ static int64_t huff_lengths(hwork *w, const uint32_t *freq, const uint16_t *syms
 /* ascending list of the symbols with nonzero frequency */
 static inline int used_syms(const uint32_t *freq, int elems, uint16_t *syms)
 {
-    int n, k = 0;
-    for (n = 0; n < elems; n++) {
+    int n = 0, k = 0, i;
+    for (; n + 4 <= elems; n += 4) {
+        uint64_t a, b;
+        memcpy(&a, freq + n, 8);
+        memcpy(&b, freq + n + 2, 8);
+        if (!(a | b)) continue; /* runs of unused symbols (bytes >= 128 in text) */
+        for (i = 0; i < 4; i++) {
+            syms[k] = (uint16_t)(n + i);
+            k += freq[n + i] != 0;
+        }
+    }
+    for (; n < elems; n++) {
         syms[k] = (uint16_t)n;
         k += freq[n] != 0;
     }
