@@ -74,6 +74,17 @@
 #define BL_CODES 19
 #define HEAP_SIZE (2 * L_CODES + 1)
 
+/* GZIP1_PROFILE: per-phase cycle counters (rdtsc) for benchmarks/kernel_breakdown; never in wheels */
+#if defined(GZIP1_PROFILE) && defined(__x86_64__)
+#include <x86intrin.h>
+static uint64_t prof_cyc[16], prof_cnt[16];
+#define PROF_DECL uint64_t prof_t0_ = __rdtsc(), prof_t1_
+#define PROF_MARK(i) (prof_t1_ = __rdtsc(), prof_cyc[i] += prof_t1_ - prof_t0_, prof_cnt[i]++, prof_t0_ = prof_t1_)
+#else
+#define PROF_DECL (void)0
+#define PROF_MARK(i) ((void)0)
+#endif
+
 #define PAD 320u                             /* slack after data for word-wise compares */
 #define PREFETCH_AHEAD 8u
 
@@ -157,16 +168,20 @@ typedef struct {
 static inline void sink_at(uint64_t *heap, size_t k, int D, uint64_t v)
 {
     uint64_t l = heap[2 * k], r = heap[2 * k + 1], cprev = 0; /* c_{-1}: below every key */
+    /* v > (c | M)  <=>  (v & ~M) > c: v's side of every comparison is fixed */
+    const uint64_t vl = v & ~(uint64_t)HKEY_MASK;
     size_t P = k;
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(GZIP1_NO_ASM)
     if (D > 0) {
         /* The C loop below with the selects forced to cmov (compilers emit branches here).
            Q = 4P: the grandchildren are at heap + 8Q bytes, node P at heap + 2Q bytes.
-           13 registers, so it also builds with a reserved frame pointer. */
+           14 registers, so it also builds with a reserved frame pointer. */
         uint64_t g0, g1, q0, q1, c, x;
         uint64_t Q = 4 * (uint64_t)P;
         long t = D;
         __asm__ volatile(
+            /* two levels per turn, the second with the registers' roles swapped
+               (Q <-> q0, l <-> g0, r <-> g1, cprev <-> c), so no register moves */
             "1:\n\t"
             "mov (%[heap], %[Q], 8), %[g0]\n\t"
             "mov 8(%[heap], %[Q], 8), %[g1]\n\t"
@@ -180,26 +195,43 @@ static inline void sink_at(uint64_t *heap, size_t k, int D, uint64_t v)
             "cmovbe 16(%[heap], %[Q], 8), %[g0]\n\t"
             "cmovbe 24(%[heap], %[Q], 8), %[g1]\n\t"
             "cmovbe %[q1], %[q0]\n\t" /* next Q = 4 * (2P + right) */
-            "mov %[c], %[x]\n\t"
-            "or $0x3ff, %[x]\n\t"
-            "cmp %[x], %[v]\n\t" /* x = v > c ? c : v */
             "mov %[v], %[x]\n\t"
+            "cmp %[c], %[vl]\n\t" /* x = v > c ? c : v */
             "cmova %[c], %[x]\n\t"
-            "mov %[cprev], %[q1]\n\t"
-            "or $0x3ff, %[q1]\n\t"
-            "cmp %[q1], %[v]\n\t" /* node P gets v > c_prev ? x : c_prev */
+            "cmp %[cprev], %[vl]\n\t" /* node P gets v > c_prev ? x : c_prev */
             "cmovbe %[cprev], %[x]\n\t"
             "mov %[x], (%[heap], %[Q], 2)\n\t"
-            "mov %[q0], %[Q]\n\t"
-            "mov %[c], %[cprev]\n\t"
-            "mov %[g0], %[l]\n\t"
-            "mov %[g1], %[r]\n\t"
+            "dec %[t]\n\t"
+            "jz 2f\n\t"
+            "mov (%[heap], %[q0], 8), %[l]\n\t"
+            "mov 8(%[heap], %[q0], 8), %[r]\n\t"
+            "lea (%[q0], %[q0]), %[Q]\n\t"
+            "lea 4(%[q0], %[q0]), %[q1]\n\t"
+            "mov %[g0], %[cprev]\n\t"
+            "or $0x3ff, %[cprev]\n\t"
+            "cmp %[cprev], %[g1]\n\t"
+            "mov %[g0], %[cprev]\n\t"
+            "cmovbe %[g1], %[cprev]\n\t"
+            "cmovbe 16(%[heap], %[q0], 8), %[l]\n\t"
+            "cmovbe 24(%[heap], %[q0], 8), %[r]\n\t"
+            "cmovbe %[q1], %[Q]\n\t"
+            "mov %[v], %[x]\n\t"
+            "cmp %[cprev], %[vl]\n\t"
+            "cmova %[cprev], %[x]\n\t"
+            "cmp %[c], %[vl]\n\t"
+            "cmovbe %[c], %[x]\n\t"
+            "mov %[x], (%[heap], %[q0], 2)\n\t"
             "dec %[t]\n\t"
             "jnz 1b\n\t"
+            "jmp 3f\n\t"
+            "2:\n\t"
+            "mov %[q0], %[Q]\n\t"
+            "mov %[c], %[cprev]\n\t"
+            "3:\n\t"
             : [Q] "+r"(Q), [l] "+r"(l), [r] "+r"(r), [cprev] "+r"(cprev), [t] "+r"(t),
               [g0] "=&r"(g0), [g1] "=&r"(g1), [q0] "=&r"(q0), [q1] "=&r"(q1), [c] "=&r"(c),
               [x] "=&r"(x)
-            : [heap] "r"(heap), [v] "r"(v)
+            : [heap] "r"(heap), [v] "r"(v), [vl] "r"(vl)
             : "cc", "memory");
         P = (size_t)(Q >> 2);
     }
@@ -211,8 +243,8 @@ static inline void sink_at(uint64_t *heap, size_t k, int D, uint64_t v)
             uint64_t g0 = g[0], g1 = g[1], g2 = g[2], g3 = g[3];
             uint64_t rm = 0 - (uint64_t)(r <= (l | HKEY_MASK));
             uint64_t c = l ^ ((l ^ r) & rm);
-            uint64_t x = v > (c | HKEY_MASK) ? c : v;
-            heap[P] = v > (cprev | HKEY_MASK) ? x : cprev;
+            uint64_t x = vl > c ? c : v;
+            heap[P] = vl > cprev ? x : cprev;
             cprev = c;
             P = 2 * P + (size_t)(rm & 1u);
             l = g0 ^ ((g0 ^ g2) & rm);
@@ -220,7 +252,7 @@ static inline void sink_at(uint64_t *heap, size_t k, int D, uint64_t v)
         }
     }
 #endif
-    heap[P] = v > (cprev | HKEY_MASK) ? v : cprev;
+    heap[P] = vl > cprev ? v : cprev;
 }
 
 static inline int ilog2u(unsigned x)
@@ -244,6 +276,7 @@ static int64_t huff_lengths(hwork *w, const uint32_t *freq, const uint16_t *syms
     int hl = 0, max_code = -1, i, node, om = HEAP_SIZE, nforced = 0, n, m, h, bits, overflow = 0;
     int forced[2] = {0, 0};
     int64_t opt = 0;
+    PROF_DECL;
 
     memset(nlen, 0, (size_t)elems);
     for (i = 0; i < k; i++) {
@@ -262,6 +295,7 @@ static int64_t huff_lengths(hwork *w, const uint32_t *freq, const uint16_t *syms
         int Dh = ilog2u((unsigned)hl);
         for (i = hl / 2; i >= 1; i--) sink_at(heap, (size_t)i, Dh - ilog2u((unsigned)i), heap[i]);
     }
+    if (elems == L_CODES) PROF_MARK(8);
 
     node = elems;
     do {
@@ -284,6 +318,7 @@ static int64_t huff_lengths(hwork *w, const uint32_t *freq, const uint16_t *syms
         node++;
     } while (hl >= 2);
     order[--om] = (uint16_t)(heap[1] & HKEY_MASK);
+    if (elems == L_CODES) PROF_MARK(9);
 
     /* gen_bitlen: lengths top-down in heap order (parents first), clamped at max_length with
        every clamp (internal nodes included) counted as zlib counts it */
@@ -298,6 +333,7 @@ static int64_t huff_lengths(hwork *w, const uint32_t *freq, const uint16_t *syms
     }
     for (i = 0; i < k; i++) opt += (int64_t)freq[syms[i]] * nlen[syms[i]];
     for (i = 0; i < nforced; i++) opt += (int64_t)nlen[forced[i]] - 1; /* frequency 1, minus 1 */
+    if (elems == L_CODES) PROF_MARK(10);
     if (overflow) {
         for (bits = 0; bits <= 15; bits++) w->bl_count[bits] = 0;
         for (i = 0; i < k; i++) w->bl_count[nlen[syms[i]]]++;
@@ -330,8 +366,18 @@ static int64_t huff_lengths(hwork *w, const uint32_t *freq, const uint16_t *syms
 /* ascending list of the symbols with nonzero frequency */
 static inline int used_syms(const uint32_t *freq, int elems, uint16_t *syms)
 {
-    int n, k = 0;
-    for (n = 0; n < elems; n++) {
+    int n = 0, k = 0, i;
+    for (; n + 4 <= elems; n += 4) {
+        uint64_t a, b;
+        memcpy(&a, freq + n, 8);
+        memcpy(&b, freq + n + 2, 8);
+        if (!(a | b)) continue; /* runs of unused symbols (bytes >= 128 in text) */
+        for (i = 0; i < 4; i++) {
+            syms[k] = (uint16_t)(n + i);
+            k += freq[n + i] != 0;
+        }
+    }
+    for (; n < elems; n++) {
         syms[k] = (uint16_t)n;
         k += freq[n] != 0;
     }
@@ -440,11 +486,17 @@ static void block_costs(const uint32_t *lf, const uint32_t *df, int64_t *opt_out
     uint8_t llen[L_CODES + 16], dlen[D_CODES + 16];
     int64_t opt, stat = 0, xs = 0;
     int k, i, lmax, dmax, blmax, max_blindex;
+    PROF_DECL;
 
     {
         /* sums over whole alphabets (branch-free; a block has < 2^14 symbols, so no overflow) */
-        uint32_t st = 0, x = 0;
-        for (i = 0; i < L_CODES; i++) st += lf[i] * fixed_llen[i];
+        uint32_t st = 0, x = 0, s8 = 0, s9 = 0, s7 = 0;
+        /* fixed-code lengths: 8 for 0..143 and 280..287, 9 for 144..255, 7 for 256..279 */
+        for (i = 0; i < 144; i++) s8 += lf[i];
+        for (i = 144; i < 256; i++) s9 += lf[i];
+        for (i = 256; i < 280; i++) s7 += lf[i];
+        for (i = 280; i < L_CODES; i++) s8 += lf[i];
+        st = 8u * s8 + 9u * s9 + 7u * s7;
         for (i = 0; i < 29; i++) x += lf[257 + i] * lbits_extra[i];
         for (i = 0; i < D_CODES; i++) {
             st += df[i] * 5u;
@@ -453,14 +505,17 @@ static void block_costs(const uint32_t *lf, const uint32_t *df, int64_t *opt_out
         stat = (int64_t)st + x;
         xs = x;
     }
+    PROF_MARK(4);
     k = used_syms(lf, L_CODES, w.syms);
     opt = huff_lengths(&w, lf, w.syms, k, L_CODES, 15, &lmax);
     memcpy(llen, w.nlen, L_CODES);
+    PROF_MARK(5);
 
     k = used_syms(df, D_CODES, w.syms);
     opt += huff_lengths(&w, df, w.syms, k, D_CODES, 15, &dmax);
     memcpy(dlen, w.nlen, D_CODES);
     opt += xs;
+    PROF_MARK(6);
 
     memset(blf, 0, sizeof blf);
     scan_lengths(llen, lmax, blf);
@@ -471,6 +526,7 @@ static void block_costs(const uint32_t *lf, const uint32_t *df, int64_t *opt_out
     for (max_blindex = BL_CODES - 1; max_blindex >= 3; max_blindex--)
         if (w.nlen[bl_rank[max_blindex]] != 0) break;
     opt += 3 * ((int64_t)max_blindex + 1) + 5 + 5 + 4;
+    PROF_MARK(7);
     *opt_out = opt;
     *stat_out = stat;
 }
@@ -491,8 +547,8 @@ static void bs_flush(bstate *b, uint64_t stored_len, int have_buf, int last)
     } else {
         b->bits += 3 + (uint64_t)opt;
     }
-    bs_reset_block(b);
-    if (last) b->bits = (b->bits + 7) & ~(uint64_t)7;
+    if (last) b->bits = (b->bits + 7) & ~(uint64_t)7; /* the frequencies are not used again */
+    else bs_reset_block(b);
 }
 
 static inline int bs_tally_lit(bstate *b, unsigned c)
@@ -1281,10 +1337,12 @@ static int compute_all(TargetsObject *self, scratch *s, const uint8_t *x, size_t
         memcpy(s->buf, x, L);
         fill_hashes(s->buf, s->hv, 0, L, L + PAD);
         memset(s->head, 0, sizeof s->head);
+        PROF_DECL;
         bs_init(&b0);
         if (Lu > MAXM)
             flat_run(s->buf, s->hv, Lu, &P, Lu - MAXM + 1, &bstart0, s->head, s->prev, &b0, NULL);
         flat_extend(s->buf, s->hv, Lu, &P, &bstart0, s->head, s->prev, &b0);
+        PROF_MARK(0);
         for (j = 0; j < self->n; j++) {
             size_t yl = self->len[j];
             uint64_t N = (uint64_t)L + yl;
@@ -1318,14 +1376,20 @@ static int compute_all(TargetsObject *self, scratch *s, const uint8_t *x, size_t
                     memcpy(s->psave, s->prev + psave_lo, psave_n * sizeof(uint16_t));
                 }
                 s->lg.n = 0;
+                PROF_MARK(1);
                 flat_run(s->buf, s->hv, Nu, &p, Nu, &bst, s->head, s->prev, &b, &s->lg);
+                PROF_MARK(2);
                 bs_flush(&b, (uint64_t)(Nu - bst), 1, 1);
                 out[j] = (int64_t)(b.bits >> 3);
+#ifdef GZIP1_PROFILE
+                prof_t0_ = __rdtsc();
+#endif
                 for (k = s->lg.n; k-- > 0;) {
                     uint32_t e = s->lg.v[k];
                     s->head[e >> 16] = (uint16_t)(e & 0xffffu);
                 }
                 if (psave_n) memcpy(s->prev + psave_lo, s->psave, psave_n * sizeof(uint16_t));
+                PROF_MARK(3);
             }
         }
     }
@@ -1448,7 +1512,25 @@ static PyTypeObject TargetsType = {
     .tp_new = PyType_GenericNew,
 };
 
+#ifdef GZIP1_PROFILE
+static PyObject *py_prof(PyObject *self, PyObject *noarg)
+{
+    PyObject *l = PyList_New(16);
+    int i;
+    (void)self; (void)noarg;
+    for (i = 0; i < 16; i++) {
+        PyList_SET_ITEM(l, i, Py_BuildValue("(KK)", (unsigned long long)prof_cyc[i],
+                                            (unsigned long long)prof_cnt[i]));
+        prof_cyc[i] = prof_cnt[i] = 0;
+    }
+    return l;
+}
+#endif
+
 static PyMethodDef module_methods[] = {
+#ifdef GZIP1_PROFILE
+    {"_prof", (PyCFunction)py_prof, METH_NOARGS, "profile counters (GZIP1_PROFILE builds)"},
+#endif
     {"gzip1_length", (PyCFunction)py_gzip1_length, METH_O,
      "gzip1_length(data) -> len(gzip.compress(data, 1))"},
     {"_window_length", (PyCFunction)py_window_length, METH_O,
