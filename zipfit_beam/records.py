@@ -35,8 +35,8 @@ class Document(NamedTuple):
     text: str
     source: str
     position: int
-    record: bytes  # JSONL: the original line, unchanged, for the output; Parquet/Avro: b""
-    # (their selected rows are read again, whole, when the output is written)
+    record: bytes  # b"" for sources (the selected records are read again, whole, when the
+    # output is written, so the text is the only copy of a record that travels)
     group: Optional[str] = None  # the --group-field value (``parsing.group_value``); None: not asked
 
 

@@ -22,7 +22,10 @@
 #   SDK_WORKER_PARALLELISM  Python worker processes per TaskManager (default 4: one per task
 #                           slot; each process scores with one thread)
 #   PARALLELISM             Flink parallelism (default 4: total task slots)
-#   FLINK_VERSION           Flink minor version of the cluster (default 1.20)
+#   ENVIRONMENT_CACHE_MILLIS  how long a job's SDK workers outlive a task (default 60000:
+#                           kept across the job's stages where Beam's runner classes are on
+#                           the cluster's classpath, see docker-compose.yml)
+#   FLINK_VERSION           Flink minor version of the cluster (default 1.19)
 #   ZIPFIT_BEAM             command that runs zipfit-beam (default: zipfit-beam)
 #   DRY_RUN=1               print the command instead of running it
 set -euo pipefail
@@ -36,7 +39,7 @@ read -r -a zipfit <<< "${ZIPFIT_BEAM:-zipfit-beam}"
 if [[ -n "${FLINK_MASTER:-}" ]]; then
     runner=(--runner=FlinkRunner
             --flink_master="$FLINK_MASTER"
-            --flink_version="${FLINK_VERSION:-1.20}"
+            --flink_version="${FLINK_VERSION:-1.19}"
             --flink_submit_uber_jar)
 else
     runner=(--runner=PortableRunner
@@ -48,6 +51,7 @@ cmd=("${zipfit[@]}" select "$@" "${runner[@]}"
      --environment_type=EXTERNAL
      --environment_config="${WORKER_POOL:-localhost:50000}"
      --sdk_worker_parallelism="${SDK_WORKER_PARALLELISM:-4}"
+     --environment_cache_millis="${ENVIRONMENT_CACHE_MILLIS:-60000}"
      --parallelism="${PARALLELISM:-4}")
 
 if [[ -n "${DRY_RUN:-}" ]]; then printf '%q ' "${cmd[@]}"; echo; else exec "${cmd[@]}"; fi

@@ -127,7 +127,7 @@ def test_every_beam_image_and_pin_uses_the_deploy_pin():
         for m in re.finditer(r"apache[-_]beam(?:\[[^\]]*\])?==([0-9][^\s\"']*)", text):
             assert m.group(1) == beam, f"{os.path.relpath(path, REPO)}: {m.group(0)}"
     kinds = {re.sub(r":.*", "", r) for r in refs}
-    assert {"apache/beam_python3.11_sdk", "apache/beam_flink1.20_job_server"} <= kinds, refs
+    assert {"apache/beam_python3.11_sdk", "apache/beam_flink1.19_job_server"} <= kinds, refs
 
 
 def test_python_and_flink_versions_agree_everywhere():
@@ -144,6 +144,8 @@ def test_python_and_flink_versions_agree_everywhere():
         flink |= set(re.findall(r"image: flink:(\d+\.\d+)", text))
         flink |= {v.replace("_", ".") for v in re.findall(r"flinkVersion: v(\d+_\d+)", text)}
         flink |= set(re.findall(r"FLINK_VERSION:-(\d+\.\d+)", text))
+        flink |= set(re.findall(r"^FLINK_VERSION=(\d+\.\d+)\.\d+$", text, re.M))  # local-cluster.sh
+    flink |= set(re.findall(r"<beam.flink.runner>beam-runners-flink-(\d+\.\d+)<", read("flink/jobserver/pom.xml")))
     assert len(flink) == 1, f"Flink versions disagree: {flink}"
     assert flink <= set(FlinkRunnerOptions.PUBLISHED_FLINK_VERSIONS), flink
 
@@ -164,6 +166,11 @@ def test_dockerfile_installs_the_package_and_checks_the_kernel():
     # the deploy extra: the exact Beam pin, gs:// and Hugging Face targets
     assert "pip install --no-cache-dir '.[deploy]'" in text and "pip check" in text
     assert "import zipfit_beam.score._gzip1" in text  # fails the build if the kernel did not compile
+    assert "import zipfit_beam.score._lz4len" in text
+    # ... and the guards around those checks name the kernels' sources where they are
+    for src in re.findall(r"if \[ -f (\S+) \]", text):
+        assert os.path.isfile(os.path.join(REPO, src)), src
+    assert len(re.findall(r"if \[ -f (\S+) \]", text)) == 2
     entry = re.search(r"FLEX_TEMPLATE_PYTHON_PY_FILE=/opt/zipfit-beam/(\S+)", text).group(1)
     assert os.path.isfile(os.path.join(REPO, entry)), entry
     ignore = read("Dockerfile.dockerignore").split()
@@ -483,3 +490,94 @@ def test_cloud_scheduler_launches_the_template_with_valid_parameters():
     config, _ = parse_select_args(template_parameters_to_flags(
         [f"--{k}={v}" for k, v in params.items()] + ["--runner=DataflowRunner"]))
     assert config.overwrite  # the same output path every night
+
+
+# ---------------------------------------------------------------- Flink: local-cluster.sh
+# (run for real, cluster and all, by tests/runners/test_flink.py; these checks need no install)
+
+LOCAL_CLUSTER = os.path.join(DEPLOY, "flink", "local-cluster.sh")
+
+
+def test_local_cluster_binds_every_server_to_loopback():
+    text = read("flink/local-cluster.sh")
+    config = text[text.index("config.yaml\" <<EOF"):]
+    config = config[:config.index("\nEOF\n")]
+    hosts = dict(re.findall(r"^([\w.-]*(?:bind-host|address|\.host)): (\S+)$", config, re.M))
+    assert set(hosts) >= {"jobmanager.bind-host", "jobmanager.rpc.address", "taskmanager.bind-host",
+                          "taskmanager.host", "rest.address", "rest.bind-address"}, hosts
+    assert set(hosts.values()) == {"127.0.0.1"}, hosts
+    assert "--job-host=127.0.0.1" in text and "--flink-master=\"127.0.0.1:" in text
+    assert "worker-pool --host 127.0.0.1" in text
+    # Every JVM it starts preloads the library that turns wildcard binds into loopback.
+    launches = re.findall(r"^\s*launch (\w+) (.*)$", text, re.M)
+    assert {name for name, _ in launches} == {"jobmanager", "taskmanager", "jobserver", "workerpool"}
+    for name, command in launches:
+        if name != "workerpool":
+            assert "LD_PRELOAD" in command or "flink_env" in command, (name, command)
+    assert re.search(r'flink_env=\(env [^)]*LD_PRELOAD="\$BIND_LIB"', text)
+    # The flags it prints point at loopback too.
+    flags = re.search(r"flags\(\) \{\n(.*?)\n\}", text, re.S).group(1)
+    assert "--job_endpoint=127.0.0.1:" in flags and "--environment_config=127.0.0.1:" in flags
+
+
+def test_loopback_bind_library_turns_wildcard_binds_into_loopback(tmp_path):
+    if not shutil.which("cc"):
+        pytest.skip("no C compiler")
+    lib = tmp_path / "loopback_bind.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o", str(lib),
+                    os.path.join(DEPLOY, "flink", "loopback_bind.c"), "-ldl"], check=True)
+    probe = (
+        "import socket\n"
+        "for family, any_addr in ((socket.AF_INET, '0.0.0.0'), (socket.AF_INET6, '::')):\n"
+        "    s = socket.socket(family)\n"
+        "    s.bind((any_addr, 0)); s.listen()\n"
+        "    print(s.getsockname()[0])\n"
+        "s = socket.socket(); s.bind(('127.0.0.2', 0)); print(s.getsockname()[0])\n")
+    done = subprocess.run(["python3", "-c", probe], env=dict(os.environ, LD_PRELOAD=str(lib)),
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["127.0.0.1", "::ffff:127.0.0.1", "127.0.0.2"], done.stderr
+    plain = subprocess.run(["python3", "-c", probe], capture_output=True, text=True, check=True)
+    assert plain.stdout.split()[:2] == ["0.0.0.0", "::"]  # what the JVMs would bind without it
+
+
+def test_local_cluster_down_and_status_without_a_cluster(tmp_path):
+    env = dict(os.environ, ZIPFIT_FLINK_STATE=str(tmp_path / "state"),
+               ZIPFIT_FLINK_CACHE=str(tmp_path / "cache"))
+    status = subprocess.run(["bash", LOCAL_CLUSTER, "status"], env=env, capture_output=True, text=True)
+    assert status.returncode == 0 and status.stdout.startswith(
+        "jobmanager=down taskmanager=down jobserver=down workerpool=down"), status
+    down = subprocess.run(["bash", LOCAL_CLUSTER, "down"], env=env, capture_output=True, text=True)
+    assert down.returncode == 0 and "stopping" not in down.stderr, down
+    assert not os.path.exists(tmp_path / "cache")  # nothing installed by down or status
+    usage = subprocess.run(["bash", LOCAL_CLUSTER, "sideways"], env=env, capture_output=True, text=True)
+    assert usage.returncode == 2 and "usage" in usage.stderr
+
+
+def test_local_cluster_ignores_a_pid_file_whose_process_is_not_ours(tmp_path):
+    """A PID file naming a running process that is not the one recorded (other start time:
+    the PID was reused) must not make ``down`` signal it."""
+    state = tmp_path / "state"
+    state.mkdir()
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        (state / "workerpool.pid").write_text(f"{sleeper.pid} 1\n")  # wrong start time
+        env = dict(os.environ, ZIPFIT_FLINK_STATE=str(state), ZIPFIT_FLINK_CACHE=str(tmp_path / "c"))
+        down = subprocess.run(["bash", LOCAL_CLUSTER, "down"], env=env, capture_output=True, text=True)
+        assert down.returncode == 0, down
+        assert sleeper.poll() is None, "down signalled a process it did not start"
+        assert not (state / "workerpool.pid").exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_job_server_java_version_is_documented():
+    """The Flink job server runs Beam's Java side at an older version than the Python pin
+    (the newest our Maven mirror serves); README says which, and why."""
+    pom = read("flink/jobserver/pom.xml")
+    java = re.search(r"<beam.java.version>([\d.]+)<", pom).group(1)
+    runner = re.search(r"<beam.flink.runner>([\w.-]+)<", pom).group(1)
+    as_tuple = lambda v: tuple(map(int, v.split(".")))  # noqa: E731
+    assert as_tuple(java) <= as_tuple(pinned_beam_version())
+    readme = open(os.path.join(REPO, "README.md")).read()
+    assert f"{runner}" in readme and f"Beam {java}" in readme

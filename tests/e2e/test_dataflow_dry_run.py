@@ -90,7 +90,7 @@ def test_dry_run_stages_our_package_as_a_real_submission_does(tmp_path, monkeypa
                     if line.startswith("Requires-Dist:")]
     # The whole package, the kernel's C source (built on the worker) and the bundled data.
     for f in ("pyproject.toml", "zipfit_beam/jobs/select.py", "zipfit_beam/score/transforms.py",
-              "zipfit_beam/score/ncd.py", "zipfit_beam/score/_gzip1.c",
+              "zipfit_beam/score/ncd.py", "zipfit_beam/score/_gzip1.c", "zipfit_beam/score/_lz4len.c",
               "zipfit_beam/formats/parquet.py", "zipfit_beam/data/example_targets.jsonl"):
         assert f in names, (f, sorted(names))
     # A range that holds the launcher's Beam (the worker image runs that version); the exact
@@ -108,8 +108,9 @@ def test_dry_run_stages_our_package_as_a_real_submission_does(tmp_path, monkeypa
                        check=True, capture_output=True, timeout=300)
         [wheel] = os.listdir(tmp_path / "wheel")
         with zipfile.ZipFile(tmp_path / "wheel" / wheel) as z:
-            assert any(n.startswith("zipfit_beam/score/_gzip1.") and n.endswith(".so")
-                       for n in z.namelist()), z.namelist()
+            for kernel in ("_gzip1", "_lz4len"):
+                assert any(n.startswith(f"zipfit_beam/score/{kernel}.") and n.endswith(".so")
+                           for n in z.namelist()), (kernel, z.namelist())
 
     assert {"ZipFitSelect/ScoreFiles/ScoreFile", "ZipFitSelect/SelectDocuments/FindCut/Histogram1",
             "PublishOutput"} <= transform_names(result)

@@ -126,7 +126,7 @@ def test_fetch_refuses_unknown_files_and_changed_lines(tmp_path):
     from zipfit_beam.io.fetch import FetchSelectedDoFn
     path = str(tmp_path / "s.jsonl")
     open(path, "w").write('{"id": "a", "text": "x = 1"}\n{"id": "b", "text": "y = 2"}\n')
-    fetch = FetchSelectedDoFn({}, "text", "id")
+    fetch = FetchSelectedDoFn("auto", "text", "id")
     b = ScoredDocument("b", 0.5, path, 2, 3, 5)
     assert [r for _, r in fetch.process((path, [(2, "b", 0.5)]))] == \
         [b'{"id": "b", "text": "y = 2", "zipfit_score": 0.5}']

@@ -120,7 +120,7 @@ def test_fetch_selected_reads_back_the_original_records(tmp_path, sources, test_
     picks = {3: 0.5, 17: 0.25, 40: 0.125}  # 1-based line -> score
     chosen = [ScoredDocument(sources[n - 1]["id"], score, path, n) for n, score in picks.items()]
     with test_pipeline as p:
-        lines = p | beam.Create(chosen).with_output_types(ScoredDocument) | FetchSelected({}, "text", "id")
+        lines = p | beam.Create(chosen).with_output_types(ScoredDocument) | FetchSelected("auto", "text", "id")
         assert_that(lines | beam.Map(lambda kv: json.loads(kv[1])) | "SplitScore" >> beam.Map(lambda r: (r.pop("zipfit_score"), r)),
                     equal_to([(score, sources[n - 1]) for n, score in picks.items()]))
 
@@ -147,9 +147,10 @@ def test_read_documents_from_parquet_avro_and_zstd_with_dead_letters(tmp_path, s
         want += [(d["id"], str(zst), i + 1) for i, d in enumerate(docs[18:])]
         assert_that(res.documents | beam.Map(lambda d: (d.id, d.source, d.position)), equal_to(want),
                     label="Docs")
-        # Parquet/Avro documents carry no record: their rows are read again for the output
+        # No document carries its record (a JSONL line included): the selected records are
+        # read again for the output, so the text is the only copy that travels
         assert_that(res.documents | beam.Map(lambda d: (d.source.endswith(".zst"), bool(d.record))),
-                    equal_to([(False, False)] * 14 + [(True, True)] * 6), label="Records")
+                    equal_to([(False, False)] * 14 + [(True, False)] * 6), label="Records")
         assert_that(res.rejected | beam.Map(lambda d: (d.source, d.position, d.reason)),
                     equal_to([(parquet, 4, "corrupt_row_group")]), label="Dead")
         assert_that(res.read, equal_to([21]), label="Read")
@@ -262,6 +263,6 @@ def test_summarize_selection_counts_and_fetches_example_text(tmp_path, sources, 
     with test_pipeline as p:
         all_docs = p | "Scored" >> beam.Create(scored).with_output_types(ScoredDocument)
         selected = p | "Selected" >> beam.Create(chosen).with_output_types(ScoredDocument)
-        summary = (all_docs, selected) | SummarizeSelection(({}, "text", "id"), "kind",
+        summary = (all_docs, selected) | SummarizeSelection(("auto", "text", "id"), "kind",
                                                             "regex-gpt2", sample_size=5, examples=2)
         assert_that(summary, check)

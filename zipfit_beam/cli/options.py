@@ -24,6 +24,7 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 import zipfit_beam
 from zipfit_beam import formats
 from zipfit_beam.io.templates import unescape_cli
+from zipfit_beam.formats.base import DEFAULT_MAX_RECORD_BYTES
 from zipfit_beam.jobs.config import DEFAULT_CHUNK_BYTES, AlignConfig, ReselectConfig, SelectConfig
 from zipfit_beam.score import contamination, ncd
 
@@ -169,6 +170,10 @@ def add_input_flags(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     g.add_argument("--id-field", default="id", metavar="F",
                    help="record field holding a stable id (default: id); "
                         "records without one get a hash of their text")
+    g.add_argument("--max-record-bytes", type=int, default=DEFAULT_MAX_RECORD_BYTES, metavar="N",
+                   help="a record (JSONL line, Parquet/Avro row) larger than N bytes is a "
+                        "record_too_large dead letter, never read whole (default: "
+                        f"{DEFAULT_MAX_RECORD_BYTES} = {DEFAULT_MAX_RECORD_BYTES >> 20} MiB)")
     return g
 
 
@@ -294,7 +299,8 @@ def _input_settings(args, local: bool) -> dict:
         level=ncd.default_level(args.compressor) if args.level is None else args.level,
         scoring_threads=args.scoring_threads or ((os.cpu_count() or 1) if local else 1),
         batch_size=args.batch_size, max_doc_bytes=args.max_doc_bytes, chunk_bytes=args.chunk_bytes,
-        chunk_reduce=args.chunk_reduce, progress_interval=interval)
+        chunk_reduce=args.chunk_reduce, progress_interval=interval,
+        max_record_bytes=args.max_record_bytes)
 
 
 def parse_select_args(argv: Optional[List[str]]) -> Tuple[SelectConfig, PipelineOptions]:

@@ -4,6 +4,17 @@ Scoring keeps a record's text, id and group fields; the selected rows are read a
 whole, for the output. Records are ``RowRecord(path, row index from 0, row)``. Output
 shards use a fixed sync marker (fastavro picks a random one by default), so equal rows
 give equal bytes.
+
+Reading goes block by block (``fastavro.block_reader``): a record that cannot be decoded
+(too deeply nested for the decoder's recursion, or damaged data inside an intact block)
+loses only the rest of its block, reading goes on with the next one; a damaged block
+frame loses the rest of the file.
+
+Record size: the UTF-8 bytes of every string and bytes value of the decoded record
+(every field, as a JSONL line counts every field). Bounded only after decoding: fastavro
+holds the whole decompressed block and decodes the whole record (about twice the
+record) before it can be measured; a record over the limit is then dropped before any
+further copy (no Document, no scoring), keeping its values' first ``HEAD_BYTES`` bytes.
 """
 
 from __future__ import annotations
@@ -13,8 +24,9 @@ import json
 from typing import Any, BinaryIO, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from zipfit_beam.formats import parquet
-from zipfit_beam.formats.base import (DEAD_LETTER_FIELDS, SCORE_FIELD, Batch,
-                                      first_bad_string, reader_failure, row_json)
+from zipfit_beam.formats.base import (BATCH_BYTES, DEAD_LETTER_FIELDS, HEAD_BYTES, SCORE_FIELD,
+                                      Batch, measure_value, reader_failure,
+                                      safe_row_json, too_large)
 from zipfit_beam.formats.schema import (InferredSchema, arrow_to_avro, avro_value, conform_row,
                                         inferred_arrow_schema)
 from zipfit_beam.records import DeadLetter, RowRecord
@@ -33,31 +45,40 @@ def claims(name: str) -> bool:
     return name.endswith(".avro")
 
 
-def read(f: BinaryIO, path: str, fields: Sequence[str], batch_size: int = 1024) -> Iterator[Batch]:
+def read(f: BinaryIO, path: str, fields: Sequence[str], batch_size: int = 1024,
+         max_record_bytes: Optional[int] = None) -> Iterator[Batch]:
     """Records of one file, keeping only ``fields``, in batches. A datum that is not a
     record (the file's schema is a primitive) is ``not_an_object``; one holding invalid
-    UTF-8 in any string is ``invalid_utf8`` (as a JSONL line would be); a damaged block
-    gives one ``corrupt_file`` dead letter for the rest of the file."""
-    import fastavro
+    UTF-8 in any string is ``invalid_utf8`` (as a JSONL line would be); one whose strings
+    and bytes hold more than ``max_record_bytes`` is ``record_too_large``. A record that
+    cannot be decoded gives one dead letter for the rest of its block
+    (``too_deeply_nested`` or ``corrupt_block``); a damaged block frame one
+    ``corrupt_file`` dead letter for the rest of the file."""
     batch: Batch = []
+    held = 0
     position = 0
     try:
-        for record in fastavro.reader(f, handle_unicode_errors="surrogateescape"):
-            if not isinstance(record, dict):
-                batch.append(DeadLetter(path, position, "not_an_object",
-                                        f"Avro datum is a {type(record).__name__}, not a record",
-                                        row_json(record)))
-            else:
-                bad = first_bad_string(record)
-                if bad is not None:
-                    batch.append(DeadLetter(path, position, "invalid_utf8",
-                                            f"field {bad!r} is not valid UTF-8", row_json(record)))
-                else:
-                    batch.append(RowRecord(path, position, {k: record[k] for k in fields if k in record}))
-            position += 1
-            if len(batch) >= batch_size:
-                yield batch
-                batch = []
+        for block in blocks(f):
+            end = position + block.num_records
+            records = iter(block)
+            while position < end:
+                try:
+                    record = next(records)
+                except Exception as e:  # StopIteration included: fewer records than promised
+                    reason = "too_deeply_nested" if isinstance(e, RecursionError) else "corrupt_block"
+                    batch.append(DeadLetter(
+                        path, position, reason,
+                        f"block at byte {block.offset} (rows {end - block.num_records}-{end - 1}): "
+                        f"rows {position}-{end - 1} unreadable: {reader_failure(e)}", b""))
+                    position = end
+                    break
+                out, size = _checked(record, path, position, fields, max_record_bytes)
+                batch.append(out)
+                held += size
+                position += 1
+                if len(batch) >= batch_size or held >= BATCH_BYTES:
+                    yield batch
+                    batch, held = [], 0
     except Exception as e:
         batch.append(DeadLetter(path, position, "corrupt_file",
                                 f"unreadable from row {position}: {reader_failure(e)}", b""))
@@ -65,17 +86,103 @@ def read(f: BinaryIO, path: str, fields: Sequence[str], batch_size: int = 1024) 
         yield batch
 
 
+def _checked(record, path: str, position: int, fields: Sequence[str], max_bytes: Optional[int]):
+    """One decoded datum -> (RowRecord or DeadLetter, bytes it holds)."""
+    size, bad = measure_value(record)
+    if max_bytes is not None and size > max_bytes:
+        return too_large(path, position, size, max_bytes, _head(record), "record"), 0
+    if not isinstance(record, dict):
+        return DeadLetter(path, position, "not_an_object",
+                          f"Avro datum is a {type(record).__name__}, not a record",
+                          safe_row_json(record)), size
+    if bad is not None:
+        return DeadLetter(path, position, "invalid_utf8", f"field {bad!r} is not valid UTF-8",
+                          safe_row_json(record)), size
+    return RowRecord(path, position, {k: record[k] for k in fields if k in record}), size
+
+
+def _head(value: Any) -> bytes:
+    """A record as JSON with every string and bytes value cut to ``HEAD_BYTES``."""
+    def cut(v):
+        if isinstance(v, (str, bytes, bytearray)):
+            return v[:HEAD_BYTES]
+        if isinstance(v, dict):
+            return {k: cut(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [cut(x) for x in v]
+        return v
+    try:
+        return safe_row_json(cut(value))
+    except RecursionError:
+        return b"(too deeply nested to show)"
+
+
 def take(f: BinaryIO, path: str, positions: Sequence[int]) -> Iterator[RowRecord]:
     """The whole records at these 0-based indices. Rows not taken may hold invalid UTF-8
-    (they were rejected); the taken ones were checked."""
-    import fastavro
+    (they were rejected); the taken ones were checked. A block whose records could not
+    be decoded when it was read holds none of them: it is skipped from the record that
+    fails."""
     wanted = set(positions)
-    last = max(wanted) if wanted else -1
-    for position, record in enumerate(fastavro.reader(f, handle_unicode_errors="surrogateescape")):
+    if not wanted:
+        return
+    last = max(wanted)
+    position = 0
+    for block in blocks(f):  # the block after the last wanted one is never read: it may be damaged
+        end = position + block.num_records
+        if not wanted.isdisjoint(range(position, end)):
+            records = iter(block)
+            try:
+                for position in range(position, end):
+                    record = next(records)
+                    if position in wanted:
+                        yield RowRecord(path, position, record)
+            except Exception:  # read() made the rest of this block a dead letter
+                pass
+        position = end
         if position > last:
             return
-        if position in wanted:
-            yield RowRecord(path, position, record)
+
+
+def blocks(f: BinaryIO):
+    """fastavro's block reader over ``f``, or its pure-Python one when the file's schema
+    is recursive (a record type that holds itself): the compiled decoder recurses in C
+    with no limit, and a record nested 100,000 deep (a 1 MB file) crashes the process
+    (SIGSEGV, measured with fastavro 1.13); the pure-Python decoder raises RecursionError
+    instead, which costs that record's block. Other schemas nest as deep as they are
+    written, a bounded depth."""
+    import fastavro
+    start = f.tell()
+    reader = fastavro.block_reader(f, handle_unicode_errors="surrogateescape")
+    if not is_recursive(reader.writer_schema):
+        return reader
+    from fastavro import _read_py
+    f.seek(start)
+    return _read_py.block_reader(f, handle_unicode_errors="surrogateescape")
+
+
+def is_recursive(schema: Any) -> bool:
+    """Whether an Avro schema (as JSON) refers to a record type inside that record type."""
+    def walk(s, ancestors, namespace) -> bool:
+        if isinstance(s, str):
+            return s in ancestors or f"{namespace}.{s}" in ancestors
+        if isinstance(s, list):
+            return any(walk(x, ancestors, namespace) for x in s)
+        if not isinstance(s, dict):
+            return False
+        kind = s.get("type")
+        if kind in ("record", "error"):
+            name = str(s.get("name", ""))
+            ns = str(s.get("namespace", namespace if "." not in name else name.rsplit(".", 1)[0]))
+            full = name if "." in name else f"{ns}.{name}"
+            inner = ancestors | {name, full, full.rsplit(".", 1)[-1]}
+            return any(walk(fld.get("type"), inner, ns) for fld in s.get("fields", [])
+                       if isinstance(fld, dict))
+        if kind == "array":
+            return walk(s.get("items"), ancestors, namespace)
+        if kind == "map":
+            return walk(s.get("values"), ancestors, namespace)
+        return isinstance(kind, (dict, list)) and walk(kind, ancestors, namespace)
+    return walk(schema, frozenset(), "")
 
 
 def count(f: BinaryIO, path: str) -> int:

@@ -8,6 +8,11 @@ the binary file object; a format never opens a path itself.
 
 Records: a JSONL line is a ``RawRecord`` (its bytes); a Parquet/Avro row a ``RowRecord``
 (a dict). Positions: JSONL 1-based line number; Parquet/Avro/HF 0-based row index.
+
+Record size. ``read`` takes ``max_record_bytes``: a record larger than that is never handed
+on; it becomes a ``record_too_large`` dead letter that carries its size, its position and
+its first ``HEAD_BYTES`` bytes (``too_large``). What "size" means, and what the reader
+holds before it knows, is each format's to say (its module docstring).
 """
 
 from __future__ import annotations
@@ -19,17 +24,33 @@ import json
 import logging
 import uuid
 from typing import (Any, BinaryIO, Iterable, Iterator, List, Mapping, Optional, Protocol,
-                    Sequence, Union)
+                    Sequence, Tuple, Union)
 
 from zipfit_beam.records import DeadLetter, RawRecord, RowRecord
 
 __all__ = ["Format", "strip_compression", "batched", "reader_failure", "json_default",
            "row_json", "first_bad_string", "arrow_rows", "rows_lenient", "replace_surrogates",
-           "dead_letter_row", "record_size"]
+           "dead_letter_row", "record_size", "DEFAULT_MAX_RECORD_BYTES", "HEAD_BYTES",
+           "BATCH_BYTES", "too_large", "safe_row_json", "MAX_NESTING", "arrow_row_sizes",
+           "arrow_row_head", "measure_value"]
 
 _LOG = logging.getLogger(__name__)
 
 SCORE_FIELD = "zipfit_score"
+# --max-record-bytes by default: 16 MiB. Measured (benchmarks/record_limits.py, the local
+# runner, whole process): a document just under it peaks at 455 MB against 252 MB for the
+# job without it, ~12x its size (32 MiB: 629 MB), so one such record in a default run stays
+# well under 1 GB; real documents that long are rare (the bundled corpus's largest is
+# 0.5 MB) and score as their best 32 KiB chunk anyway.
+DEFAULT_MAX_RECORD_BYTES = 16 << 20
+HEAD_BYTES = 200  # the first bytes of a record that a record_too_large dead letter keeps
+# A reader hands over at most batch_size records, and fewer when they hold more than this
+# many bytes, so a batch of large records is not held at once.
+BATCH_BYTES = 8 << 20
+# Deepest nesting of arrays/objects accepted in a record. Python's own limit (the
+# recursion limit, ~1000 frames, shared with the caller's stack) would depend on where the
+# parser runs; a fixed, lower one gives the same answer on every runner.
+MAX_NESTING = 512
 COMPRESSION_SUFFIXES = (".gz", ".zst", ".zstd", ".bz2", ".xz", ".lzma")
 
 Record = Union[RawRecord, RowRecord]
@@ -46,10 +67,12 @@ class Format(Protocol):
         NAME                      the name used by --format, the registry and the manifest
         LABEL                     the name people use ("JSON Lines"), for messages
         claims(name) -> bool      whether a lower-cased file name is of this format
-        read(f, path, fields, batch_size) -> Iterator[Batch]
+        read(f, path, fields, batch_size, max_record_bytes) -> Iterator[Batch]
                                   every record of one file, in order, in lists of at most
-                                  batch_size: records with their positions, and dead letters
-                                  for what cannot be read. Never raises for bad data.
+                                  batch_size (fewer when they hold over BATCH_BYTES):
+                                  records with their positions, and dead letters for what
+                                  cannot be read or is over max_record_bytes (None: no
+                                  limit). Never raises for bad data.
         take(f, path, positions) -> Iterator[Record]
                                   the whole records at these positions (sorted), read again
         count(f, path) -> int     how many records ``read`` will yield
@@ -72,7 +95,8 @@ class Format(Protocol):
     SUFFIXES: Mapping[str, Optional[str]]
 
     def claims(self, name: str) -> bool: ...
-    def read(self, f: BinaryIO, path: str, fields: Sequence[str], batch_size: int) -> Iterator[Batch]: ...
+    def read(self, f: BinaryIO, path: str, fields: Sequence[str], batch_size: int,
+             max_record_bytes: Optional[int]) -> Iterator[Batch]: ...
     def take(self, f: BinaryIO, path: str, positions: Sequence[int]) -> Iterator[Record]: ...
     def count(self, f: BinaryIO, path: str) -> int: ...
     def schema(self, f: BinaryIO) -> Any: ...
@@ -104,8 +128,21 @@ def batched(items: Iterable, size: int) -> Iterator[list]:
         yield batch
 
 
-def reader_failure(e: Exception) -> str:
-    return f"{type(e).__name__}: {e}"
+def reader_failure(e: BaseException) -> str:
+    text = str(e)
+    if len(text) > 500:  # e.g. a decoder quoting the value it choked on
+        text = text[:500] + "..."
+    return f"{type(e).__name__}: {text}"
+
+
+def too_large(path: str, position: int, size: int, limit: int, head: bytes,
+              what: str = "line") -> DeadLetter:
+    """The dead letter of a record over ``--max-record-bytes``: its size and position, and
+    its first bytes as the record (``head``: a line's first ``HEAD_BYTES`` bytes; a row's
+    fields as JSON, each string cut to ``HEAD_BYTES`` bytes)."""
+    return DeadLetter(path, position, "record_too_large",
+                      f"{what} of {size:,} bytes is over --max-record-bytes {limit:,}; the record "
+                      f"field holds its first bytes", bytes(head))
 
 
 def json_default(value: Any):
@@ -129,6 +166,44 @@ def row_json(row: Mapping) -> bytes:
     return json.dumps(row, ensure_ascii=False, default=json_default).encode("utf-8", "surrogateescape")
 
 
+def safe_row_json(row: Any) -> bytes:
+    """``row_json`` for a dead letter: never raises (a value too deep for ``json``, or of a
+    type it does not know, falls back to a cut ``repr``)."""
+    try:
+        return row_json(row)
+    except Exception:  # RecursionError, TypeError, ValueError, ...
+        try:
+            text = repr(row)
+        except Exception as e:
+            text = f"<unprintable {type(row).__name__}: {type(e).__name__}>"
+        return text[:HEAD_BYTES * 5].encode("utf-8", "backslashreplace")
+
+
+def measure_value(value: Any) -> Tuple[int, Optional[str]]:
+    """(UTF-8 bytes of every string and bytes value in ``value``, the path of the first
+    string holding invalid UTF-8 or None). Walks with its own stack, so any depth works."""
+    size, bad = 0, None
+    stack = [("", value)]
+    while stack:
+        where, v = stack.pop()
+        if isinstance(v, str):
+            if v.isascii():
+                size += len(v)
+                continue
+            try:
+                size += len(v.encode("utf-8"))
+            except UnicodeEncodeError:  # a lone surrogate: invalid UTF-8 in the file
+                size += len(v.encode("utf-8", "surrogatepass"))
+                bad = bad or where or "(value)"
+        elif isinstance(v, (bytes, bytearray)):
+            size += len(v)
+        elif isinstance(v, dict):
+            stack.extend((f"{where}.{k}" if where else str(k), x) for k, x in reversed(list(v.items())))
+        elif isinstance(v, (list, tuple)):
+            stack.extend((f"{where}[{i}]", x) for i, x in reversed(list(enumerate(v))))
+    return size, bad
+
+
 def first_bad_string(value: Any, path: str = "") -> Optional[str]:
     """The path of the first string holding invalid UTF-8 (a lone surrogate), if any."""
     if isinstance(value, str):
@@ -149,6 +224,49 @@ def first_bad_string(value: Any, path: str = "") -> Optional[str]:
             if bad:
                 return bad
     return None
+
+
+def arrow_row_sizes(table):
+    """Per row of a pyarrow Table/RecordBatch: the bytes of its string and binary values
+    (nulls count 0), as a numpy int64 array, computed by Arrow without making Python
+    objects; None when it has no such column. Other columns are not counted (fixed-width
+    values are small; nested ones are not sized)."""
+    import numpy as np
+    import pyarrow.compute as pc
+    total = None
+    for field, column in zip(table.schema, table.columns):
+        if _is_bytes_like(field.type):
+            n = pc.fill_null(pc.binary_length(column), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+            total = n if total is None else total + n
+    return total
+
+
+def _is_bytes_like(t) -> bool:
+    import pyarrow as pa
+    return (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
+            or pa.types.is_large_binary(t))
+
+
+def arrow_row_head(table, i: int) -> bytes:
+    """Row ``i`` of a pyarrow Table/RecordBatch as JSON with every string and binary value
+    cut to its first ``HEAD_BYTES`` bytes (read from Arrow's buffer: the whole value is
+    never copied into Python); a record_too_large dead letter's record."""
+    import pyarrow as pa
+    row = {}
+    for field, column in zip(table.schema, table.columns):
+        scalar = column[i]
+        if _is_bytes_like(field.type):
+            buf = scalar.as_buffer() if scalar.is_valid else None
+            value = None if buf is None else buf[:HEAD_BYTES].to_pybytes()
+            if value is not None and (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
+                value = value.decode("utf-8", "replace")
+            row[field.name] = value
+        else:
+            try:
+                row[field.name] = scalar.as_py()
+            except Exception as e:
+                row[field.name] = f"<{type(e).__name__}>"
+    return safe_row_json(row)
 
 
 def arrow_rows(table) -> List[dict]:

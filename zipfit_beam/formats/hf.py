@@ -13,9 +13,10 @@ import os
 import posixpath
 import shutil
 import tempfile
-from typing import BinaryIO, Iterator, Sequence
+from typing import BinaryIO, Iterator, Optional, Sequence
 
-from zipfit_beam.formats.base import Batch, batched, strip_compression
+from zipfit_beam.formats.base import (HEAD_BYTES, Batch, batched, measure_value, safe_row_json,
+                                      strip_compression, too_large)
 from zipfit_beam.records import RowRecord
 
 NAME = "hf"
@@ -66,9 +67,12 @@ def rows(source: str, dataset) -> Iterator[RowRecord]:
         yield RowRecord(source, position, dict(row))
 
 
-def read(f: BinaryIO, path: str, fields: Sequence[str] = (), batch_size: int = 1024) -> Iterator[Batch]:
+def read(f: BinaryIO, path: str, fields: Sequence[str] = (), batch_size: int = 1024,
+         max_record_bytes: Optional[int] = None) -> Iterator[Batch]:
     """Rows of one data file. A file that is not local (gs://) is copied from ``f`` to a
-    temporary local file first; ``.tsv`` is read tab-separated."""
+    temporary local file first; ``.tsv`` is read tab-separated. A row whose strings hold
+    more than ``max_record_bytes`` is a ``record_too_large`` dead letter (``datasets``
+    has loaded it by then: targets are small, this only keeps the rule the same)."""
     datasets = require_datasets(path)
     builder = builder_for(path)
     kwargs = {"delimiter": "\t"} if strip_compression(path).endswith(".tsv") else {}
@@ -82,8 +86,18 @@ def read(f: BinaryIO, path: str, fields: Sequence[str] = (), batch_size: int = 1
                 shutil.copyfileobj(f, dst)
         with no_download_counts():
             loaded = datasets.load_dataset(builder, data_files=[local], split="train", **kwargs)
-        records = list(rows(path, loaded))
+        records = [_checked(r, max_record_bytes) for r in rows(path, loaded)]
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
     yield from batched(records, batch_size)
+
+
+def _checked(record: RowRecord, max_bytes: Optional[int]):
+    if max_bytes is None:
+        return record
+    size, _ = measure_value(record.row)
+    if size <= max_bytes:
+        return record
+    head = {k: v[:HEAD_BYTES] if isinstance(v, (str, bytes)) else v for k, v in record.row.items()}
+    return too_large(record.source, record.position, size, max_bytes, safe_row_json(head), "row")

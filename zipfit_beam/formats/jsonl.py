@@ -8,6 +8,12 @@ frame reader, so that a damaged or cut stream raises (and becomes one ``corrupt_
 dead letter after the lines that were readable) instead of ending early without a trace:
 Beam's gzip reader and zstandard's ``stream_reader`` both stop early without an error.
 The selected output splices ``"zipfit_score"`` into the original line, byte for byte.
+
+Record size: a line's bytes, terminator excluded, after decompression. Lines are cut from
+the stream in reads of at most 1 MiB (``scan_lines``), never with ``readline``: a line over the limit
+is counted and dropped as it streams past, keeping only its first ``HEAD_BYTES`` bytes, so
+the reader holds at most the limit (plus one read) of any line, however long it is; a line
+under the limit is held once, then joined (twice its size for a moment).
 """
 
 from __future__ import annotations
@@ -18,10 +24,10 @@ import io
 import json
 import logging
 import lzma
-from typing import BinaryIO, Iterable, Iterator, List, Mapping, Optional, Sequence
+from typing import BinaryIO, Callable, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-from zipfit_beam.formats.base import (SCORE_FIELD, Batch, Encodable, reader_failure,
-                                      row_json, strip_compression)
+from zipfit_beam.formats.base import (BATCH_BYTES, HEAD_BYTES, SCORE_FIELD, Batch, Encodable,
+                                      reader_failure, row_json, strip_compression, too_large)
 from zipfit_beam.records import DeadLetter, RawRecord
 
 _LOG = logging.getLogger(__name__)
@@ -101,28 +107,81 @@ def decompressed(raw: BinaryIO, path: str) -> BinaryIO:
 
 # --- reading ----------------------------------------------------------------------------
 
-def iter_lines(f: BinaryIO, path: str) -> Iterator[RawRecord]:
-    """The lines of a decompressed stream, terminators stripped, numbered from 1. A damaged
-    stream raises."""
-    position = 0
-    for line in iter(f.readline, b""):
-        position += 1
-        yield RawRecord(path, position, line.rstrip(b"\r\n"))
+READ_BYTES = 1 << 20  # bytes read from the decompressed stream at a time
 
 
-def read(f: BinaryIO, path: str, fields: Sequence[str] = (), batch_size: int = 1024) -> Iterator[Batch]:
-    """Every line of one file as RawRecords, in batches; a stream that fails mid-read ends
-    with one ``corrupt_file`` dead letter at the first line not read. ``fields`` is unused:
-    a line is parsed whole."""
+def scan_lines(f: BinaryIO, max_bytes: Optional[int] = None,
+               keep: Optional[Callable[[int], bool]] = None,
+               read_bytes: int = READ_BYTES) -> Iterator[Tuple[int, Optional[bytes], int, bytes]]:
+    """``(position, line, size, head)`` for every line of a decompressed stream, numbered
+    from 1: ``line`` is its bytes without the ``\n`` (a ``\r`` stays), ``size`` its
+    length, ``head`` its first ``HEAD_BYTES`` bytes. ``line`` is None when the line is
+    longer than ``max_bytes`` or ``keep(position)`` is false: such a line is only counted
+    as it streams past, never held. A final line without a terminator counts; an empty
+    stream has no lines. A damaged stream raises."""
+    position, size, head, parts = 1, 0, b"", []
+    holding = keep is None or keep(1)
+    # read1: at most one underlying read, so the data a decompressor produced before it
+    # met damage (a good gzip member, then garbage) comes out before the error does.
+    read = getattr(f, "read1", f.read)
+    while True:
+        chunk = read(read_bytes)
+        if not chunk:
+            break
+        start, n = 0, len(chunk)
+        while start < n:
+            nl = chunk.find(b"\n", start)
+            end = n if nl < 0 else nl
+            if len(head) < HEAD_BYTES:
+                head += chunk[start:min(end, start + HEAD_BYTES - len(head))]
+            size += end - start
+            if holding:
+                if max_bytes is not None and size > max_bytes:
+                    holding, parts = False, []  # too long: count the rest, hold nothing
+                elif end > start:
+                    parts.append(chunk[start:end])  # the chunk itself when it is all line
+            if nl < 0:
+                break
+            line = (parts[0] if len(parts) == 1 else b"".join(parts)) if holding else None
+            yield position, line, size, head
+            position, size, head, parts = position + 1, 0, b"", []
+            holding = keep is None or keep(position)
+            start = nl + 1
+    if size:
+        line = (parts[0] if len(parts) == 1 else b"".join(parts)) if holding else None
+        yield position, line, size, head
+
+
+def iter_lines(f: BinaryIO, path: str, max_bytes: Optional[int] = None
+               ) -> Iterator[RawRecord | DeadLetter]:
+    """The lines of a decompressed stream as RawRecords (terminators stripped), numbered
+    from 1; a line over ``max_bytes`` is a ``record_too_large`` DeadLetter instead. A
+    damaged stream raises."""
+    for position, line, size, head in scan_lines(f, max_bytes):
+        if line is None:
+            yield too_large(path, position, size, max_bytes, head)
+        else:
+            yield RawRecord(path, position, line.rstrip(b"\r\n"))
+
+
+def read(f: BinaryIO, path: str, fields: Sequence[str] = (), batch_size: int = 1024,
+         max_record_bytes: Optional[int] = None) -> Iterator[Batch]:
+    """Every line of one file as RawRecords, in batches (of at most ``batch_size`` lines
+    and, past one line, ``BATCH_BYTES``); a line over ``max_record_bytes`` is a
+    ``record_too_large`` dead letter; a stream that fails mid-read ends with one
+    ``corrupt_file`` dead letter at the first line not read. ``fields`` is unused: a line
+    is parsed whole."""
     batch: Batch = []
+    held = 0
     position = 0
     try:
-        for record in iter_lines(decompressed(f, path), path):
+        for record in iter_lines(decompressed(f, path), path, max_record_bytes):
             position = record.position
             batch.append(record)
-            if len(batch) >= batch_size:
+            held += len(record.data) if isinstance(record, RawRecord) else 0
+            if len(batch) >= batch_size or held >= BATCH_BYTES:
                 yield batch
-                batch = []
+                batch, held = [], 0
     except Exception as e:  # zlib.error, EOFError, OSError, zstd errors, ...
         _LOG.warning("%s: unreadable after line %d: %s", path, position, e)
         batch.append(DeadLetter(path, position + 1, "corrupt_file", reader_failure(e), b""))
@@ -131,14 +190,15 @@ def read(f: BinaryIO, path: str, fields: Sequence[str] = (), batch_size: int = 1
 
 
 def take(f: BinaryIO, path: str, positions: Sequence[int]) -> Iterator[RawRecord]:
-    """The lines at these (1-based) positions, read again; stops after the last one."""
+    """The lines at these (1-based) positions, read again; stops after the last one. Other
+    lines are skipped as they stream past, never held."""
     wanted = set(positions)
     if not wanted:
         return
     found = 0
-    for record in iter_lines(decompressed(f, path), path):
-        if record.position in wanted:
-            yield record
+    for position, line, _, _ in scan_lines(decompressed(f, path), keep=wanted.__contains__):
+        if line is not None:
+            yield RawRecord(path, position, line.rstrip(b"\r\n"))
             found += 1
             if found == len(wanted):
                 return

@@ -4,24 +4,36 @@
 Reasons a record is rejected (the ``reason`` field of a dead letter):
     blank_line, invalid_utf8, invalid_json, not_an_object, missing_text,
     text_not_string, empty_text, invalid_id,
+    too_deeply_nested (arrays/objects nested deeper than ``formats.base.MAX_NESTING``, or
+        too deep for a decoder's recursion),
+    unparseable (anything else that raised while parsing or preparing the record; the
+        detail names the exception),
+    record_too_large (from a reader: over --max-record-bytes),
     corrupt_file (from a reader: a damaged compressed stream, Parquet footer or Avro block),
-    corrupt_row_group (from the Parquet reader: a row group that cannot be decoded)
+    corrupt_row_group (from the Parquet reader: a row group that cannot be decoded),
+    corrupt_block (from the Avro reader: a block whose records cannot be decoded)
+
+``parse_any`` never raises: whatever goes wrong with one record is that record's dead
+letter, never the job's failure.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any, Mapping, Optional, Union
 
-from zipfit_beam.formats import row_json
+from zipfit_beam.formats.base import MAX_NESTING, reader_failure, safe_row_json
 from zipfit_beam.io.templates import TextSpec, as_text_spec
 from zipfit_beam.records import DeadLetter, Document, RawRecord, RowRecord
 
-__all__ = ["content_id", "group_value", "parse_record", "parse_object", "parse_any"]
+__all__ = ["content_id", "group_value", "parse_record", "parse_object", "parse_any",
+           "nesting_depth", "REASONS"]
 
 REASONS = ("blank_line", "invalid_utf8", "invalid_json", "not_an_object", "missing_text",
-           "text_not_string", "empty_text", "invalid_id", "corrupt_file", "corrupt_row_group")
+           "text_not_string", "empty_text", "invalid_id", "too_deeply_nested", "unparseable",
+           "record_too_large", "corrupt_file", "corrupt_row_group", "corrupt_block")
 
 
 def content_id(text: str) -> str:
@@ -54,10 +66,36 @@ def group_value(obj: Mapping, group_field: str) -> str:
     return value
 
 
+# A JSON string (escapes included) or one bracket: what nesting_depth steps over.
+_JSON_NESTING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+
+
+def nesting_depth(line: bytes, stop: int = MAX_NESTING) -> int:
+    """How deeply arrays and objects nest in a JSON text (brackets inside strings do not
+    count), exact up to ``stop``: any answer <= ``stop`` means "not deeper than ``stop``"
+    (0 when the line has too few opening brackets to be: then it costs only a
+    ``bytes.count`` pair), and the walk stops once past it."""
+    if line.count(b"[") + line.count(b"{") <= stop:
+        return 0
+    depth = deepest = 0
+    for m in _JSON_NESTING.finditer(line):
+        c = m.group()
+        if c in (b"[", b"{"):
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > stop:
+                    break
+        elif c in (b"]", b"}"):
+            depth -= 1
+    return deepest
+
+
 def parse_record(raw: RawRecord, text: Union[str, TextSpec], id_field: str,
                  group_field: Optional[str] = None) -> Union[Document, DeadLetter]:
     """One JSONL line -> Document or DeadLetter. ``text``: a field name or a TextSpec;
-    ``group_field``: the field whose value becomes ``Document.group`` (None: no group)."""
+    ``group_field``: the field whose value becomes ``Document.group`` (None: no group).
+    The Document carries no record (the output reads the line again)."""
     def reject(reason: str, detail: str) -> DeadLetter:
         return DeadLetter(raw.source, raw.position, reason, detail, raw.data)
 
@@ -67,25 +105,37 @@ def parse_record(raw: RawRecord, text: Union[str, TextSpec], id_field: str,
         line = raw.data.decode("utf-8")
     except UnicodeDecodeError as e:
         return reject("invalid_utf8", str(e))
+    if nesting_depth(raw.data) > MAX_NESTING:
+        return reject("too_deeply_nested", f"arrays/objects nest deeper than {MAX_NESTING} levels")
     try:
         obj = json.loads(line)
+    except RecursionError as e:
+        return reject("too_deeply_nested", reader_failure(e))
     except ValueError as e:
         return reject("invalid_json", str(e))
+    del line  # the decoded line: no longer needed while the document is prepared
     if not isinstance(obj, dict):
         return reject("not_an_object", f"JSON value is a {type(obj).__name__}, not an object")
-    return parse_object(obj, raw.source, raw.position, raw.data, text, id_field, group_field)
+    return parse_object(obj, raw.source, raw.position, raw.data, text, id_field, group_field,
+                        carry_record=False)
 
 
 def parse_object(obj: Mapping, source: str, position: int, record: bytes,
                  text: Union[str, TextSpec], id_field: str,
-                 group_field: Optional[str] = None) -> Union[Document, DeadLetter]:
+                 group_field: Optional[str] = None,
+                 carry_record: bool = True) -> Union[Document, DeadLetter]:
     """A decoded record (a JSON object, a Parquet/Avro row, a Hugging Face example) ->
-    Document or DeadLetter. ``record`` is what the output and dead letters carry."""
+    Document or DeadLetter. ``record`` is what dead letters carry, and the Document too
+    when ``carry_record``."""
     def reject(reason: str, detail: str) -> DeadLetter:
         return DeadLetter(source, position, reason, detail, record)
 
     spec = as_text_spec(text)
-    value, problem = spec.extract(obj)
+    try:
+        value, problem = spec.extract(obj)
+    except Exception as e:  # e.g. a number too long for str() in a template
+        reason = "too_deeply_nested" if isinstance(e, RecursionError) else "unparseable"
+        return reject(reason, f"{spec.describe()}: {reader_failure(e)}")
     if problem is not None:
         return reject(*problem)
     try:
@@ -102,17 +152,37 @@ def parse_object(obj: Mapping, source: str, position: int, record: bytes,
     else:
         return reject("invalid_id", f"field {id_field!r} is a {type(raw_id).__name__}")
     group = group_value(obj, group_field) if group_field else None
-    return Document(doc_id, value, source, position, record, group)
+    return Document(doc_id, value, source, position, record if carry_record else b"", group)
 
 
 def parse_any(record: Union[RawRecord, RowRecord], text: Union[str, TextSpec],
               id_field: str, group_field: Optional[str] = None) -> Union[Document, DeadLetter]:
     """A JSONL line or a decoded row -> Document or DeadLetter (which carries the row as
-    JSON, so the dead-letter file shows what was rejected)."""
+    JSON, so the dead-letter file shows what was rejected). Never raises: an exception
+    while parsing or preparing the record (a recursion too deep for a value's JSON, a
+    number too long to print, ...) makes it a ``too_deeply_nested`` or ``unparseable``
+    dead letter with the exception in its detail."""
+    try:
+        if isinstance(record, RawRecord):
+            return parse_record(record, text, id_field, group_field)
+        parsed = parse_object(record.row, record.source, record.position, b"", text, id_field,
+                              group_field)
+        if isinstance(parsed, DeadLetter):
+            return parsed._replace(record=safe_row_json(record.row))
+        return parsed
+    except Exception as e:
+        return failed(record, e)
+
+
+def failed(record: Any, e: BaseException) -> DeadLetter:
+    """The dead letter of a record whose parsing raised ``e``."""
+    reason = "too_deeply_nested" if isinstance(e, RecursionError) else "unparseable"
+    source = getattr(record, "source", "?")
+    position = getattr(record, "position", -1)
     if isinstance(record, RawRecord):
-        return parse_record(record, text, id_field, group_field)
-    parsed = parse_object(record.row, record.source, record.position, b"", text, id_field,
-                          group_field)
-    if isinstance(parsed, DeadLetter):
-        return parsed._replace(record=row_json(record.row))
-    return parsed
+        data = record.data
+    elif isinstance(record, RowRecord):
+        data = safe_row_json(record.row)
+    else:
+        data = safe_row_json(record)
+    return DeadLetter(source, position, reason, f"while parsing: {reader_failure(e)}", data)

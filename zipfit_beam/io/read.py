@@ -5,7 +5,11 @@
                    group or row) + per-file read counts
     --ParseDocumentDoFn--> Document + DeadLetter (with its reason; see ``io.parse``)
 
-``ReadDocuments`` chains them over a resolved file list.
+``ReadDocuments`` chains them over a resolved file list. ``max_record_bytes`` (from
+``--max-record-bytes``) travels as a plain int into each format's reader, which turns a
+larger record into a ``record_too_large`` dead letter without holding it. No record can
+fail the job: a reader that raises ends its file with one dead letter, and parsing never
+raises (``io.parse.parse_any``; ``ParseDocumentDoFn`` catches what might still escape).
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from apache_beam.pvalue import PCollection
 
 from zipfit_beam import formats
 from zipfit_beam.io.files import InputFile, open_file
-from zipfit_beam.io.parse import parse_any
+from zipfit_beam.formats.base import DEFAULT_MAX_RECORD_BYTES, reader_failure
+from zipfit_beam.io.parse import failed, parse_any
 from zipfit_beam.io.templates import TextSpec, as_text_spec
 from zipfit_beam.records import DeadLetter, Document, RawRecord, RowRecord
 
@@ -30,18 +35,34 @@ READ_COUNT_TAG = "read_count"
 READ_BATCH = 1024  # records a format reader hands over at a time
 
 
-def iter_input(path: str, fmt: str, fields: Sequence[str]) -> Iterator[Union[RawRecord, RowRecord, DeadLetter]]:
-    """Every record of one input file (only ``fields`` kept of a row), or a DeadLetter.
+def iter_input(path: str, fmt: str, fields: Sequence[str],
+               max_record_bytes: Optional[int] = DEFAULT_MAX_RECORD_BYTES,
+               ) -> Iterator[Union[RawRecord, RowRecord, DeadLetter]]:
+    """Every record of one input file (only ``fields`` kept of a row), or a DeadLetter; a
+    record over ``max_record_bytes`` (None: no limit) is a ``record_too_large`` one.
     Never raises for bad data: a file that cannot be opened is one ``corrupt_file`` dead
-    letter, a file that fails mid-read ends with one after the records that were readable."""
+    letter, a file that fails mid-read ends with one after the records that were
+    readable, and so does a reader that raises (an ``unparseable`` one: a reader's bug,
+    never a failed job)."""
     try:
         f = open_file(path)
     except Exception as e:
         yield DeadLetter(path, 0, "corrupt_file", f"cannot be opened: {type(e).__name__}: {e}", b"")
         return
+    last = None
     with f:
-        for batch in formats.get(fmt).read(f, path, fields, READ_BATCH):
-            yield from batch
+        try:
+            for batch in formats.get(fmt).read(f, path, fields, READ_BATCH, max_record_bytes):
+                batch.reverse()
+                while batch:  # popped, so that a record handed on is not also held here
+                    record = batch.pop()
+                    last = record.position
+                    yield record
+                    del record
+        except Exception as e:
+            position = 0 if last is None else last + 1
+            yield DeadLetter(path, position, "unparseable",
+                             f"the {fmt} reader failed from here on: {reader_failure(e)}", b"")
 
 
 def needed_fields(text: Union[str, TextSpec], id_field: str,
@@ -68,14 +89,16 @@ class ReadRecordsDoFn(beam.DoFn):
     tag (counting there keeps the record stream single-consumer, so no runner has to
     buffer it)."""
 
-    def __init__(self, fields: Sequence[str]):
+    def __init__(self, fields: Sequence[str],
+                 max_record_bytes: Optional[int] = DEFAULT_MAX_RECORD_BYTES):
         self._fields = list(fields)
+        self._max_record_bytes = max_record_bytes
         self._read = Metrics.counter("zipfit", "read")
 
     def process(self, file: InputFile):
         path, fmt = file
         count = 0
-        for record in iter_input(path, fmt, self._fields):
+        for record in iter_input(path, fmt, self._fields, self._max_record_bytes):
             count += 1
             yield route_dead_letter(record)
         self._read.inc(count)
@@ -91,7 +114,11 @@ class ParseDocumentDoFn(beam.DoFn):
         self._text, self._id_field, self._group_field = as_text_spec(text), id_field, group_field
 
     def process(self, raw: Union[RawRecord, RowRecord]):
-        yield route_dead_letter(parse_any(raw, self._text, self._id_field, self._group_field))
+        try:  # parse_any does not raise; this keeps one record from ever failing the job
+            parsed = parse_any(raw, self._text, self._id_field, self._group_field)
+        except Exception as e:
+            parsed = failed(raw, e)
+        yield route_dead_letter(parsed)
 
 
 class ReadResult(NamedTuple):
@@ -105,20 +132,24 @@ class ReadDocuments(beam.PTransform):
     name, or ``(path, format)`` pairs) record by record and parses each record; files are
     spread over workers before reading. Columnar files are read only in the columns the
     text (a field name or a TextSpec), the id and the group (``group_field``, kept as
-    ``Document.group``) need."""
+    ``Document.group``) need. A record over ``max_record_bytes`` (None: no limit) is a
+    ``record_too_large`` dead letter."""
 
     def __init__(self, files: Sequence, text: Union[str, TextSpec], id_field: str,
-                 group_field: Optional[str] = None):
+                 group_field: Optional[str] = None,
+                 max_record_bytes: Optional[int] = DEFAULT_MAX_RECORD_BYTES):
         super().__init__()
         self._files = [(f, formats.detect_format(f)) if isinstance(f, str) else tuple(f) for f in files]
         self._text, self._id_field, self._group_field = as_text_spec(text), id_field, group_field
+        self._max_record_bytes = max_record_bytes
 
     def expand(self, pbegin):
         lines = (pbegin
                  | "ListFiles" >> beam.Create(self._files)
                  | "SpreadFiles" >> beam.Reshuffle()
                  | "ReadLines" >> beam.ParDo(ReadRecordsDoFn(
-                     needed_fields(self._text, self._id_field, self._group_field)))
+                     needed_fields(self._text, self._id_field, self._group_field),
+                     self._max_record_bytes))
                  .with_output_types(Union[RawRecord, RowRecord])
                  .with_outputs(REJECTED_TAG, READ_COUNT_TAG, main="records"))
         read_count = lines[READ_COUNT_TAG] | "CountRead" >> beam.CombineGlobally(sum)

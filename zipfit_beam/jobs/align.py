@@ -34,6 +34,7 @@ from apache_beam.pvalue import AsSingleton
 
 from zipfit_beam.io.files import resolve_sources
 from zipfit_beam.io.publish import WriteJsonDoFn
+from zipfit_beam.formats.base import DEFAULT_MAX_RECORD_BYTES
 from zipfit_beam.io.read import ReadDocuments
 from zipfit_beam.io.targets import load_targets
 from zipfit_beam.io.templates import TextSpec
@@ -109,10 +110,11 @@ class MeasureAlignment(beam.PTransform):
     def __init__(self, files: Sequence, targets: Sequence[Document],
                  text_field: Union[str, TextSpec] = "text", id_field: str = "id",
                  spec: ScoringSpec = ScoringSpec(contamination_ngram=0),
-                 sample: Optional[int] = None, seed: int = 0):
+                 sample: Optional[int] = None, seed: int = 0,
+                 max_record_bytes: Optional[int] = DEFAULT_MAX_RECORD_BYTES):
         super().__init__()
         self._files, self._targets = list(files), prepare_targets(targets)
-        self._fields = (text_field, id_field)
+        self._fields = (text_field, id_field, None, max_record_bytes)
         self._spec = spec
         self._sample, self._seed = sample, seed
 
@@ -165,7 +167,7 @@ def run_align(argv: Optional[List[str]] = None) -> dict:
     config, options = parse_align_args(argv)
     files = resolve_sources(config.sources, config.source_format)
     targets = load_targets(config.targets, config.target_text, config.id_field,
-                              config.target_format)
+                              config.target_format, config.max_record_bytes)
     scratch = None
     path = config.output
     if not path:
@@ -188,7 +190,7 @@ def run_align(argv: Optional[List[str]] = None) -> dict:
         (p
          | "MeasureAlignment" >> MeasureAlignment(
              files, targets, config.source_text, config.id_field, config.scoring,
-             config.sample, config.seed)
+             config.sample, config.seed, config.max_record_bytes)
          | "WriteResult" >> beam.ParDo(WriteJsonDoFn(path, extra)))
         p.run().wait_until_finish()
         with FileSystems.open(path) as f:

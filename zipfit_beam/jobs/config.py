@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from zipfit_beam import formats
+from zipfit_beam.formats.base import DEFAULT_MAX_RECORD_BYTES
 from zipfit_beam.io.templates import FieldText, TextSpec, TextTemplate
 from zipfit_beam.score import contamination, ncd
 from zipfit_beam.score.spec import ScoringSpec
@@ -40,6 +41,8 @@ class InputSettings:
         for name in ("text_field", "id_field"):
             if not getattr(self, name):
                 raise ValueError(f"--{name.replace('_', '-')} must not be empty")
+        if self.max_record_bytes < 1:
+            raise ValueError("--max-record-bytes must be at least 1")
 
     @property
     def target_field(self) -> str:
@@ -134,6 +137,9 @@ class SelectConfig(InputSettings, SelectionFlags):
     group_field: Optional[str] = None  # record field the report breaks the corpus down by
     report: bool = True  # write report.html + PNG plots next to the output
     progress_interval: float = 0.0  # seconds between progress lines (0: off)
+    # A record (JSONL line, Parquet/Avro row) larger than this is a record_too_large dead
+    # letter, never held whole by a reader (see formats.base).
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
 
     def __post_init__(self):
         self._check_inputs()
@@ -217,6 +223,7 @@ class AlignConfig(InputSettings):
     max_doc_bytes: Optional[int] = None
     chunk_bytes: int = DEFAULT_CHUNK_BYTES
     chunk_reduce: str = "max"
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES  # as for select
 
     def __post_init__(self):
         self._check_inputs()

@@ -27,7 +27,7 @@ from apache_beam.pvalue import AsSingleton, PCollection
 from zipfit_beam.formats import SCORE_FIELD, row_json
 from zipfit_beam.io.parse import parse_object
 from zipfit_beam.io.read import REJECTED_TAG, route_dead_letter
-from zipfit_beam.io.templates import TextSpec, as_text_spec, text_spec
+from zipfit_beam.io.templates import TextSpec, text_spec
 from zipfit_beam.records import DeadLetter, Document, ScoredDocument, rank_key
 from zipfit_beam.score.spec import ScoringSpec, prepare_targets
 from zipfit_beam.score.transforms import BatchScorer

@@ -113,8 +113,9 @@ def checked_keys(table: KeyTable, only: Optional[str] = None) -> Iterator[Scored
 
 
 def build_reselect(p: beam.Pipeline, config: ReselectConfig, previous: dict,
-                   tables: Sequence[KeyTable], files: Sequence[InputFile]):
-    staging = out.staging_dir(config.output)
+                   tables: Sequence[KeyTable], files: Sequence[InputFile],
+                   staging: Optional[str] = None):
+    staging = staging or out.staging_dir(config.output)
     scoring = previous["config"]
     scoring_config = SelectConfig(**{k: tuple(v) if isinstance(v, list) else v
                                      for k, v in scoring.items()})
@@ -157,7 +158,9 @@ def run_reselect(argv: Optional[List[str]] = None):
     out.check_output(config.output, config.overwrite)
     _LOG.info("zipfit-beam reselect: scores from %s, %d source files", config.scores, len(files))
     p = beam.Pipeline(options=pipeline_options)
-    build_reselect(p, config, previous, tables, files)
-    result = p.run()
-    result.wait_until_finish()
+    with out.claim_staging(config.output, out.launcher_runs_job(pipeline_options),
+                           pipeline_options) as staging:
+        build_reselect(p, config, previous, tables, files, staging)
+        result = p.run()
+        result.wait_until_finish()
     return result

@@ -31,6 +31,7 @@ from apache_beam.pvalue import AsSingleton, PCollection
 import zipfit_beam
 from zipfit_beam import formats
 from zipfit_beam.cli.options import cli_config
+from zipfit_beam.formats.base import DEFAULT_MAX_RECORD_BYTES
 from zipfit_beam.io import publish as out
 from zipfit_beam.io.files import InputFile, resolve_sources
 from zipfit_beam.io import keys
@@ -122,7 +123,8 @@ class SelectFiles(beam.PTransform):
 
     ``text_field``: a field name or a TextSpec; ``group_field``: a record field carried as
     ``ScoredDocument.group``; ``tokenizer_digest``: the tokenizer file's SHA-256 (part of
-    the scoring fingerprint). The targets are prepared (ordered, fingerprinted) here, in
+    the scoring fingerprint); ``max_record_bytes``: larger records are dead letters (part of
+    it too). The targets are prepared (ordered, fingerprinted) here, in
     the launcher, once. Every pass after scoring reads the tables again (``io.keys``), so
     no step keeps every key; ``io.write.WriteSelected`` fetches the selected records."""
 
@@ -131,15 +133,17 @@ class SelectFiles(beam.PTransform):
                  text_field: Union[str, TextSpec] = "text", id_field: str = "id",
                  spec: ScoringSpec = ScoringSpec(), group_field: Optional[str] = None,
                  allow_contaminated: bool = False, tokenizer_digest: Optional[str] = None,
-                 source_format: str = "auto"):
+                 source_format: str = "auto",
+                 max_record_bytes: Optional[int] = DEFAULT_MAX_RECORD_BYTES):
         super().__init__()
         self._sources, self._source_format = sorted(set(sources)), source_format
         self._rule, self._spec, self._tables = rule, spec, tables
         self._targets: PreparedTargets = prepare_targets(targets)
         self._text, self._id_field, self._group_field = as_text_spec(text_field), id_field, group_field
+        self._max_record_bytes = max_record_bytes
         self._allow_contaminated = allow_contaminated
         self.fingerprint = scoring_fingerprint(spec, self._targets, self._text, id_field,
-                                               group_field, tokenizer_digest)
+                                               group_field, tokenizer_digest, max_record_bytes)
 
     def expand(self, pbegin):
         guard = bool(self._spec.contamination_ngram)
@@ -153,7 +157,8 @@ class SelectFiles(beam.PTransform):
                   | "WithFormat" >> beam.Map(lambda path: (path, formats.format_of(path, source_format).NAME))
                   .with_output_types(Tuple[str, str])
                   | "ScoreFiles" >> ScoreFiles(targets, self._spec, self._text, self._id_field,
-                                               self._group_field, self._tables, self.fingerprint))
+                                               self._group_field, self._tables, self.fingerprint,
+                                               self._max_record_bytes))
         candidates = "clean" if guard and not self._allow_contaminated else None
         selection = tables | "SelectDocuments" >> SelectDocuments(
             self._rule, read=functools.partial(keys.read_keys, only=candidates))
@@ -252,18 +257,19 @@ class _AssembleSelect:
 
 def build_pipeline(p: beam.Pipeline, config: SelectConfig, files: Sequence,
                    targets: Sequence[Document], plan: Optional[OutputPlan] = None,
-                   tokenizer_digest: Optional[str] = None):
+                   tokenizer_digest: Optional[str] = None, staging: Optional[str] = None):
     """Add the whole job to ``p``. ``files``: the resolved source files ((path, format)
     pairs from ``io.files.resolve_sources``, or paths); ``targets``: the parsed target
     documents (``io.targets.load_targets``); ``plan``: how the output is written (default:
     ``io.write.plan_output`` from the config); ``tokenizer_digest``: the SHA-256 of the
-    ``--tokenizer`` file. Returns the ZipFitResult."""
+    ``--tokenizer`` file; ``staging``: the staging directory (default: a new name; ``run``
+    claims one, ``io.publish.claim_staging``). Returns the ZipFitResult."""
     files: List[InputFile] = [(f, formats.detect_format(f)) if isinstance(f, str) else tuple(f)
                               for f in files]
     if plan is None:
         plan = plan_output(files, config.output_format, config.output_suffix,
                            config.num_shards, config.source_text, config.source_format)
-    staging = out.staging_dir(config.output)
+    staging = staging or out.staging_dir(config.output)
     # The key tables: in the cache, or in the staging area, where they are published as
     # DIR/scores/ with --write-scores and removed with it otherwise.
     staged_scores = posixpath.join(staging, out.SCORES_DIR)
@@ -271,7 +277,7 @@ def build_pipeline(p: beam.Pipeline, config: SelectConfig, files: Sequence,
         config.sources, targets, config.rule, config.cache or staged_scores, config.source_text,
         config.id_field, config.scoring, group_field=config.group_field,
         allow_contaminated=config.allow_contaminated, tokenizer_digest=tokenizer_digest,
-        source_format=config.source_format)
+        source_format=config.source_format, max_record_bytes=config.max_record_bytes)
     result = p | "ZipFitSelect" >> select
 
     staged = [result.selected | "WriteSelected" >> WriteSelected(
@@ -322,7 +328,7 @@ def run(argv: Optional[List[str]] = None, wait: bool = True):
     config, pipeline_options = parse_select_args(argv)
     files = resolve_sources(config.sources, config.source_format)
     targets = load_targets(config.targets, config.target_text, config.id_field,
-                           config.target_format)
+                           config.target_format, config.max_record_bytes)
     plan = plan_output(files, config.output_format, config.output_suffix,
                        config.num_shards, config.source_text, config.source_format)
     tokenizer_digest = None
@@ -337,10 +343,13 @@ def run(argv: Optional[List[str]] = None, wait: bool = True):
         progress.count_records_in_background(files)
     started = time.monotonic()
     p = beam.Pipeline(options=pipeline_options)
-    build_pipeline(p, config, files, targets, plan, tokenizer_digest)
-    result = p.run()
+    with out.claim_staging(config.output, out.launcher_runs_job(pipeline_options),
+                           pipeline_options) as staging:
+        build_pipeline(p, config, files, targets, plan, tokenizer_digest, staging)
+        result = p.run()
+        if wait:
+            result.wait_until_finish()
     if wait:
-        result.wait_until_finish()
         finish(config, time.monotonic() - started)
     return result
 

@@ -114,12 +114,15 @@ class SumTuplesCombineFn(beam.CombineFn):
         return (0,) * self._width
 
     def add_input(self, acc, row):
-        return tuple(a + b for a, b in zip(acc, row))
+        return _add(acc, row)
 
     def merge_accumulators(self, accs):
+        # Not through add_input: subclasses take other inputs there (TotalsCombineFn: a
+        # ScoredDocument). Beam merges only when there are two or more accumulators (two
+        # bundles or workers), which a local run of a small job never has.
         out = self.create_accumulator()
         for acc in accs:
-            out = self.add_input(out, acc)
+            out = _add(out, acc)
         return out
 
     def extract_output(self, acc):
@@ -156,6 +159,10 @@ class WhereCombineFn(beam.CombineFn):
 
 
 Totals = Tuple[int, int, int]  # docs, bytes, tokens
+
+
+def _add(acc: tuple, row: tuple) -> tuple:
+    return tuple(a + b for a, b in zip(acc, row))
 
 
 def _totals(doc: ScoredDocument) -> Totals:

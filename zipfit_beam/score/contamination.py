@@ -49,6 +49,53 @@ def normalize(text: str) -> List[str]:
     return _TOKEN.findall(text.lower())
 
 
+# Tokens per block of a long document (``token_blocks``), and characters lowercased at a
+# time: ``str.lower`` of a non-ASCII text allocates 12 bytes per character for a moment
+# (CPython's full case mapping buffer), so a long text is lowercased piece by piece.
+SEGMENT_TOKENS = 1 << 16
+LOWER_CHARS = 1 << 20
+_ASCII_SPACE = re.compile(r"[ \t\n\r]")
+
+
+def lowered_pieces(text: str, size: Optional[int] = None) -> Iterator[str]:
+    """``text.lower()`` in consecutive pieces of about ``size`` characters (default
+    ``LOWER_CHARS``), each cut just after an ASCII space, tab or newline. Their
+    concatenation is ``text.lower()`` exactly: such a character is neither cased nor
+    case-ignorable, so no context-dependent mapping (the Greek final sigma) looks across
+    it, and it separates tokens, so no token is split. A text without such a character
+    after ``size`` is lowercased whole from there."""
+    size = size or LOWER_CHARS
+    start, n = 0, len(text)
+    while start < n:
+        cut = _ASCII_SPACE.search(text, start + size) if start + size < n else None
+        end = n if cut is None else cut.end()
+        yield text[start:end].lower() if (start, end) != (0, n) else text.lower()
+        start = end
+
+
+def token_blocks(text: str, overlap: int, segment: Optional[int] = None) -> Iterator[List[str]]:
+    """``normalize(text)`` in consecutive lists of at most ``segment`` + ``overlap`` tokens
+    (default ``SEGMENT_TOKENS``), each after the first starting with the last ``overlap``
+    tokens of the one before; a text of at most ``segment`` characters is one list. The
+    tokens are those of ``normalize`` (see ``lowered_pieces``)."""
+    segment = segment or SEGMENT_TOKENS
+    if len(text) <= segment:
+        yield normalize(text)
+        return
+    block: List[str] = []
+    fresh = 0  # tokens in the block beyond the overlap carried over
+    for piece in lowered_pieces(text):
+        for m in _TOKEN.finditer(piece):
+            block.append(m.group())
+            fresh += 1
+            if fresh >= segment:
+                yield block
+                block = block[len(block) - overlap:] if overlap else []
+                fresh = 0
+    if fresh or not block:
+        yield block
+
+
 def token_hash(token: str) -> int:
     return int.from_bytes(hashlib.blake2b(token.encode("utf-8"), digest_size=8).digest(), "little")
 
@@ -187,24 +234,36 @@ class ContaminationIndex:
         return tables, ids
 
     def match(self, text: str) -> Optional[Match]:
-        """The document's match against the targets, or None when it shares no n-gram."""
+        """The document's match against the targets, or None when it shares no n-gram.
+
+        A long document is walked in blocks of ``SEGMENT_TOKENS`` tokens that overlap by
+        (largest n-gram size - 1) tokens, each window counted in exactly one block: the
+        same answer as one pass, holding one block's tokens and hashes at a time."""
         if not self._by_size:
             return None
-        tokens = normalize(text)
+        overlap = max(self._by_size) - 1
         shared: Dict[str, int] = {}  # target id -> n-grams it shares with the document
         windows = 0
-        for size, (hashes, ids) in self._by_size.items():
-            probe = window_hashes(tokens, size)
-            if not len(probe):
-                continue
-            where = np.searchsorted(hashes, probe)
-            where[where == len(hashes)] = 0
-            found = np.flatnonzero(hashes[where] == probe)
-            windows += len(found)
-            for i in found:
-                for target_id in ids[int(where[i])]:
-                    shared[target_id] = shared.get(target_id, 0) + 1
+        for k, tokens in enumerate(token_blocks(text, overlap)):
+            for size, (hashes, ids) in self._by_size.items():
+                windows += self._match_block(tokens, size, hashes, ids, overlap - size + 1 if k else 0,
+                                             shared)
         if not windows:
             return None
         best = min(shared, key=lambda t: (-shared[t], t))
         return Match(best, windows)
+
+    @staticmethod
+    def _match_block(tokens, size, hashes, ids, skip: int, shared: Dict[str, int]) -> int:
+        """Count one block's windows of ``size`` that are target n-grams (the first ``skip``
+        were counted in the block before), adding to ``shared``; returns how many."""
+        probe = window_hashes(tokens, size)[skip:]
+        if not len(probe):
+            return 0
+        where = np.searchsorted(hashes, probe)
+        where[where == len(hashes)] = 0
+        found = np.flatnonzero(hashes[where] == probe)
+        for i in found:
+            for target_id in ids[int(where[i])]:
+                shared[target_id] = shared.get(target_id, 0) + 1
+        return len(found)

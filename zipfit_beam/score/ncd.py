@@ -28,10 +28,10 @@ import hashlib
 import importlib
 import threading
 import zlib
-from typing import Callable, Dict, NamedTuple, Optional, Sequence
+from typing import Callable, Dict, Iterator, NamedTuple, Optional, Sequence
 
 __all__ = ["gzip_length", "Compressor", "default_level", "ncd", "check_compressor",
-           "kernel_name", "TargetSet", "split_chunks", "document_score"]
+           "kernel_name", "TargetSet", "split_chunks", "iter_chunks", "document_score"]
 
 GZIP_FRAMING_BYTES = 18  # 10-byte gzip header + 8-byte CRC32/ISIZE trailer
 
@@ -168,11 +168,66 @@ _KERNEL = _load_kernel()
 _ZLIB_CANONICAL = zlib_is_canonical()
 
 
+# --- the lz4 kernel ----------------------------------------------------------------------
+#
+# zipfit_beam.score._lz4len reproduces len(lz4.frame.compress(b, compression_level=L)) for L in
+# 0..2 (LZ4F's fast mode at acceleration 1; python-lz4's default frame) without compressing,
+# and reuses the source's work across targets. Used only when built and when a self-check
+# at import agrees with the lz4.frame this interpreter has; else lz4.frame is called.
+
+LZ4_KERNEL_LEVELS = (0, 1, 2)
+
+
+def _load_lz4_kernel():
+    """The C lz4 length module, or None when it is not built or disagrees with lz4.frame."""
+    try:
+        from zipfit_beam.score import _lz4len  # type: ignore[attr-defined]
+        import lz4.frame  # noqa: F401  (the self-check's reference)
+    except ImportError:
+        return None
+    # Empty, short (< 13 bytes: all literals), repetitive, incompressible (a stored block),
+    # and a two-block linked frame: a stored first block the second one copies from.
+    noise = b"".join(hashlib.sha256(i.to_bytes(2, "little")).digest() for i in range(2100))
+    probe = [b"", b"a", b"hello world!", b"abcabcabcabc" * 40, noise[:300],
+             noise[:66_000] + noise[10_000:15_000]]
+    kernel = _lz4len.Lz4Targets(probe)
+    for level in LZ4_KERNEL_LEVELS:
+        for x in probe:
+            if kernel.concat_lengths(x) != [_lz4_length(x + y, level) for y in probe]:
+                return None
+            if _lz4len.lz4_length(x) != _lz4_length(x, level):
+                return None
+    return _lz4len
+
+
+_LZ4_KERNEL = _load_lz4_kernel()
+
+
+def _lz4_kernel_functions(texts: Sequence[bytes]):
+    """(length, concat_lengths) for TargetSet from the lz4 kernel; inputs past the kernel's
+    32-bit limit (2 GB) go to lz4.frame."""
+    k = _LZ4_KERNEL
+    targets = k.Lz4Targets(texts)
+    limit = k.MAX_INPUT - max(map(len, texts), default=0)
+
+    def length(x: bytes) -> int:
+        return k.lz4_length(x) if len(x) <= k.MAX_INPUT else _lz4_length(x, 0)
+
+    def concat_lengths(x: bytes) -> list[int]:
+        if len(x) <= limit:
+            return targets.concat_lengths(x)
+        return [_lz4_length(x + y, 0) for y in texts]
+
+    return length, concat_lengths
+
+
 def kernel_name(compressor: str = "gzip", level: int = 1) -> str:
-    """Which implementation scores this compressor/level here: 'c-gzip1' (the exact C
-    kernel) or the compressor's own library ('zlib', 'lz4.frame', ...)."""
+    """Which implementation scores this compressor/level here: 'c-gzip1' or 'c-lz4' (the
+    exact C kernels) or the compressor's own library ('zlib', 'lz4.frame', ...)."""
     if _KERNEL is not None and compressor == "gzip" and level == 1:
         return "c-gzip1"
+    if _LZ4_KERNEL is not None and compressor == "lz4" and level in LZ4_KERNEL_LEVELS:
+        return "c-lz4"
     return COMPRESSORS[compressor].module
 
 
@@ -243,6 +298,8 @@ class TargetSet:
             self._length = _KERNEL.gzip1_length
             self._concat_lengths = kernel.concat_lengths
             self._kernel_alignment = kernel.alignment
+        elif use_kernel and kernel_name(compressor, level) == "c-lz4":
+            self._length, self._concat_lengths = _lz4_kernel_functions(self.texts)
         else:
             self._length = functools.partial(COMPRESSORS[compressor].length, level=level)
             self._concat_lengths = self._generic_concat_lengths
@@ -290,14 +347,19 @@ def split_chunks(data: bytes, chunk_bytes: int) -> list[bytes]:
     Equal sizes (rather than full chunks and a short tail) keep every chunk above
     chunk_bytes / 2: a tiny tail chunk would score like a tiny document, and gzip-1
     ZIP-FIT favours short documents."""
+    return list(iter_chunks(data, chunk_bytes))
+
+
+def iter_chunks(data: bytes, chunk_bytes: int) -> Iterator[bytes]:
+    """``split_chunks`` one chunk at a time (so scoring holds one chunk, not a second copy
+    of the document)."""
     n = max(1, -(-len(data) // chunk_bytes))
     size, extra = divmod(len(data), n)
-    out, start = [], 0
+    start = 0
     for i in range(n):
         end = start + size + (1 if i < extra else 0)
-        out.append(data[start:end])
+        yield data[start:end]
         start = end
-    return out
 
 
 def document_score(targets: "TargetSet", data: bytes, max_bytes: int | None = None,
@@ -307,7 +369,7 @@ def document_score(targets: "TargetSet", data: bytes, max_bytes: int | None = No
         data = data[:max_bytes]
     if chunk_bytes is None or len(data) <= chunk_bytes:
         return targets.alignment(data)
-    scores = [targets.alignment(c) for c in split_chunks(data, chunk_bytes)]
+    scores = [targets.alignment(c) for c in iter_chunks(data, chunk_bytes)]
     if reduce == "max":
         return max(scores)
     if reduce == "mean":

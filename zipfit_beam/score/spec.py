@@ -108,12 +108,14 @@ SCORES_VERSION = 1
 
 
 def scoring_fingerprint(spec: ScoringSpec, targets: PreparedTargets, text, id_field: str,
-                        group_field: Optional[str], tokenizer_digest: Optional[str] = None) -> str:
+                        group_field: Optional[str], tokenizer_digest: Optional[str] = None,
+                        max_record_bytes: Optional[int] = None) -> str:
     """A digest of everything that decides a source file's keys: the targets' content, the
     settings that change scores, token counts or the guard (not threads, batch size or
     progress), which lengths this machine computes (``ncd.scoring_class``: tables made with
     zlib-ng are not reused where scores follow canonical zlib), how records become documents
-    (text spec, id and group fields), the content of the tokenizer file and ``SCORES_VERSION``."""
+    (text spec, id and group fields, the largest record read), the content of the tokenizer
+    file and ``SCORES_VERSION``."""
     import json
     parts = {"version": SCORES_VERSION, "targets": targets.fingerprint,
              "compressor": spec.compressor, "level": spec.level,
@@ -121,5 +123,6 @@ def scoring_fingerprint(spec: ScoringSpec, targets: PreparedTargets, text, id_fi
              "max_doc_bytes": spec.max_doc_bytes, "chunk_bytes": spec.chunk_bytes,
              "chunk_reduce": spec.chunk_reduce, "tokenizer": spec.tokenizer,
              "tokenizer_sha256": tokenizer_digest, "ngram": spec.contamination_ngram,
-             "text": repr(text), "id_field": id_field, "group_field": group_field}
+             "text": repr(text), "id_field": id_field, "group_field": group_field,
+             "max_record_bytes": max_record_bytes}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()

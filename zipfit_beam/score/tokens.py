@@ -34,8 +34,15 @@ _PRETOKEN = re.compile(
     r"""'(?i:[sdmt]|ll|ve|re)| ?[^\W\d_]+| ?\d{1,3}| ?[^\s\w]+|_+|\s+(?!\S)|\s+""")
 
 
+# Longer texts are counted match by match: findall's list would hold one string per token
+# (about 10x the text's size in memory).
+_FINDALL_CHARS = 1 << 20
+
+
 def count_regex(text: str) -> int:
-    return max(1, len(_PRETOKEN.findall(text)))
+    if len(text) <= _FINDALL_CHARS:
+        return max(1, len(_PRETOKEN.findall(text)))
+    return max(1, sum(1 for _ in _PRETOKEN.finditer(text)))
 
 
 class TokenCounter:

@@ -22,6 +22,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from zipfit_beam.io import keys
 from zipfit_beam.io.files import InputFile
 from zipfit_beam.io.keys import KeyTable
+from zipfit_beam.formats.base import DEFAULT_MAX_RECORD_BYTES
 from zipfit_beam.io.parse import parse_any
 from zipfit_beam.io.read import iter_input, needed_fields
 from zipfit_beam.io.templates import TextSpec
@@ -212,7 +213,9 @@ class ScoreFilesDoFn(beam.DoFn):
     metrics do not depend on what the cache held."""
 
     def __init__(self, spec: ScoringSpec, text: TextSpec, id_field: str,
-                 group_field: Optional[str], tables: str, fingerprint: str):
+                 group_field: Optional[str], tables: str, fingerprint: str,
+                 max_record_bytes: Optional[int] = DEFAULT_MAX_RECORD_BYTES):
+        self._max_record_bytes = max_record_bytes  # larger records: record_too_large
         self._spec, self._scorer = spec, BatchScorer(spec)
         self._text, self._id_field, self._group_field = text, id_field, group_field
         self._fields = needed_fields(text, id_field, group_field)
@@ -254,7 +257,7 @@ class ScoreFilesDoFn(beam.DoFn):
 
         def batches():
             batch: List[Document] = []
-            for record in iter_input(path, fmt, self._fields):
+            for record in iter_input(path, fmt, self._fields, self._max_record_bytes):
                 parsed = record if isinstance(record, DeadLetter) else parse_any(
                     record, self._text, self._id_field, self._group_field)
                 if isinstance(parsed, DeadLetter):
@@ -283,10 +286,12 @@ class ScoreFiles(beam.PTransform):
     scoring fingerprint (``score.spec.scoring_fingerprint``)."""
 
     def __init__(self, targets: PCollection, spec: ScoringSpec, text: TextSpec, id_field: str,
-                 group_field: Optional[str], tables: str, fingerprint: str):
+                 group_field: Optional[str], tables: str, fingerprint: str,
+                 max_record_bytes: Optional[int] = DEFAULT_MAX_RECORD_BYTES):
         super().__init__()
         self._targets = targets
-        self._dofn = ScoreFilesDoFn(spec, text, id_field, group_field, tables, fingerprint)
+        self._dofn = ScoreFilesDoFn(spec, text, id_field, group_field, tables, fingerprint,
+                                    max_record_bytes)
 
     def expand(self, files):
         return (files

@@ -15,7 +15,7 @@ from zipfit_beam.records import ScoredDocument, rank_key
 from zipfit_beam.select import cut as sel
 from zipfit_beam.select.cut import SelectionKey, SelectionRule
 
-__all__ = ["Selection", "HistogramCombineFn", "selection_key", "FindCut", "SelectDocuments",
+__all__ = ["Selection", "HistogramCombineFn", "selection_key", "over_documents", "FindCut", "SelectDocuments",
            "SelectTopK"]
 
 
@@ -51,14 +51,18 @@ def selection_key(doc: ScoredDocument) -> SelectionKey:
     return SelectionKey(rank_key(doc), doc.tokens)
 
 
-def reader(read: Optional[Callable]) -> Callable:
-    """``documents(pcoll, label)``: the scored documents ``pcoll`` holds. With ``read`` None,
-    ``pcoll`` is a PCollection[ScoredDocument] itself; else it holds key tables (or any
-    handles) and each use reads them again, a FlatMap of ``read`` of its own, so that no
-    runner has to keep every key between the passes (the spine of ``io.keys``)."""
-    if read is None:
-        return lambda pcoll, label: pcoll
-    return lambda pcoll, label: pcoll | label >> beam.FlatMap(read).with_output_types(ScoredDocument)
+def over_documents(read: Optional[Callable]) -> Callable:
+    """``apply(pcoll, label, fn, *side_inputs)``: ``fn(document, *sides) -> iterable`` over
+    the scored documents ``pcoll`` holds, as one FlatMap. With ``read`` None, ``pcoll`` is a
+    PCollection[ScoredDocument] itself; else it holds key tables (or any handles) and the
+    FlatMap reads them again. Reading and ``fn`` are one step on purpose: a read of its own
+    would run as soon as the tables exist, and a runner would then keep every key until the
+    side inputs of ``fn`` are ready (the spine of ``io.keys`` is that none does)."""
+    def apply(pcoll, label, fn, *sides, output_type=None):
+        step = beam.FlatMap(fn, *sides) if read is None else beam.FlatMap(
+            lambda handle, *s: (out for d in read(handle) for out in fn(d, *s)), *sides)
+        return pcoll | label >> (step.with_output_types(output_type) if output_type else step)
+    return apply
 
 
 class FindCut(beam.PTransform):
@@ -69,12 +73,12 @@ class FindCut(beam.PTransform):
 
     Round 1 needs no side input, so it runs in the pass that produces the documents;
     round 2 reads the documents again and only the boundary bin's (key, tokens) pairs go
-    on: no PCollection of all keys. ``read``: see ``reader`` (the input then holds key
-    tables, read once per pass)."""
+    on: no PCollection of all keys. ``read``: see ``over_documents`` (the input then holds
+    key tables, read once per pass)."""
 
     def __init__(self, rule: SelectionRule, read: Optional[Callable] = None):
         super().__init__()
-        self._rule, self._documents = rule, reader(read)
+        self._rule, self._over_documents = rule, over_documents(read)
 
     def expand(self, source):
         rule = self._rule
@@ -86,16 +90,15 @@ class FindCut(beam.PTransform):
 
         # CombineGlobally(...).without_defaults() + AsSingleton(default_value=...) instead of
         # the default-injecting CombineGlobally: the same result in fewer stages.
-        hist = (self._documents(source, "ReadKeys1")
-                | "Digits1" >> beam.Map(lambda d: (sel.first_digit(selection_key(d), rule),
-                                                   selection_key(d)))
+        hist = (self._over_documents(source, "Digits1", lambda d: [
+                    (sel.first_digit(selection_key(d), rule), selection_key(d))])
                 | "Histogram1" >> beam.CombineGlobally(HistogramCombineFn()).without_defaults())
         cursor = (source.pipeline
                   | "Once" >> beam.Create([None])
                   | "Advance1" >> beam.Map(lambda _, h: sel.first_round(h, rule),
                                            AsSingleton(hist, default_value={})))
-        candidates = self._documents(source, "ReadKeys2") | "Candidates2" >> beam.FlatMap(
-            round2_candidates, AsSingleton(cursor)).with_output_types(SelectionKey)
+        candidates = self._over_documents(source, "Candidates2", round2_candidates,
+                                          AsSingleton(cursor), output_type=SelectionKey)
         for r in range(2, sel.ROUNDS + 1):
             hist = (candidates
                     | f"Digits{r}" >> beam.Map(_with_digit, AsSingleton(cursor))
@@ -116,7 +119,7 @@ class SelectDocuments(beam.PTransform):
 
     Only small (key, tokens) pairs go through the cut-finding rounds; the documents stay
     where they are and are filtered against the cut (a singleton side input). ``read``:
-    the input holds key tables, read again by each pass (see ``reader``)."""
+    the input holds key tables, read again by each pass (see ``over_documents``)."""
 
     def __init__(self, rule: Union[SelectionRule, int], read: Optional[Callable] = None):
         super().__init__()
@@ -125,9 +128,9 @@ class SelectDocuments(beam.PTransform):
 
     def expand(self, source):
         cut = source | "FindCut" >> FindCut(self._rule, self._read)
-        scored = reader(self._read)(source, "ReadKeys")
-        selected = scored | "KeepSelected" >> beam.Filter(
-            lambda d, c: sel.keeps(c, rank_key(d)), AsSingleton(cut))
+        selected = over_documents(self._read)(
+            source, "KeepSelected", lambda d, c: [d] if sel.keeps(c, rank_key(d)) else [],
+            AsSingleton(cut), output_type=ScoredDocument)
         threshold = cut | "Threshold" >> beam.Map(lambda c: c.threshold)
         return Selection(selected, threshold, cut)
 
