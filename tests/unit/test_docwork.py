@@ -145,6 +145,56 @@ def test_every_code_point_in_context():
     assert bad == []
 
 
+def test_long_non_ascii_texts_are_lowercased_piece_by_piece_exactly():
+    # str.lower() of non-ASCII text is done LOWER_CHARS characters at a time, cut after an
+    # ASCII space, tab, CR or newline (as contamination.lowered_pieces); cut small here, next
+    # to the context-dependent mappings (final sigma, dotted I) and spaces that do not cut.
+    assert ext.LOWER_CHARS == contamination.LOWER_CHARS
+    rng = random.Random(8)
+    parts = ["ΟΔΟΣ", "Σ", "ΑΣ.", "İİ", "I", "ß", "naïve", "x1", "_", "\u00a0", "\u3000", "😀", "e\u0301"]
+    seps = [" ", "\t", "\n", "\r", "", "\u00a0", "-"]
+    texts = ["".join(rng.choice(parts) + rng.choice(seps) for _ in range(rng.randint(1, 400))) for _ in range(60)]
+    texts += ["ΣΣΣΣ" * 50, "Σ " * 100 + "ΟΔΟΣ", "ΟΔΟΣ\u00a0" * 80]  # no cut for long stretches
+    bad = 0
+    for text in texts:
+        expected = [t.encode("utf-8") for t in contamination.normalize(text)]
+        for size in (1, 2, 3, 7, 64, 10 ** 6):
+            bad += ext._guard_tokens(text, True, size)[0] != expected
+    assert bad == 0
+    prepared, index = guard_case()
+    guard, _ = docwork._compiled(index)
+    copies = [t.upper().replace(" ", "\u00a0 ") + " ΟΔΟΣ" for t in prepared.texts]
+    got = ext.analyze(copies, guard, True, lower_chars=5)
+    assert got == ext.analyze(copies, guard, True)
+    assert [(ids_of(r, index)) for r in got] == [index.match(t) for t in copies]
+
+
+def ids_of(row, index):
+    _, ids = docwork._compiled(index)
+    _, rank, windows = row
+    return contamination.Match(ids[rank], windows) if windows else None
+
+
+def test_the_guard_holds_no_per_token_memory():
+    # Window hashes are computed as the tokens stream in (the last n token hashes kept) and
+    # non-ASCII text is lowercased 1 MiB at a time: a text of 24 M tokens (ASCII) or 16 M
+    # characters (non-ASCII) adds no more than a few MB to the process's peak.
+    code = (
+        "import resource, sys\n"
+        "from zipfit_beam.score import contamination, docwork, _docwork\n"
+        "idx = contamination.ContaminationIndex(contamination.target_ngrams('T', ' '.join(f'w{i}' for i in range(40))))\n"
+        "guard, _ = docwork._compiled(idx)\n"
+        "text = sys.argv[1] * int(sys.argv[2])\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "_docwork.analyze([text], guard, True)\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)\n")
+    for unit, times in [("ab ", 8_000_000), ("é ", 8_000_000)]:
+        proc = subprocess.run([sys.executable, "-c", code, unit, str(times)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        grown_mb = int(proc.stdout.strip())
+        assert grown_mb < 40, (unit, grown_mb)  # a token list would be >= 64 MB, whole lower() 190 MB
+
+
 # --- the guard's matches -------------------------------------------------------------------
 
 def guard_case():

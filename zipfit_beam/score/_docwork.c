@@ -18,9 +18,15 @@
  *     the pre-tokenizer's letter and digit pieces are exactly the alphanumeric characters, so the
  *     guard's tokens are the maximal unions of adjacent ones, lowercased A-Z -> a-z on the way.
  *   Other documents: the counter walks the str's code points (1, 2 or 4 bytes each); the guard
- *     walks text.lower(), computed by Python's str.lower() (with the GIL, before the GIL is
- *     released) because full lowercasing is not per character (U+0130 -> "i" + U+0307, final
- *     sigma), then encodes each token to UTF-8 for its hash.
+ *     walks text.lower(), computed by Python's str.lower() because full lowercasing is not per
+ *     character (U+0130 -> "i" + U+0307, final sigma), then encodes each token to UTF-8 for its
+ *     hash.  The GIL is taken back for each str.lower() call, which lowercases LOWER_CHARS
+ *     characters at a time (cut after an ASCII space, tab, CR or newline, as
+ *     contamination.lowered_pieces does; str.lower() allocates 12 bytes per character).
+ *
+ * Memory.  Nothing per token: window hashes are computed as the tokens stream in (a ring of
+ * the last max-n token hashes), and the counter only counts.  A non-ASCII text's UTF-8, when
+ * it is scored, is the one the str caches (PyUnicode_AsUTF8AndSize).
  *
  * blake2b: an own implementation of RFC 7693 (unkeyed, 8-byte digest), checked against hashlib.
  * Token hashes are cached per scratch area (direct-mapped, tokens up to 23 bytes): token
@@ -202,6 +208,30 @@ INLINE int contraction2(Py_UCS4 a, Py_UCS4 b)
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* the guard's index (the Python type GuardIndex is below)                                     */
+
+typedef struct {
+    int n;            /* n-gram size */
+    size_t m;         /* entries */
+    uint64_t *hash;   /* sorted ascending */
+    uint32_t *off;    /* m + 1 */
+    int32_t *member;  /* off[m] */
+    unsigned bits;    /* directory: the top bits of a hash -> its first entry */
+    uint32_t *dir;    /* (1 << bits) + 1 */
+    uint64_t pow_n1;  /* P^(n-1) mod 2^64 */
+} size_table;
+
+typedef struct {
+    PyObject_HEAD
+    int nsizes;
+    size_table *sizes;
+    Py_ssize_t n_ids;
+    int max_n; /* the largest n-gram size */
+} GuardIndexObject;
+
+#define POLY_P 0x100000001B3ULL
+
+/* ------------------------------------------------------------------------------------------ */
 /* scratch areas: one per concurrent call, kept in a pool                                      */
 
 #define CACHE_BITS 15u
@@ -215,22 +245,33 @@ typedef struct {
 
 typedef struct scratch {
     struct scratch *next;
-    uint64_t *tok; /* token hashes of the current document */
-    size_t ntok, tok_cap;
     uint8_t *tb; /* one token's UTF-8 (or lowercased ASCII) bytes */
     size_t tb_cap;
     cache_entry *cache;
+    /* the guard's walk over one document: its windows are hashed as the tokens stream in,
+       so only the last max_n token hashes are kept (ring), whatever the document's length */
+    const GuardIndexObject *g;
+    uint64_t *ring;
+    size_t ring_cap; /* a power of two > max_n */
+    uint64_t nt;     /* tokens so far */
+    uint64_t *hz;    /* per n-gram size: the hash of the current window */
+    size_t hz_cap;
+    int64_t windows;
     int64_t *counts; /* per target rank: windows shared with the document */
     int32_t *touched;
-    size_t counts_cap;
+    size_t ntouched, counts_cap;
     /* testing aids */
-    int record;
+    int record; /* REC_PIECES: the counter's piece ends; REC_TOKENS: the guard's tokens */
+    uint64_t *tok; /* with record: every token hash of the document */
+    size_t ntok, tok_cap;
     int64_t *rec; /* piece ends, or token (start, end) pairs into recb */
     size_t nrec, rec_cap;
     uint8_t *recb;
     size_t nrecb, recb_cap;
     int failed; /* out of memory inside a walk */
 } scratch;
+
+enum { REC_NONE = 0, REC_PIECES = 1, REC_TOKENS = 2 };
 
 static scratch *pool_head = NULL;
 static PyThread_type_lock pool_lock = NULL;
@@ -241,6 +282,8 @@ static void scratch_free(scratch *s)
     free(s->tok);
     free(s->tb);
     free(s->cache);
+    free(s->ring);
+    free(s->hz);
     free(s->counts);
     free(s->touched);
     free(s->rec);
@@ -301,6 +344,101 @@ static void record_piece(scratch *s, int64_t end)
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* the guard's windows, hashed as tokens arrive                                                */
+
+/* start a document; -1 out of memory */
+static int guard_begin(scratch *s, const GuardIndexObject *g)
+{
+    size_t ring = 16;
+    s->g = g;
+    s->nt = 0;
+    s->windows = 0;
+    s->ntouched = 0;
+    if (!g) return 0;
+    while (ring <= (size_t)g->max_n) ring *= 2;
+    if (ring > s->ring_cap) {
+        uint64_t *r = (uint64_t *)realloc(s->ring, ring * sizeof(uint64_t));
+        if (!r) return -1;
+        s->ring = r;
+        s->ring_cap = ring;
+    }
+    if (grow((void **)&s->hz, &s->hz_cap, (size_t)g->nsizes + 1, sizeof(uint64_t))) return -1;
+    memset(s->hz, 0, sizeof(uint64_t) * ((size_t)g->nsizes + 1));
+    if ((size_t)g->n_ids + 1 > s->counts_cap) {
+        size_t cap = (size_t)g->n_ids + 1;
+        int64_t *c = (int64_t *)calloc(cap, sizeof(int64_t));
+        int32_t *t2 = (int32_t *)malloc(cap * sizeof(int32_t));
+        if (!c || !t2) {
+            free(c);
+            free(t2);
+            return -1;
+        }
+        free(s->counts);
+        free(s->touched);
+        s->counts = c; /* all zero; guard_end leaves them zero */
+        s->touched = t2;
+        s->counts_cap = cap;
+    }
+    return 0;
+}
+
+/* one more token hash: every window that ends with it, of every size, is looked up */
+static void guard_feed(scratch *s, uint64_t v)
+{
+    const GuardIndexObject *g = s->g;
+    const size_t mask = s->ring_cap - 1u;
+    uint64_t nt;
+    int z;
+    s->ring[s->nt & mask] = v;
+    nt = ++s->nt;
+    for (z = 0; z < g->nsizes; z++) {
+        const size_table *st = &g->sizes[z];
+        const uint64_t n = (uint64_t)st->n;
+        uint64_t h;
+        size_t slot, e;
+        if (nt <= n) { /* the first window is still filling */
+            h = s->hz[z] = s->hz[z] * POLY_P + v;
+            if (nt < n) continue;
+        } else { /* drop the token that leaves the window, take v in */
+            h = s->hz[z] = (s->hz[z] - s->ring[(nt - 1u - n) & mask] * st->pow_n1) * POLY_P + v;
+        }
+        if (st->m == 0) continue;
+        slot = (size_t)(h >> (64u - st->bits));
+        for (e = st->dir[slot]; e < st->dir[slot + 1]; e++) {
+            if (st->hash[e] == h) {
+                uint32_t q;
+                s->windows++;
+                for (q = st->off[e]; q < st->off[e + 1]; q++) {
+                    int32_t r = st->member[q];
+                    if (s->counts[r]++ == 0) s->touched[s->ntouched++] = r;
+                }
+                break;
+            }
+        }
+    }
+}
+
+/* the document's matching windows; *rank: the target sharing most (ties: smallest rank) */
+static int64_t guard_end(scratch *s, int32_t *rank)
+{
+    size_t t;
+    int32_t best = -1;
+    int64_t most = 0;
+    for (t = 0; t < s->ntouched; t++) {
+        int32_t r = s->touched[t];
+        if (s->counts[r] > most || (s->counts[r] == most && r < best)) {
+            most = s->counts[r];
+            best = r;
+        }
+    }
+    for (t = 0; t < s->ntouched; t++) s->counts[s->touched[t]] = 0;
+    s->ntouched = 0;
+    s->g = NULL;
+    *rank = s->windows ? best : -1;
+    return s->windows;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* token hashes                                                                                */
 
 INLINE uint64_t cheap_hash(const uint8_t *p, size_t n)
@@ -327,17 +465,16 @@ static uint64_t cached_token_hash(scratch *s, const uint8_t *p, size_t n)
 
 static void push_token(scratch *s, const uint8_t *p, size_t n)
 {
-    if (grow((void **)&s->tok, &s->tok_cap, s->ntok + 1, sizeof(uint64_t))) {
-        s->failed = 1;
-        return;
-    }
-    s->tok[s->ntok++] = cached_token_hash(s, p, n);
-    if (s->record) {
-        if (grow((void **)&s->recb, &s->recb_cap, s->nrecb + n, 1) ||
+    uint64_t v = cached_token_hash(s, p, n);
+    if (s->g) guard_feed(s, v);
+    if (s->record == REC_TOKENS) {
+        if (grow((void **)&s->tok, &s->tok_cap, s->ntok + 1, sizeof(uint64_t)) ||
+            grow((void **)&s->recb, &s->recb_cap, s->nrecb + n, 1) ||
             grow((void **)&s->rec, &s->rec_cap, s->nrec + 2, sizeof(int64_t))) {
             s->failed = 1;
             return;
         }
+        s->tok[s->ntok++] = v;
         memcpy(s->recb + s->nrecb, p, n);
         s->rec[s->nrec++] = (int64_t)s->nrecb;
         s->nrecb += n;
@@ -477,7 +614,7 @@ INLINE int64_t pretokenize(scratch *s, int kind, const void *d, size_t n, int sp
             i++; /* unreachable: every character is in one class */
         }
     next:
-        if (s->record && !spans) record_piece(s, (int64_t)i);
+        if (s->record == REC_PIECES) record_piece(s, (int64_t)i);
     }
     if (spans && run_e > run_a) push_ascii_token(s, t, run_a, run_e);
 #undef SPAN
@@ -525,25 +662,6 @@ static void guard_tokens_ucs(scratch *s, int kind, const void *d, size_t n)
 /* ------------------------------------------------------------------------------------------ */
 /* GuardIndex                                                                                  */
 
-typedef struct {
-    int n;            /* n-gram size */
-    size_t m;         /* entries */
-    uint64_t *hash;   /* sorted ascending */
-    uint32_t *off;    /* m + 1 */
-    int32_t *member;  /* off[m] */
-    unsigned bits;    /* directory: the top bits of a hash -> its first entry */
-    uint32_t *dir;    /* (1 << bits) + 1 */
-    uint64_t pow_n1;  /* P^(n-1) mod 2^64 */
-} size_table;
-
-typedef struct {
-    PyObject_HEAD
-    int nsizes;
-    size_table *sizes;
-    Py_ssize_t n_ids;
-} GuardIndexObject;
-
-#define POLY_P 0x100000001B3ULL
 
 static void guard_dealloc(GuardIndexObject *self)
 {
@@ -619,6 +737,7 @@ static int guard_init(GuardIndexObject *self, PyObject *args, PyObject *kwds)
             goto fail;
         }
         st->n = n;
+        if (n > self->max_n) self->max_n = n;
         if (copy_buffer(hashes, (void **)&st->hash, 8, &nh, "hashes") ||
             copy_buffer(offsets, (void **)&st->off, 4, &no, "offsets") ||
             copy_buffer(members, (void **)&st->member, 4, &nm, "members"))
@@ -695,77 +814,14 @@ static PyTypeObject GuardIndexType = {
     .tp_new = PyType_GenericNew,
 };
 
-/* windows of the token hashes s->tok that are in the index; *rank: the target sharing most */
-static int64_t guard_match(scratch *s, const GuardIndexObject *g, int32_t *rank)
-{
-    int64_t windows = 0;
-    size_t nt = 0, t;
-    int z;
-    *rank = -1;
-    if ((size_t)g->n_ids + 1 > s->counts_cap) {
-        size_t cap = (size_t)g->n_ids + 1;
-        int64_t *c = (int64_t *)calloc(cap, sizeof(int64_t));
-        int32_t *t2 = (int32_t *)malloc(cap * sizeof(int32_t));
-        if (!c || !t2) {
-            free(c);
-            free(t2);
-            s->failed = 1;
-            return 0;
-        }
-        free(s->counts);
-        free(s->touched);
-        s->counts = c; /* all zero; every call leaves them zero */
-        s->touched = t2;
-        s->counts_cap = cap;
-    }
-    for (z = 0; z < g->nsizes; z++) {
-        const size_table *st = &g->sizes[z];
-        size_t n = (size_t)st->n, i;
-        uint64_t h = 0;
-        const unsigned shift = 64u - st->bits;
-        if (s->ntok < n || st->m == 0) continue;
-        for (i = 0; i < n; i++) h = h * POLY_P + s->tok[i];
-        for (i = 0;; i++) {
-            size_t slot = (size_t)(h >> shift), e;
-            for (e = st->dir[slot]; e < st->dir[slot + 1]; e++) {
-                if (st->hash[e] == h) {
-                    uint32_t q;
-                    windows++;
-                    for (q = st->off[e]; q < st->off[e + 1]; q++) {
-                        int32_t r = st->member[q];
-                        if (s->counts[r]++ == 0) s->touched[nt++] = r;
-                    }
-                    break;
-                }
-            }
-            if (i + n >= s->ntok) break;
-            h = (h - s->tok[i] * st->pow_n1) * POLY_P + s->tok[i + n];
-        }
-    }
-    if (windows) {
-        int32_t best = -1;
-        int64_t most = 0;
-        for (t = 0; t < nt; t++) {
-            int32_t r = s->touched[t];
-            if (s->counts[r] > most || (s->counts[r] == most && r < best)) {
-                most = s->counts[r];
-                best = r;
-            }
-        }
-        *rank = best;
-    }
-    for (t = 0; t < nt; t++) s->counts[s->touched[t]] = 0;
-    return windows;
-}
-
 /* ------------------------------------------------------------------------------------------ */
 /* analyze                                                                                     */
 
 typedef struct {
-    PyObject *text, *lower; /* owned references */
-    int kind, lkind, ascii;
-    const void *data, *ldata;
-    size_t len, llen;
+    PyObject *text; /* owned reference */
+    int kind, ascii;
+    const void *data;
+    size_t len;
     const uint8_t *utf8; /* the text's UTF-8 (ASCII: its own bytes; else cached in the str) */
     size_t utf8_len;
     int64_t tokens, windows;
@@ -839,43 +895,102 @@ static int ready(PyObject *o)
 #endif
 }
 
-static void work_doc(scratch *s, const GuardIndexObject *g, int count, const scoring *sc, doc *d)
+/* Characters lowercased at a time for the guard (contamination.LOWER_CHARS): str.lower() of
+   non-ASCII text allocates 12 bytes per character for a moment, so a long text is lowercased
+   in pieces, each cut just after an ASCII space, tab, CR or newline at or after that many
+   characters (contamination.lowered_pieces: such a character is neither cased nor
+   case-ignorable, so no mapping looks across it, and it separates tokens). */
+#define LOWER_CHARS ((Py_ssize_t)1 << 20)
+
+INLINE int ascii_space(Py_UCS4 c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+/*
+ * The guard's tokens of a non-ASCII text: each piece lowercased by Python (the GIL taken
+ * back for that, *ts is this thread's state while it is released), then walked here.
+ * 0 ok; -1 a Python error (set; the GIL is released again either way).
+ */
+static int lowered_walk(scratch *s, const doc *d, Py_ssize_t lower_chars, PyThreadState **ts)
 {
+    Py_ssize_t start = 0, n = (Py_ssize_t)d->len;
+    while (start < n && !s->failed) {
+        Py_ssize_t end = n;
+        PyObject *piece, *low;
+        if (start + lower_chars < n) {
+            Py_ssize_t q;
+            for (q = start + lower_chars; q < n; q++)
+                if (ascii_space(rd(d->kind, d->data, (size_t)q))) {
+                    end = q + 1;
+                    break;
+                }
+        }
+        PyEval_RestoreThread(*ts);
+        piece = (start == 0 && end == n) ? (Py_INCREF(d->text), d->text)
+                                          : PyUnicode_Substring(d->text, start, end);
+        low = piece ? PyObject_CallMethod(piece, "lower", NULL) : NULL;
+        Py_XDECREF(piece);
+        if (low && (!PyUnicode_Check(low) || ready(low) < 0)) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "str.lower() did not return a str");
+            Py_CLEAR(low);
+        }
+        *ts = PyEval_SaveThread();
+        if (!low) return -1;
+        guard_tokens_ucs(s, PyUnicode_KIND(low), PyUnicode_DATA(low), (size_t)PyUnicode_GET_LENGTH(low));
+        PyEval_RestoreThread(*ts);
+        Py_DECREF(low);
+        *ts = PyEval_SaveThread();
+        start = end;
+    }
+    return 0;
+}
+
+/*
+ * One document, the GIL released (*ts): its score (with a kernel), its guard match (with g,
+ * or with guard set for the testing aid) and its token count (with count).  The ASCII walk
+ * serves the counter and the guard at once.  0 ok (s->failed: out of memory); -1 Python error.
+ */
+static int work_doc(scratch *s, const GuardIndexObject *g, int guard, int count, const scoring *sc,
+                    doc *d, Py_ssize_t lower_chars, PyThreadState **ts)
+{
+    d->tokens = 0;
+    d->rank = -1;
+    d->windows = 0;
+    d->scored = 0;
     if (sc && sc->kernel) {
         int r = doc_score(sc, d->utf8, d->utf8_len, &d->score);
         if (r < 0) {
             s->failed = 1;
-            return;
+            return 0;
         }
         d->scored = r;
     }
-    s->ntok = 0;
-    d->tokens = 0;
-    d->rank = -1;
-    d->windows = 0;
+    if (guard && guard_begin(s, g) < 0) {
+        s->failed = 1;
+        return 0;
+    }
     if (d->ascii) {
-        if (count) d->tokens = pretokenize(s, PyUnicode_1BYTE_KIND, d->data, d->len, g != NULL);
-        else if (g) guard_tokens_ascii(s, (const uint8_t *)d->data, d->len);
+        if (count) d->tokens = pretokenize(s, PyUnicode_1BYTE_KIND, d->data, d->len, guard);
+        else if (guard) guard_tokens_ascii(s, (const uint8_t *)d->data, d->len);
     } else {
         if (count) d->tokens = pretokenize(s, d->kind, d->data, d->len, 0);
-        if (g) guard_tokens_ucs(s, d->lkind, d->ldata, d->llen);
+        if (guard && lowered_walk(s, d, lower_chars, ts) < 0) {
+            guard_end(s, &d->rank);
+            return -1;
+        }
     }
     if (count && d->tokens < 1) d->tokens = 1;
-    if (g) d->windows = guard_match(s, g, &d->rank);
+    if (guard) d->windows = guard_end(s, &d->rank);
+    return 0;
 }
 
 static void docs_release(doc *docs, Py_ssize_t n)
 {
     Py_ssize_t i;
-    for (i = 0; i < n; i++) {
-        Py_XDECREF(docs[i].text);
-        Py_XDECREF(docs[i].lower);
-    }
+    for (i = 0; i < n; i++) Py_XDECREF(docs[i].text);
     free(docs);
 }
 
-/* fill docs from a sequence of str (references taken); lower() computed when needed */
-static doc *docs_prepare(PyObject *texts, int want_lower, int want_utf8, Py_ssize_t *count)
+/* docs from a sequence of str (references taken), with their UTF-8 when asked */
+static doc *docs_prepare(PyObject *texts, int want_utf8, Py_ssize_t *count)
 {
     PyObject *fast = PySequence_Fast(texts, "texts must be a sequence of str");
     Py_ssize_t i, n;
@@ -914,17 +1029,6 @@ static doc *docs_prepare(PyObject *texts, int want_lower, int want_utf8, Py_ssiz
                 d->utf8_len = (size_t)size;
             }
         }
-        if (want_lower && !d->ascii) {
-            d->lower = PyObject_CallMethod(o, "lower", NULL);
-            if (!d->lower) goto fail;
-            if (!PyUnicode_Check(d->lower) || ready(d->lower) < 0) {
-                PyErr_SetString(PyExc_TypeError, "str.lower() did not return a str");
-                goto fail;
-            }
-            d->lkind = PyUnicode_KIND(d->lower);
-            d->ldata = PyUnicode_DATA(d->lower);
-            d->llen = (size_t)PyUnicode_GET_LENGTH(d->lower);
-        }
     }
     Py_DECREF(fast);
     *count = n;
@@ -933,6 +1037,45 @@ fail:
     Py_DECREF(fast);
     docs_release(docs, n);
     return NULL;
+}
+
+/* a scratch area back to the pool, without a large token buffer one huge token left */
+static void scratch_done(scratch *s)
+{
+    if (s->tb_cap > ((size_t)1 << 20)) {
+        free(s->tb);
+        s->tb = NULL;
+        s->tb_cap = 0;
+    }
+    s->record = REC_NONE;
+    pool_put(s);
+}
+
+/* run work_doc over docs with the GIL released; 0 ok, -1 error set */
+static int work_all(const GuardIndexObject *g, int guard, int count, const scoring *sc, doc *docs,
+                    Py_ssize_t n, Py_ssize_t lower_chars, int record, scratch **keep)
+{
+    scratch *s = pool_get();
+    PyThreadState *ts;
+    Py_ssize_t i;
+    int rc = 0;
+    if (!s) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    s->record = record;
+    s->failed = 0;
+    s->nrec = s->nrecb = s->ntok = 0;
+    ts = PyEval_SaveThread();
+    for (i = 0; i < n && !s->failed && rc == 0; i++) rc = work_doc(s, g, guard, count, sc, &docs[i], lower_chars, &ts);
+    PyEval_RestoreThread(ts);
+    if (rc == 0 && s->failed) {
+        PyErr_NoMemory();
+        rc = -1;
+    }
+    if (keep && rc == 0) *keep = s; /* the caller reads what was recorded, then scratch_done */
+    else scratch_done(s);
+    return rc;
 }
 
 static int load_kernel_kind(kernel_kind *k)
@@ -981,19 +1124,23 @@ static alignment_fn kernel_alignment_for(PyObject *kernel)
 static PyObject *py_analyze(PyObject *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"texts", "index", "count_tokens", "kernel", "max_bytes", "chunk_bytes",
-                             "chunk_mean", NULL};
+                             "chunk_mean", "lower_chars", NULL};
     PyObject *texts, *index = Py_None, *kernel = Py_None, *list;
-    int count = 1, failed = 0, chunk_mean = 0;
+    int count = 1, chunk_mean = 0;
     long long max_bytes = -1, chunk_bytes = 0;
+    Py_ssize_t lower_chars = LOWER_CHARS;
     const GuardIndexObject *g = NULL;
     scoring sc = {NULL, NULL, -1, 0, 0};
     Py_ssize_t n, i;
     doc *docs;
-    scratch *s;
     (void)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|OpOLLp:analyze", kwlist, &texts, &index, &count,
-                                     &kernel, &max_bytes, &chunk_bytes, &chunk_mean))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|OpOLLpn:analyze", kwlist, &texts, &index, &count,
+                                     &kernel, &max_bytes, &chunk_bytes, &chunk_mean, &lower_chars))
         return NULL;
+    if (lower_chars < 1) {
+        PyErr_SetString(PyExc_ValueError, "lower_chars must be >= 1");
+        return NULL;
+    }
     if (index != Py_None) {
         if (!PyObject_TypeCheck(index, &GuardIndexType)) {
             PyErr_SetString(PyExc_TypeError, "index must be a GuardIndex or None");
@@ -1022,23 +1169,11 @@ static PyObject *py_analyze(PyObject *self, PyObject *args, PyObject *kwds)
         sc.chunk_bytes = chunk_bytes;
         sc.chunk_mean = chunk_mean;
     }
-    docs = docs_prepare(texts, g != NULL, sc.kernel != NULL, &n);
+    docs = docs_prepare(texts, sc.kernel != NULL, &n);
     if (!docs) return NULL;
-    s = pool_get();
-    if (!s) {
+    if (work_all(g, g != NULL, count, &sc, docs, n, lower_chars, REC_NONE, NULL) < 0) {
         docs_release(docs, n);
-        return PyErr_NoMemory();
-    }
-    s->record = 0;
-    s->failed = 0;
-    Py_BEGIN_ALLOW_THREADS
-    for (i = 0; i < n && !s->failed; i++) work_doc(s, g, count, &sc, &docs[i]);
-    Py_END_ALLOW_THREADS
-    failed = s->failed;
-    pool_put(s);
-    if (failed) {
-        docs_release(docs, n);
-        return PyErr_NoMemory();
+        return NULL;
     }
     list = PyList_New(n);
     if (!list) {
@@ -1094,25 +1229,16 @@ static PyObject *py_pieces(PyObject *self, PyObject *arg)
 {
     Py_ssize_t n, i;
     doc *docs;
-    scratch *s;
+    scratch *s = NULL;
     PyObject *list = NULL, *one = PyTuple_Pack(1, arg);
     (void)self;
     if (!one) return NULL;
-    docs = docs_prepare(one, 0, 0, &n);
+    docs = docs_prepare(one, 0, &n);
     Py_DECREF(one);
     if (!docs) return NULL;
-    s = pool_get();
-    if (!s) {
-        docs_release(docs, n);
-        return PyErr_NoMemory();
-    }
-    s->record = 1;
-    s->failed = 0;
-    s->nrec = 0;
-    s->ntok = 0;
-    pretokenize(s, docs[0].ascii ? PyUnicode_1BYTE_KIND : docs[0].kind, docs[0].data, docs[0].len, 0);
-    if (!s->failed && (list = PyList_New((Py_ssize_t)s->nrec)) != NULL) {
-        for (i = 0; i < (Py_ssize_t)s->nrec; i++) {
+    if (work_all(NULL, 0, 1, NULL, docs, n, LOWER_CHARS, REC_PIECES, &s) == 0) {
+        list = PyList_New((Py_ssize_t)s->nrec);
+        for (i = 0; list && i < (Py_ssize_t)s->nrec; i++) {
             PyObject *v = PyLong_FromLongLong((long long)s->rec[i]);
             if (!v) {
                 Py_CLEAR(list);
@@ -1120,43 +1246,35 @@ static PyObject *py_pieces(PyObject *self, PyObject *arg)
             }
             PyList_SET_ITEM(list, i, v);
         }
-    } else if (s->failed) PyErr_NoMemory();
-    s->record = 0;
-    pool_put(s);
+        scratch_done(s);
+    }
     docs_release(docs, n);
     return list;
 }
 
-/* _guard_tokens(text, fused=True) -> (the guard's tokens as UTF-8 bytes, their hashes), from
-   the same walk analyze() uses (fused: the counting walk for ASCII text) */
+/* _guard_tokens(text, fused=True, lower_chars=LOWER_CHARS) -> (the guard's tokens as UTF-8
+   bytes, their hashes), from the walk analyze() uses (fused: the counting walk, ASCII text) */
 static PyObject *py_guard_tokens(PyObject *self, PyObject *args)
 {
     PyObject *text, *one, *toks = NULL, *hashes = NULL, *out = NULL;
     int fused = 1;
-    Py_ssize_t n, i;
+    Py_ssize_t n, i, lower_chars = LOWER_CHARS;
     doc *docs;
-    scratch *s;
+    scratch *s = NULL;
     (void)self;
-    if (!PyArg_ParseTuple(args, "U|p:_guard_tokens", &text, &fused)) return NULL;
+    if (!PyArg_ParseTuple(args, "U|pn:_guard_tokens", &text, &fused, &lower_chars)) return NULL;
+    if (lower_chars < 1) {
+        PyErr_SetString(PyExc_ValueError, "lower_chars must be >= 1");
+        return NULL;
+    }
     one = PyTuple_Pack(1, text);
     if (!one) return NULL;
-    docs = docs_prepare(one, 1, 0, &n);
+    docs = docs_prepare(one, 0, &n);
     Py_DECREF(one);
     if (!docs) return NULL;
-    s = pool_get();
-    if (!s) {
+    if (work_all(NULL, 1, fused, NULL, docs, n, lower_chars, REC_TOKENS, &s) < 0) {
         docs_release(docs, n);
-        return PyErr_NoMemory();
-    }
-    s->record = 1;
-    s->failed = 0;
-    s->nrec = s->nrecb = s->ntok = 0;
-    if (docs[0].ascii && fused) pretokenize(s, PyUnicode_1BYTE_KIND, docs[0].data, docs[0].len, 1);
-    else if (docs[0].ascii) guard_tokens_ascii(s, (const uint8_t *)docs[0].data, docs[0].len);
-    else guard_tokens_ucs(s, docs[0].lkind, docs[0].ldata, docs[0].llen);
-    if (s->failed) {
-        PyErr_NoMemory();
-        goto done;
+        return NULL;
     }
     toks = PyList_New((Py_ssize_t)s->ntok);
     hashes = PyList_New((Py_ssize_t)s->ntok);
@@ -1177,8 +1295,7 @@ static PyObject *py_guard_tokens(PyObject *self, PyObject *args)
 done:
     Py_XDECREF(toks);
     Py_XDECREF(hashes);
-    s->record = 0;
-    pool_put(s);
+    scratch_done(s);
     docs_release(docs, n);
     return out;
 }
@@ -1186,14 +1303,14 @@ done:
 static PyMethodDef module_methods[] = {
     {"analyze", (PyCFunction)(void (*)(void))py_analyze, METH_VARARGS | METH_KEYWORDS,
      "analyze(texts, index=None, count_tokens=True, kernel=None, max_bytes=-1, chunk_bytes=0, "
-     "chunk_mean=False) -> [(tokens, rank, windows)] per text, or with a kernel "
+     "chunk_mean=False, lower_chars=LOWER_CHARS) -> [(tokens, rank, windows)] per text, or with a kernel "
      "[(tokens, rank, windows, score or None, utf8 size)]"},
     {"_blake2b", (PyCFunction)py_blake2b, METH_VARARGS,
      "testing aid: _blake2b(data, digest_size=8) -> hashlib.blake2b(data, digest_size=...).digest()"},
     {"_pieces", (PyCFunction)py_pieces, METH_O,
      "testing aid: end offsets of the token counter's pieces of a str"},
     {"_guard_tokens", (PyCFunction)py_guard_tokens, METH_VARARGS,
-     "testing aid: _guard_tokens(text, fused=True) -> (tokens as UTF-8 bytes, token hashes)"},
+     "testing aid: _guard_tokens(text, fused=True, lower_chars=LOWER_CHARS) -> (tokens as UTF-8 bytes, token hashes)"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef moduledef = {
@@ -1213,6 +1330,10 @@ PyMODINIT_FUNC PyInit__docwork(void)
     Py_INCREF(&GuardIndexType);
     if (PyModule_AddObject(m, "GuardIndex", (PyObject *)&GuardIndexType) < 0) {
         Py_DECREF(&GuardIndexType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (PyModule_AddIntConstant(m, "LOWER_CHARS", (long)LOWER_CHARS) < 0) {
         Py_DECREF(m);
         return NULL;
     }
