@@ -140,3 +140,23 @@ def test_fetch_refuses_unknown_files_and_changed_lines(tmp_path):
     row = {"id": "a", "score": 0.1, "tokens": 0, "bytes": 5, "source": path, "position": 1}
     with pytest.raises(ValueError, match="tokens >= 1"):
         row_to_scored(row)
+
+
+@pytest.mark.parametrize("score,tokens", [(float("nan"), 3), (float("inf"), 3), (0.2, 0), (None, 3), (0.2, None)])
+def test_reselect_refuses_a_damaged_scores_table(tmp_path, score, tokens):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from zipfit_beam.io import keys
+    from zipfit_beam.jobs.reselect import checked_batches
+    good = [{"id": f"d{i}", "score": 0.1 * i, "tokens": 2, "bytes": 5, "source": "s.jsonl", "position": i,
+             "group": None, "contaminated_by": ""} for i in range(1, 6)]
+    bad = dict(good[0], id="bad", score=score, tokens=tokens)
+
+    def table(name, rows):
+        path = str(tmp_path / f"keys-{name}.parquet")
+        pq.write_table(pa.Table.from_pylist(rows, schema=keys.key_schema()), path)
+        return keys.KeyTable("s.jsonl", path, "", len(rows), len(rows), ())
+
+    assert [d.id for b in checked_batches(table("good", good)) for d in b.documents()] == [r["id"] for r in good]
+    with pytest.raises(ValueError, match=r"'bad'.*score must be finite and tokens >= 1"):
+        list(checked_batches(table("bad", good + [bad])))

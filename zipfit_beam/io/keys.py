@@ -26,6 +26,7 @@ be missed: replace files, do not edit them, or pass a new ``--cache``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import posixpath
@@ -188,12 +189,14 @@ class KeyBatch:
     (``select.columns``), ``documents(rows)`` for ScoredDocuments of some or all rows."""
 
     def __init__(self, batch):
-        import numpy as np
         self.batch = batch  # the pyarrow RecordBatch, in key_schema()
-        rest = [batch.column(name) for name in ("id", "source", "position")]
-        self.columns = KeyColumns(batch.column("score").to_numpy(zero_copy_only=False).astype(np.float64),
-                                  batch.column("tokens").to_numpy(zero_copy_only=False).astype(np.int64),
-                                  lambda i: tuple(c[i].as_py() for c in rest))
+
+    @functools.cached_property
+    def columns(self) -> KeyColumns:
+        import numpy as np
+        rest = [self.batch.column(name) for name in ("id", "source", "position")]
+        return KeyColumns(self.array("score").astype(np.float64), self.array("tokens").astype(np.int64),
+                          lambda i: tuple(c[i].as_py() for c in rest))
 
     @classmethod
     def of_documents(cls, docs: Sequence[ScoredDocument]) -> "KeyBatch":

@@ -106,10 +106,17 @@ class _AssembleReselect:
                 "threshold": threshold_json(cut.threshold)}
 
 
-def checked_keys(table: KeyTable, only: Optional[str] = None) -> Iterator[ScoredDocument]:
-    """The keys of one table of the scoring run, each checked (``check_scored``)."""
-    for doc in keys.read_keys(table, only):
-        yield check_scored(doc)
+def checked_batches(table: KeyTable, only: Optional[str] = None) -> Iterator[keys.KeyBatch]:
+    """The rows of one table of the scoring run, a batch at a time, each row checked as
+    ``check_scored`` checks it (the first bad row of a batch is refused with its message)."""
+    import pyarrow.compute as pc
+    for batch in keys.read_key_batches(table, only):
+        rb = batch.batch
+        bad = pc.fill_null(pc.or_kleene(pc.invert(pc.is_finite(rb.column("score"))),
+                                        pc.less(rb.column("tokens"), 1)), True)
+        if pc.any(bad).as_py():
+            check_scored(batch.documents([pc.index(bad, True).as_py()])[0])
+        yield batch
 
 
 def build_reselect(p: beam.Pipeline, config: ReselectConfig, previous: dict,
@@ -126,7 +133,7 @@ def build_reselect(p: beam.Pipeline, config: ReselectConfig, previous: dict,
     selection = (p
                  | "ListTables" >> beam.Create(list(tables))
                  | "SelectDocuments" >> SelectDocuments(
-                     config.rule, read=functools.partial(checked_keys, only=only)))
+                     config.rule, batches=functools.partial(checked_batches, only=only)))
     selected = selection.selected | "CheckKnownSource" >> beam.ParDo(
         CheckKnownSourceDoFn([path for path, _ in files])).with_output_types(ScoredDocument)
     staged = [selected | "WriteSelected" >> WriteSelected(

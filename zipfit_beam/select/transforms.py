@@ -16,8 +16,8 @@ from zipfit_beam.select import columns as col
 from zipfit_beam.select import cut as sel
 from zipfit_beam.select.cut import SelectionKey, SelectionRule
 
-__all__ = ["Selection", "HistogramCombineFn", "MergeHistogramsCombineFn", "selection_key", "over_documents",
-           "FindCut", "SelectDocuments", "SelectTopK"]
+__all__ = ["Selection", "HistogramCombineFn", "MergeHistogramsCombineFn", "selection_key", "FindCut",
+           "SelectDocuments", "SelectTopK"]
 
 
 class Selection(NamedTuple):
@@ -59,20 +59,6 @@ def selection_key(doc: ScoredDocument) -> SelectionKey:
     return SelectionKey(rank_key(doc), doc.tokens)
 
 
-def over_documents(read: Optional[Callable]) -> Callable:
-    """``apply(pcoll, label, fn, *side_inputs)``: ``fn(document, *sides) -> iterable`` over
-    the scored documents ``pcoll`` holds, as one FlatMap. With ``read`` None, ``pcoll`` is a
-    PCollection[ScoredDocument] itself; else it holds key tables (or any handles) and the
-    FlatMap reads them again. Reading and ``fn`` are one step on purpose: a read of its own
-    would run as soon as the tables exist, and a runner would then keep every key until the
-    side inputs of ``fn`` are ready (the spine of ``io.keys`` is that none does)."""
-    def apply(pcoll, label, fn, *sides, output_type=None):
-        step = beam.FlatMap(fn, *sides) if read is None else beam.FlatMap(
-            lambda handle, *s: (out for d in read(handle) for out in fn(d, *s)), *sides)
-        return pcoll | label >> (step.with_output_types(output_type) if output_type else step)
-    return apply
-
-
 class FindCut(beam.PTransform):
     """PCollection[ScoredDocument] -> singleton PCollection[Cut], by the radix rounds of
     ``select.cut`` (read its docstring): per round one histogram of at most 2**16 bins over
@@ -81,15 +67,17 @@ class FindCut(beam.PTransform):
 
     Round 1 needs no side input, so it runs in the pass that produces the documents;
     round 2 reads the documents again and only the boundary bin's (key, tokens) pairs go
-    on: no PCollection of all keys. ``read``: see ``over_documents`` (the input then holds
-    key tables, read once per pass). ``batches``: instead of ``read``, handle -> iterator
-    of ``io.keys.KeyBatch``; round 1 and round 2's filter then run as array steps over each
-    batch (``select.columns``), and only the boundary bin's keys become Python objects."""
+    on: no PCollection of all keys. ``batches``: the input holds key tables (or any
+    handles), and ``batches(handle)`` -> iterator of ``io.keys.KeyBatch`` reads one again in
+    each pass; round 1 and round 2's filter then run as array steps over each batch
+    (``select.columns``), and only the boundary bin's keys become Python objects. Reading
+    and the step are one FlatMap on purpose: a read of its own would run as soon as the
+    tables exist, and a runner would then keep every key until the step's side inputs are
+    ready (the spine of ``io.keys`` is that none does)."""
 
-    def __init__(self, rule: SelectionRule, read: Optional[Callable] = None,
-                 batches: Optional[Callable] = None):
+    def __init__(self, rule: SelectionRule, batches: Optional[Callable] = None):
         super().__init__()
-        self._rule, self._over_documents, self._batches = rule, over_documents(read), batches
+        self._rule, self._batches = rule, batches
 
     def expand(self, source):
         rule, batches = self._rule, self._batches
@@ -107,8 +95,8 @@ class FindCut(beam.PTransform):
                         lambda t: (col.first_histogram(b.columns, rule) for b in batches(t)))
                     | "Histogram1" >> beam.CombineGlobally(MergeHistogramsCombineFn()).without_defaults())
         else:
-            hist = (self._over_documents(source, "Digits1", lambda d: [
-                        (sel.first_digit(selection_key(d), rule), selection_key(d))])
+            hist = (source
+                    | "Digits1" >> beam.Map(lambda d: (sel.first_digit(selection_key(d), rule), selection_key(d)))
                     | "Histogram1" >> beam.CombineGlobally(HistogramCombineFn()).without_defaults())
         cursor = (source.pipeline
                   | "Once" >> beam.Create([None])
@@ -119,8 +107,8 @@ class FindCut(beam.PTransform):
                 lambda t, c: (sk for b in batches(t) for sk in col.candidates(b.columns, c, rule)),
                 AsSingleton(cursor)).with_output_types(SelectionKey)
         else:
-            candidates = self._over_documents(source, "Candidates2", round2_candidates,
-                                              AsSingleton(cursor), output_type=SelectionKey)
+            candidates = source | "Candidates2" >> beam.FlatMap(
+                round2_candidates, AsSingleton(cursor)).with_output_types(SelectionKey)
         for r in range(2, sel.ROUNDS + 1):
             hist = (candidates
                     | f"Digits{r}" >> beam.Map(_with_digit, AsSingleton(cursor))
@@ -140,27 +128,25 @@ class SelectDocuments(beam.PTransform):
     optional score floor).
 
     Only small (key, tokens) pairs go through the cut-finding rounds; the documents stay
-    where they are and are filtered against the cut (a singleton side input). ``read``:
-    the input holds key tables, read again by each pass (see ``over_documents``);
-    ``batches``: read as columns instead (see ``FindCut``), the filter an array step too."""
+    where they are and are filtered against the cut (a singleton side input).
+    ``batches``: the input holds key tables, read again by each pass (see ``FindCut``),
+    the filter an array step too."""
 
-    def __init__(self, rule: Union[SelectionRule, int], read: Optional[Callable] = None,
-                 batches: Optional[Callable] = None):
+    def __init__(self, rule: Union[SelectionRule, int], batches: Optional[Callable] = None):
         super().__init__()
         self._rule = rule if isinstance(rule, SelectionRule) else SelectionRule(top_k=rule)
-        self._read, self._batches = read, batches
+        self._batches = batches
 
     def expand(self, source):
         batches = self._batches
-        cut = source | "FindCut" >> FindCut(self._rule, self._read, batches)
+        cut = source | "FindCut" >> FindCut(self._rule, batches)
         if batches is not None:
             selected = source | "KeepSelected" >> beam.FlatMap(
                 lambda t, c: (d for b in batches(t) for d in _kept_documents(b, c)),
                 AsSingleton(cut)).with_output_types(ScoredDocument)
         else:
-            selected = over_documents(self._read)(
-                source, "KeepSelected", lambda d, c: [d] if sel.keeps(c, rank_key(d)) else [],
-                AsSingleton(cut), output_type=ScoredDocument)
+            selected = source | "KeepSelected" >> beam.Filter(
+                lambda d, c: sel.keeps(c, rank_key(d)), AsSingleton(cut)).with_output_types(ScoredDocument)
         threshold = cut | "Threshold" >> beam.Map(lambda c: c.threshold)
         return Selection(selected, threshold, cut)
 
