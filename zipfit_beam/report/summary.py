@@ -101,8 +101,8 @@ class SumTuplesCombineFn(beam.CombineFn):
         return _add(acc, row)
 
     def merge_accumulators(self, accs):
-        # Not through add_input, which subclasses may give other inputs. Beam merges only when there are two or more accumulators (two
-        # bundles or workers), which a local run of a small job never has.
+        # Beam merges only when there are two or more accumulators (two bundles or workers),
+        # which a local run of a small job never has (tests/unit/test_summary_merge.py).
         out = self.create_accumulator()
         for acc in accs:
             out = _add(out, acc)
@@ -184,9 +184,6 @@ class PartsCombineFn(beam.CombineFn):
     def extract_output(self, acc):
         return acc._replace(histogram=dict(sorted(acc.histogram.items())),
                             contaminated_histogram=dict(sorted(acc.contaminated_histogram.items())))
-
-
-Totals = Tuple[int, int, int]  # docs, bytes, tokens
 
 
 def _add(acc: tuple, row: tuple) -> tuple:
