@@ -91,8 +91,15 @@ def test_score_stream_keeps_batch_order_and_results(sources, targets):
             out[threads] = list(scorer.score_stream(iter(batches), prepared))
         finally:
             scorer.teardown()
-    assert out[2] == out[1] and [len(b) for b in out[1]] == [len(b) for b in batches]
-    assert [d.id for b in out[1] for d in b] == [d.id for d in docs]
+    assert out[2] == out[1] and [b for b, _ in out[1]] == batches
+    assert [len(r.scores) for _, r in out[1]] == [len(b) for b in batches]
+    # the columns are what collect's ScoredDocuments carry
+    scorer = BatchScorer(ScoringSpec(batch_size=3))
+    scorer.setup()
+    scored = [d for b in batches for d in scorer.score(b, prepared)]
+    assert [d.id for d in scored] == [d.id for d in docs]
+    assert [(d.score, d.contaminated_by, d.tokens, d.text_bytes) for d in scored] == [
+        row for _, r in out[1] for row in zip(*r)]
 
 
 def test_select_top_k_with_ties_is_exact_and_stable(test_pipeline):

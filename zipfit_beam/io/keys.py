@@ -30,13 +30,16 @@ import functools
 import hashlib
 import json
 import posixpath
-from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from apache_beam.io.filesystems import FileSystems
 
 from zipfit_beam.io.files import create_file, open_file
-from zipfit_beam.records import DeadLetter, ScoredDocument
+from zipfit_beam.records import DeadLetter, Document, ScoredDocument
 from zipfit_beam.select.columns import KeyColumns
+
+if TYPE_CHECKING:
+    from zipfit_beam.score.docwork import ResultColumns
 
 __all__ = ["KeyTable", "key_schema", "rejected_schema", "file_fingerprint", "file_digest",
            "table_name", "find_table", "tables_in", "TableWriter", "KeyBatch", "read_key_batches",
@@ -139,35 +142,59 @@ class TableWriter:
         self._tmp = [tempfile.TemporaryFile(), tempfile.TemporaryFile()]
         self._writers = [pq.ParquetWriter(self._tmp[0], key_schema(), compression="zstd"),
                          pq.ParquetWriter(self._tmp[1], rejected_schema(), compression="zstd")]
-        self._rows: Tuple[list, list] = ([], [])
+        self._keys: Dict[str, list] = {name: [] for name in key_schema().names}  # columns
+        self._rejected: list = []  # rows
         self.read, self.scored, self.reasons = 0, 0, {}
 
-    def _flush(self, which: int) -> None:
+    def _flush_keys(self) -> None:
         import pyarrow as pa
-        rows = self._rows[which]
-        schema = key_schema() if which == 0 else rejected_schema()
-        self._writers[which].write_table(pa.Table.from_pylist(rows, schema=schema))
-        rows.clear()
+        self._writers[0].write_table(pa.Table.from_pydict(self._keys, schema=key_schema()))
+        for column in self._keys.values():
+            column.clear()
+
+    def _flush_rejected(self) -> None:
+        import pyarrow as pa
+        self._writers[1].write_table(pa.Table.from_pylist(self._rejected, schema=rejected_schema()))
+        self._rejected.clear()
 
     def add_keys(self, docs: Sequence[ScoredDocument]) -> None:
-        self._rows[0].extend(map(_row, docs))
-        self.scored += len(docs)
-        self.read += len(docs)
-        if len(self._rows[0]) >= ROW_GROUP_ROWS:
-            self._flush(0)
+        """ScoredDocuments' keys."""
+        self._add({"id": [d.id for d in docs], "score": [d.score for d in docs],
+                   "tokens": [d.tokens for d in docs], "bytes": [d.text_bytes for d in docs],
+                   "source": [d.source for d in docs], "position": [d.position for d in docs],
+                   "group": [d.group for d in docs], "contaminated_by": [d.contaminated_by for d in docs]})
+
+    def add_scored(self, docs: Sequence[Document], results: "ResultColumns") -> None:
+        """Documents' keys from their results' columns (``DocumentWork.collect_columns``):
+        the keys ``add_keys`` of their ScoredDocuments would add, no object per document."""
+        self._add({"id": [d.id for d in docs], "score": results.scores, "tokens": results.tokens,
+                   "bytes": results.sizes, "source": [d.source for d in docs],
+                   "position": [d.position for d in docs], "group": [d.group for d in docs],
+                   "contaminated_by": results.copied})
+
+    def _add(self, columns: Dict[str, list]) -> None:
+        for name, column in self._keys.items():
+            column.extend(columns[name])
+        n = len(columns["id"])
+        self.scored += n
+        self.read += n
+        if len(self._keys["id"]) >= ROW_GROUP_ROWS:
+            self._flush_keys()
 
     def add_rejected(self, dead: DeadLetter) -> None:
-        self._rows[1].append(dead._asdict())
+        self._rejected.append(dead._asdict())
         self.reasons[dead.reason] = self.reasons.get(dead.reason, 0) + 1
         self.read += 1
-        if len(self._rows[1]) >= ROW_GROUP_ROWS:
-            self._flush(1)
+        if len(self._rejected) >= ROW_GROUP_ROWS:
+            self._flush_rejected()
 
     def close(self) -> KeyTable:
         import shutil
+        if self._keys["id"]:
+            self._flush_keys()
+        if self._rejected:
+            self._flush_rejected()
         for which in (0, 1):
-            if self._rows[which]:
-                self._flush(which)
             self._writers[which].close()
             self._tmp[which].seek(0)
             with create_file(self._paths[which]) as out:

@@ -40,7 +40,7 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple
 from zipfit_beam.score import contamination, tokens
 from zipfit_beam.score.ncd import CHUNK_REDUCERS, TargetSet, document_score
 
-__all__ = ["DocumentResult", "DocumentWork", "Submitted", "extension_loaded", "count_tokens", "guard_matches"]
+__all__ = ["DocumentResult", "DocumentWork", "ResultColumns", "Submitted", "extension_loaded", "count_tokens", "guard_matches"]
 
 
 def _load_extension():
@@ -128,29 +128,40 @@ class DocumentWork:
         released), rather than from ``ncd.document_score`` per document."""
         return self._kernel is not None
 
-    def score_part(self, texts: Sequence[str]) -> List[Tuple[float, str, Optional[int], int]]:
-        """(score, copied, tokens or None when counted later, size) per text, on this thread."""
+    def score_part(self, texts: Sequence[str]) -> "ResultColumns":
+        """The texts' results as columns, on this thread; ``tokens`` None when they are
+        counted afterwards, over the whole batch (``collect``)."""
         target_set, long_docs = self.target_set, self.long_documents
+        if not texts:
+            return ResultColumns([], [], None, [])
         if self._kernel is not None:  # everything in one call
             rows = self._ext.analyze(texts, self._guard, self._count_in_pass, self._kernel, **self._kernel_args)
-            ids, counted = self._ids, self._count_in_pass
-            return [(score if score is not None else document_score(target_set, t.encode("utf-8"), **long_docs),
-                     ids[rank] if rank >= 0 else "", n if counted else None, size)
-                    for t, (n, rank, _windows, score, size) in zip(texts, rows)]
+            counts, ranks, _windows, scores, sizes = map(list, zip(*rows))
+            if None in scores:  # chunk scores averaged, or past the kernel's limit: Python's
+                scores = [score if score is not None else document_score(target_set, t.encode("utf-8"), **long_docs)
+                          for t, score in zip(texts, scores)]
+            return ResultColumns(scores, self._copied(ranks), counts if self._count_in_pass else None, sizes)
         data = [t.encode("utf-8") for t in texts]
+        scores = [document_score(target_set, b, **long_docs) for b in data]
+        sizes = list(map(len, data))
         if self._ext is not None and (self._guard is not None or self._count_in_pass):
-            analyzed = self._ext.analyze(texts, self._guard, self._count_in_pass)
-            ids, counted = self._ids, self._count_in_pass
-            return [(document_score(target_set, b, **long_docs), ids[rank] if rank >= 0 else "",
-                     n if counted else None, len(b))
-                    for b, (n, rank, _windows) in zip(data, analyzed)]
+            counts, ranks, _windows = map(list, zip(*self._ext.analyze(texts, self._guard, self._count_in_pass)))
+            return ResultColumns(scores, self._copied(ranks), counts if self._count_in_pass else None, sizes)
         index = self.index
-        out = []
-        for t, b in zip(texts, data):
-            match = index.match(t) if index is not None else None
-            out.append((document_score(target_set, b, **long_docs),
-                        match.target_id if match is not None else "", None, len(b)))
-        return out
+        copied = [""] * len(texts)
+        if index is not None:
+            for i, t in enumerate(texts):
+                match = index.match(t)
+                if match is not None:
+                    copied[i] = match.target_id
+        return ResultColumns(scores, copied, None, sizes)
+
+    def _copied(self, ranks: List[int]) -> List[str]:
+        """The guard's ranks as target ids ("" for -1, and for every text without a guard)."""
+        ids = self._ids
+        if ids is None:
+            return [""] * len(ranks)
+        return [ids[r] if r >= 0 else "" for r in ranks]
 
     def score_batch(self, texts: Sequence[str], pool: Optional[Executor] = None,
                     threads: int = 1) -> List[DocumentResult]:
@@ -170,19 +181,37 @@ class DocumentWork:
 
     def collect(self, submitted: "Submitted") -> List[DocumentResult]:
         """A submitted batch's results, in order (waits for its parts; raises what they raised)."""
-        rows = [r for part in submitted.parts for r in (part if isinstance(part, list) else part.result())]
-        counts = None if not rows or rows[0][2] is not None else self.counter.count(submitted.texts)
-        return [DocumentResult(score, copied, n if counts is None else counts[i], size)
-                for i, (score, copied, n, size) in enumerate(rows)]
+        return list(map(DocumentResult, *self.collect_columns(submitted)))
+
+    def collect_columns(self, submitted: "Submitted") -> "ResultColumns":
+        """``collect`` as columns: one list per field, in order, tokens counted."""
+        parts = [part if isinstance(part, ResultColumns) else part.result() for part in submitted.parts]
+        if len(parts) == 1:
+            scores, copied, counts, sizes = parts[0]
+        else:
+            scores, copied, sizes = ([v for part in parts for v in part[f]] for f in (0, 1, 3))
+            counts = None if parts[0].tokens is None else [v for part in parts for v in part.tokens]
+        if counts is None:
+            counts = self.counter.count(submitted.texts)
+        return ResultColumns(scores, copied, counts, sizes)
+
+
+class ResultColumns(NamedTuple):
+    """A batch's ``DocumentResult`` fields, one list each (tokens None: not counted yet)."""
+    scores: List[float]
+    copied: List[str]
+    tokens: Optional[List[int]]
+    sizes: List[int]
 
 
 class Submitted(NamedTuple):
-    """A batch handed to ``DocumentWork.submit``: its texts, and per part the rows or a future."""
+    """A batch handed to ``DocumentWork.submit``: its texts, and per part its ResultColumns
+    or a future of them."""
     texts: List[str]
     parts: list
 
     def done(self) -> bool:
-        return all(isinstance(p, list) or p.done() for p in self.parts)
+        return all(isinstance(p, ResultColumns) or p.done() for p in self.parts)
 
 
 def count_tokens(texts: Sequence[str]) -> List[int]:

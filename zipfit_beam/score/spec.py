@@ -69,8 +69,14 @@ class ScoringSpec:
 
     def is_chunked(self, size: int) -> bool:
         """Whether a document of ``size`` UTF-8 bytes is scored in chunks."""
-        scored = min(size, self.max_doc_bytes or size)
-        return bool(self.chunk_bytes) and scored > self.chunk_bytes
+        return self.chunked_above is not None and size > self.chunked_above
+
+    @property
+    def chunked_above(self) -> Optional[int]:
+        """Documents over this many UTF-8 bytes are scored in chunks (None: none is)."""
+        if not self.chunk_bytes or (self.max_doc_bytes and self.max_doc_bytes <= self.chunk_bytes):
+            return None
+        return self.chunk_bytes
 
 
 class PreparedTargets(NamedTuple):

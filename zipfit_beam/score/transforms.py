@@ -29,7 +29,7 @@ from zipfit_beam.io.templates import TextSpec
 from zipfit_beam.records import ContaminationHit, DeadLetter, Document, ScoredDocument
 from zipfit_beam.report import progress
 from zipfit_beam.score import ncd
-from zipfit_beam.score.docwork import DocumentWork, Submitted
+from zipfit_beam.score.docwork import DocumentWork, ResultColumns, Submitted
 from zipfit_beam.score.spec import PreparedTargets, ScoringSpec
 from zipfit_beam.score.tokens import load_counter
 
@@ -113,32 +113,40 @@ class BatchScorer:
 
     def collect(self, submitted: Tuple[List[Document], Submitted]) -> List[ScoredDocument]:
         """A submitted batch's ScoredDocuments, in order (waits for it)."""
+        batch, r = self.collect_columns(submitted)
+        return [ScoredDocument(d.id, score, d.source, d.position, n, size, d.group, copied)
+                for d, score, copied, n, size in zip(batch, *r)]
+
+    def collect_columns(self, submitted: Tuple[List[Document], Submitted]
+                        ) -> Tuple[List[Document], ResultColumns]:
+        """``collect`` as the batch and its results' columns (no object per document)."""
         batch, handle = submitted
-        results = self._work.collect(handle)
-        spec = self._spec
+        results = self._work.collect_columns(handle)
         self._scored.inc(len(batch))
         if self._progress is not None:
             self._progress.add(len(batch))
-        chunked = sum(1 for r in results if spec.is_chunked(r.size))
-        if chunked:
-            self._chunked.inc(chunked)
-        return [ScoredDocument(d.id, r.score, d.source, d.position, r.tokens, r.size, d.group, r.copied)
-                for d, r in zip(batch, results)]
+        chunked_above = self._spec.chunked_above
+        if chunked_above is not None:
+            chunked = sum(1 for size in results.sizes if size > chunked_above)
+            if chunked:
+                self._chunked.inc(chunked)
+        return batch, results
 
     def score(self, batch: List[Document], targets: PreparedTargets) -> List[ScoredDocument]:
         return self.collect(self.submit(batch, targets))
 
     def score_stream(self, batches: Iterable[List[Document]], targets: PreparedTargets
-                     ) -> Iterator[List[ScoredDocument]]:
-        """Each batch's ScoredDocuments, in order; with a pool, the next batches are read
-        (the iterator advanced) while up to ``IN_FLIGHT`` are being scored."""
+                     ) -> Iterator[Tuple[List[Document], ResultColumns]]:
+        """Each batch with its results' columns (``collect_columns``), in order; with a pool,
+        the next batches are read (the iterator advanced) while up to ``IN_FLIGHT`` are being
+        scored."""
         in_flight: collections.deque = collections.deque()
         for batch in batches:
             in_flight.append(self.submit(batch, targets))
             while in_flight and (len(in_flight) > IN_FLIGHT or in_flight[0][1].done()):
-                yield self.collect(in_flight.popleft())
+                yield self.collect_columns(in_flight.popleft())
         while in_flight:
-            yield self.collect(in_flight.popleft())
+            yield self.collect_columns(in_flight.popleft())
 
 
 # Batches on a scoring pool at once, per DoFn: enough that a thread finishing its part of one
@@ -271,8 +279,8 @@ class ScoreFilesDoFn(beam.DoFn):
                 yield batch
 
         # with a scoring pool, the next batches are read and parsed while earlier ones score
-        for scored in self._scorer.score_stream(batches(), targets):
-            writer.add_keys(scored)
+        for batch, results in self._scorer.score_stream(batches(), targets):
+            writer.add_scored(batch, results)
         table = writer.close()
         self._count(table)
         self._scored_files.inc()
