@@ -34,6 +34,29 @@ def test_scan_lines_cuts_lines_the_way_readline_did_at_any_read_size(read_bytes)
     assert list(jsonl.scan_lines(io.BytesIO(b""), read_bytes=read_bytes)) == []
 
 
+def test_scan_lines_equals_a_split_of_the_whole_stream_for_any_reads_limits_and_keep():
+    """The whole-line fast path (one split per read) and the path for lines across reads
+    give what splitting the whole stream at once gives."""
+    def expected(data, max_bytes, keep):
+        lines = data.split(b"\n")
+        if lines[-1] == b"":
+            lines.pop()
+        held = [(keep is None or keep(p)) and (max_bytes is None or len(line) <= max_bytes)
+                for p, line in enumerate(lines, 1)]
+        return [(p, line if h else None, len(line), b"" if h else line[:HEAD_BYTES])
+                for (p, line), h in zip(enumerate(lines, 1), held)]
+
+    rnd = random.Random(7)
+    for _ in range(1500):
+        lines = [bytes(rnd.choice(b"ab\r") for _ in range(rnd.choice([0, 1, 2, 5, 30, 300])))
+                 for _ in range(rnd.randint(0, 12))]
+        data = b"\n".join(lines) + (b"\n" if rnd.random() < 0.5 else b"")
+        max_bytes, keep = rnd.choice([None, 0, 3, 40, 250]), rnd.choice([None, lambda p: p % 2 == 0])
+        read_bytes = rnd.choice([1, 2, 3, 7, 64, 1 << 20])
+        got = list(jsonl.scan_lines(io.BytesIO(data), max_bytes, keep, read_bytes=read_bytes))
+        assert got == expected(data, max_bytes, keep), (data, max_bytes, read_bytes)
+
+
 @pytest.mark.parametrize("read_bytes", [1, 5, 1 << 20])
 def test_a_line_over_the_limit_is_a_dead_letter_with_size_position_and_head(read_bytes):
     big = b'{"id": "big", "text": "' + b"x" * 5000 + b'"}'

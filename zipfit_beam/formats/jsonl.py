@@ -115,10 +115,10 @@ def scan_lines(f: BinaryIO, max_bytes: Optional[int] = None,
                read_bytes: int = READ_BYTES) -> Iterator[Tuple[int, Optional[bytes], int, bytes]]:
     """``(position, line, size, head)`` for every line of a decompressed stream, numbered
     from 1: ``line`` is its bytes without the ``\n`` (a ``\r`` stays), ``size`` its
-    length, ``head`` its first ``HEAD_BYTES`` bytes. ``line`` is None when the line is
-    longer than ``max_bytes`` or ``keep(position)`` is false: such a line is only counted
-    as it streams past, never held. A final line without a terminator counts; an empty
-    stream has no lines. A damaged stream raises."""
+    length. ``line`` is None when the line is longer than ``max_bytes`` or ``keep(position)``
+    is false: such a line is only counted as it streams past, never held, and ``head`` is
+    its first ``HEAD_BYTES`` bytes (b"" with a line). A final line without a terminator
+    counts; an empty stream has no lines. A damaged stream raises."""
     position, size, head, parts = 1, 0, b"", []
     holding = keep is None or keep(1)
     # read1: at most one underlying read, so the data a decompressor produced before it
@@ -128,8 +128,20 @@ def scan_lines(f: BinaryIO, max_bytes: Optional[int] = None,
         chunk = read(read_bytes)
         if not chunk:
             break
-        start, n = 0, len(chunk)
+        start, n, last = 0, len(chunk), chunk.rfind(b"\n")
         while start < n:
+            if size == 0 and start <= last:
+                # whole lines from a line's start to the chunk's last terminator: one split
+                for line in chunk[start:last].split(b"\n"):
+                    if (keep is None or keep(position)) and (max_bytes is None or len(line) <= max_bytes):
+                        yield position, line, len(line), b""
+                    else:
+                        yield position, None, len(line), line[:HEAD_BYTES]
+                    position += 1
+                holding = keep is None or keep(position)
+                start = last + 1
+                continue
+            # a line that started in an earlier chunk, or goes on into the next one
             nl = chunk.find(b"\n", start)
             end = n if nl < 0 else nl
             if len(head) < HEAD_BYTES:
@@ -143,13 +155,13 @@ def scan_lines(f: BinaryIO, max_bytes: Optional[int] = None,
             if nl < 0:
                 break
             line = (parts[0] if len(parts) == 1 else b"".join(parts)) if holding else None
-            yield position, line, size, head
+            yield position, line, size, head if line is None else b""
             position, size, head, parts = position + 1, 0, b"", []
             holding = keep is None or keep(position)
             start = nl + 1
     if size:
         line = (parts[0] if len(parts) == 1 else b"".join(parts)) if holding else None
-        yield position, line, size, head
+        yield position, line, size, head if line is None else b""
 
 
 def iter_lines(f: BinaryIO, path: str, max_bytes: Optional[int] = None

@@ -138,10 +138,11 @@ def parse_object(obj: Mapping, source: str, position: int, record: bytes,
         return reject(reason, f"{spec.describe()}: {reader_failure(e)}")
     if problem is not None:
         return reject(*problem)
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as e:  # lone surrogates from \\ud800-style escapes
-        return reject("invalid_utf8", f"{spec.describe()}: {e}")
+    if not value.isascii():  # (O(1) for a str) an ASCII text has no lone surrogate
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:  # lone surrogates from \\ud800-style escapes
+            return reject("invalid_utf8", f"{spec.describe()}: {e}")
     raw_id = obj.get(id_field)
     if raw_id is None:
         doc_id = content_id(value)
