@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from typing import List, Optional
@@ -55,12 +56,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     else:
         print(f"zipfit-beam: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2
+    quiet_collector()
     try:
         run(rest)
     except (ValueError, FileNotFoundError, FileExistsError, ConnectionError) as e:
         print(f"zipfit-beam {command}: error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def quiet_collector() -> None:
+    """Fewer garbage-collector passes for a run that makes millions of short-lived objects:
+    the objects made so far (modules, classes) leave the collector's generations
+    (``gc.freeze``), and a young-generation pass waits for 50,000 new container objects
+    rather than 700. The run's objects mostly die young, so memory stays as it was."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 if __name__ == "__main__":
