@@ -273,3 +273,34 @@ def test_summarize_selection_counts_and_fetches_example_text(tmp_path, sources, 
         summary = (all_docs, selected) | SummarizeSelection(("auto", "text", "id"), "kind",
                                                             "regex-gpt2", sample_size=5, examples=2)
         assert_that(summary, check)
+
+
+def test_a_files_scoring_batches_end_at_batch_chars(tmp_path, sources, targets, monkeypatch):
+    # ScoreFilesDoFn: batch_size documents, or fewer once their texts hold BATCH_CHARS; the
+    # keys are the same either way.
+    from zipfit_beam.io import keys
+    from zipfit_beam.io.templates import as_text_spec
+    from zipfit_beam.score import transforms
+    path = write_lines(tmp_path / "s.jsonl", [json.dumps(s).encode() for s in sources])
+    prepared = prepare_targets(as_docs(targets, "targets.jsonl"))
+    seen, tables, default = {}, {}, transforms.BATCH_CHARS
+    for cap in (default, 3000):
+        monkeypatch.setattr(transforms, "BATCH_CHARS", cap)
+        dofn = transforms.ScoreFilesDoFn(ScoringSpec(), as_text_spec("text"), "id", None,
+                                         str(tmp_path / f"tables-{cap}"), "fp")
+        submit = dofn._scorer.submit
+        sizes = seen[cap] = []
+        monkeypatch.setattr(dofn._scorer, "submit", lambda b, t: (sizes.append(len(b)), submit(b, t))[1])
+        dofn.setup()
+        (table,) = dofn.process((path, "jsonl"), prepared)
+        tables[cap] = sorted(keys.read_keys(table))
+    assert seen[default] == [len(sources)]
+    small = seen[3000]
+    assert len(small) > 3 and sum(small) == len(sources)
+    start = 0  # each batch stops at the first document that takes it to 3000 chars
+    for n in small:
+        texts = [len(s["text"]) for s in sources[start:start + n]]
+        assert sum(texts) >= 3000 or start + n == len(sources)
+        assert sum(texts[:-1]) < 3000
+        start += n
+    assert tables[3000] == tables[default]

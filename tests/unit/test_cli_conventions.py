@@ -81,7 +81,7 @@ def test_every_default_is_shown(command):
 
 def test_defaults_appear_with_their_values():
     text = " ".join(options.select_parser().format_help().split())
-    for fragment in ("--batch-size N documents per scoring batch (default: 64)",
+    for fragment in ("--batch-size N documents per scoring batch (default: 256)",
                      "(default: 0, chosen from the data size: one per ~128 MiB of records)",
                      "(default: 13; 0: no check)",
                      "replace the output of a previous run in --output (default: off)"):

@@ -27,6 +27,7 @@ from zipfit_beam.io.templates import unescape_cli
 from zipfit_beam.formats.base import DEFAULT_MAX_RECORD_BYTES
 from zipfit_beam.jobs.config import DEFAULT_CHUNK_BYTES, AlignConfig, ReselectConfig, SelectConfig
 from zipfit_beam.score import contamination, ncd
+from zipfit_beam.score.spec import DEFAULT_BATCH_SIZE
 
 __all__ = ["select_parser", "add_input_flags", "add_scoring_flags", "add_selection_flags",
            "add_output_flags", "add_runner_flags", "reselect_parser", "parse_select_args",
@@ -185,7 +186,8 @@ def add_scoring_flags(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
                         "best in its ablation), zstd, isal (DEFLATE by ISA-L)")
     g.add_argument("--level", type=int, default=None, metavar="L",
                    help="compression level (default: gzip 1, lz4 0, zstd 1, isal 1; gzip 0 is refused)")
-    g.add_argument("--batch-size", type=int, default=64, metavar="N", help="documents per scoring batch")
+    g.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
+                   help="documents per scoring batch")
     g.add_argument("--max-doc-bytes", type=int, default=None, metavar="N",
                    help="score only the first N bytes (UTF-8) of each document (default: "
                         "no limit)")

@@ -11,7 +11,7 @@ from zipfit_beam import formats
 from zipfit_beam.formats.base import DEFAULT_MAX_RECORD_BYTES
 from zipfit_beam.io.templates import FieldText, TextSpec, TextTemplate
 from zipfit_beam.score import contamination, ncd
-from zipfit_beam.score.spec import ScoringSpec
+from zipfit_beam.score.spec import DEFAULT_BATCH_SIZE, ScoringSpec
 from zipfit_beam.select.cut import SelectionRule
 
 __all__ = ["SelectConfig", "ReselectConfig", "AlignConfig"]
@@ -112,7 +112,7 @@ class SelectConfig(InputSettings, SelectionFlags):
     num_shards: int = 0  # 0: one shard per io.write.SHARD_BYTES of records
     output_suffix: Optional[str] = None  # None: the output format's default (.jsonl, .parquet, .avro)
     scoring_threads: int = 1  # threads per worker process inside the scoring step
-    batch_size: int = 64  # documents per scoring call (amortises per-element overhead)
+    batch_size: int = DEFAULT_BATCH_SIZE  # documents per scoring call
     overwrite: bool = False
     source_format: str = "auto"
     target_format: str = "auto"
@@ -214,7 +214,7 @@ class AlignConfig(InputSettings):
     seed: int = 0
     output: Optional[str] = None  # where the result JSON is written (default: printed only)
     scoring_threads: int = 1
-    batch_size: int = 64
+    batch_size: int = DEFAULT_BATCH_SIZE
     progress_interval: float = 0.0
     source_format: str = "auto"
     target_format: str = "auto"

@@ -21,6 +21,11 @@ from zipfit_beam.score import contamination, ncd
 __all__ = ["ScoringSpec", "PreparedTargets", "prepare_targets", "SCORES_VERSION", "scoring_fingerprint"]
 
 
+# Documents per scoring call: enough that the per-call work (a pool task, the C call, the
+# key table's columns) is spread thin; a file's batch also ends at BATCH_CHARS characters.
+DEFAULT_BATCH_SIZE = 256
+
+
 @dataclass(frozen=True)
 class ScoringSpec:
     """How documents are scored. Errors name the CLI flags that set each field.
@@ -43,7 +48,7 @@ class ScoringSpec:
     tokenizer: Optional[str] = None
     contamination_ngram: int = contamination.DEFAULT_NGRAM
     threads: int = 1
-    batch_size: int = 64
+    batch_size: int = DEFAULT_BATCH_SIZE
     progress_interval: float = 0.0
 
     def __post_init__(self):

@@ -152,6 +152,9 @@ class BatchScorer:
 # Batches on a scoring pool at once, per DoFn: enough that a thread finishing its part of one
 # finds the next one queued.
 IN_FLIGHT = 2
+# A file's scoring batch ends early once its texts hold this many characters, so a batch of
+# long documents is not held (IN_FLIGHT + 1 times) at once.
+BATCH_CHARS = 8 << 20
 
 
 class ScoreBatchDoFn(beam.DoFn):
@@ -263,8 +266,9 @@ class ScoreFilesDoFn(beam.DoFn):
             return
         writer = keys.TableWriter(self._tables, name, path, source)
 
-        def batches():
+        def batches():  # of batch_size documents, or fewer holding BATCH_CHARS characters
             batch: List[Document] = []
+            held = 0
             for record in iter_input(path, fmt, self._fields, self._max_record_bytes):
                 parsed = record if isinstance(record, DeadLetter) else parse_any(
                     record, self._text, self._id_field, self._group_field)
@@ -272,9 +276,10 @@ class ScoreFilesDoFn(beam.DoFn):
                     writer.add_rejected(parsed)
                     continue
                 batch.append(parsed)
-                if len(batch) >= self._spec.batch_size:
+                held += len(parsed.text)
+                if len(batch) >= self._spec.batch_size or held >= BATCH_CHARS:
                     yield batch
-                    batch = []
+                    batch, held = [], 0
             if batch:
                 yield batch
 
