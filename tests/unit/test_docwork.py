@@ -33,7 +33,7 @@ from tests.conftest import read_jsonl
 from zipfit_beam.jobs.example import EXAMPLE_SOURCE, EXAMPLE_TARGETS
 
 ext = pytest.importorskip("zipfit_beam.score._docwork", reason="C extension not built")
-FUSED_KERNELS = ("c-gzip1", "c-lz4")  # the kernels whose scores come from the extension's pass
+FUSED_KERNELS = ("c-gzip1", "c-lz4", "c-zstd", "c-isal")  # scores from the extension's pass
 
 CONTRACTIONS = ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d"]
 ADVERSARIAL = [
@@ -296,8 +296,9 @@ def work_results(corpus, spec):
     ScoringSpec(chunk_bytes=0),  # whole documents, one over 64 KiB (the window engine)
     ScoringSpec(compressor="lz4", level=0),  # the lz4 kernel: scores in the C pass too
     ScoringSpec(compressor="lz4", level=0, chunk_bytes=4096, chunk_reduce="mean"),
-    ScoringSpec(compressor="zstd", level=1),  # no C kernel: scores per document, guard in C
-], ids=["chunks-max", "chunks-mean", "truncate", "whole", "lz4", "lz4-chunks-mean", "zstd"])
+    ScoringSpec(compressor="zstd", level=1),  # the library looped in C (_liblen) when loaded
+    ScoringSpec(compressor="gzip", level=6),  # no C kernel: scores per document, guard in C
+], ids=["chunks-max", "chunks-mean", "truncate", "whole", "lz4", "lz4-chunks-mean", "zstd", "gzip-6"])
 def test_document_work_is_the_same_with_and_without_the_extension(corpus, spec):
     texts, out = work_results(corpus, spec)
     reference = out["reference"]

@@ -1,6 +1,7 @@
 /*
  * The alignment contract shared by the C length kernels (_gzip1.c: Gzip1Targets, _lz4len.c:
- * Lz4Targets) and the extension that calls them without the GIL (_docwork.c).
+ * Lz4Targets, _liblen.c: ZstdTargets and IsalTargets) and the extension that calls them without
+ * the GIL (_docwork.c).
  *
  * Each kernel module exports, as the capsule named "<module>._alignment_nogil_v1" (attribute
  * _alignment_nogil_v1), a function of type alignment_fn:
@@ -13,7 +14,7 @@
  * touches no Python object.  Returns one of the ALIGN_* codes.
  *
  * Each kernel's Python method alignment(source) is alignment_method over its function.
- * Included by each of the three modules (static functions, nothing shared at run time).
+ * Included by each of these modules (static functions, nothing shared at run time).
  */
 #ifndef ZIPFIT_ALIGNMENT_H
 #define ZIPFIT_ALIGNMENT_H
@@ -26,7 +27,8 @@ typedef int (*alignment_fn)(PyObject *targets, const uint8_t *x, size_t len, dou
 #define ALIGN_OK 0
 #define ALIGN_NO_MEMORY (-1)
 #define ALIGN_NO_TARGETS (-2)  /* no targets, or the object was not initialised */
-#define ALIGN_NOT_HANDLED (-3) /* x is past what the kernel computes (lz4: 2 GB): Python scores it */
+#define ALIGN_NOT_HANDLED (-3) /* x is past what the kernel computes (lz4: 2 GB), or the library
+                                  the kernel calls refused it (_liblen): Python scores it */
 
 #define ALIGNMENT_CAPSULE_ATTR "_alignment_nogil_v1"
 

@@ -40,14 +40,16 @@
  *                                  tokens 0 when count is false.  The GIL is released for the
  *                                  whole list (after the str.lower() calls).
  *     kernel=, max_bytes=, chunk_bytes=, chunk_mean=
- *                                  also score each text: ncd.document_score with a Gzip1Targets
- *                                  or an Lz4Targets (through its module's capsule, _alignment.h)
+ *                                  also score each text: ncd.document_score with a Gzip1Targets,
+ *                                  an Lz4Targets, a ZstdTargets or an IsalTargets (through its
+ *                                  module's capsule, _alignment.h)
  *                                  on the text's UTF-8 (an ASCII str's own bytes; else the UTF-8
  *                                  the str caches), in the same pass:
  *                                  -> [(tokens, rank, windows, score, utf8 size)]; score None when
  *                                  chunk scores are to be averaged (left to Python, whose sum()
  *                                  of floats differs by version) or the kernel leaves the text
- *                                  to Python (lz4: past its 2 GB limit).
+ *                                  to Python (lz4: past its 2 GB limit; isal: 4 GB; zstd or
+ *                                  isal: an error the library reported).
  *   _blake2b, _pieces, _guard_tokens   testing aids
  */
 #define PY_SSIZE_T_CLEAN
@@ -841,11 +843,14 @@ typedef struct {
 static kernel_kind kernel_kinds[] = {
     {"zipfit_beam.score._gzip1", "Gzip1Targets", "zipfit_beam.score._gzip1." ALIGNMENT_CAPSULE_ATTR, NULL, NULL},
     {"zipfit_beam.score._lz4len", "Lz4Targets", "zipfit_beam.score._lz4len." ALIGNMENT_CAPSULE_ATTR, NULL, NULL},
+    /* zstd and isal: the libraries' own code looped in C; one capsule serves both types */
+    {"zipfit_beam.score._liblen", "ZstdTargets", "zipfit_beam.score._liblen." ALIGNMENT_CAPSULE_ATTR, NULL, NULL},
+    {"zipfit_beam.score._liblen", "IsalTargets", "zipfit_beam.score._liblen." ALIGNMENT_CAPSULE_ATTR, NULL, NULL},
 };
 #define N_KERNEL_KINDS (sizeof kernel_kinds / sizeof kernel_kinds[0])
 
 typedef struct {
-    PyObject *kernel; /* a Gzip1Targets or an Lz4Targets, or NULL: no scores */
+    PyObject *kernel; /* a targets object of a kernel_kinds type, or NULL: no scores */
     alignment_fn align; /* its kind's */
     int64_t max_bytes; /* < 0: none */
     int64_t chunk_bytes; /* <= 0: whole documents */
@@ -1117,7 +1122,8 @@ static alignment_fn kernel_alignment_for(PyObject *kernel)
         if (PyObject_TypeCheck(kernel, (PyTypeObject *)k->type)) return k->align;
     }
     PyErr_SetString(PyExc_TypeError, "kernel must be a zipfit_beam.score._gzip1.Gzip1Targets, "
-                                     "a zipfit_beam.score._lz4len.Lz4Targets or None");
+                                     "a zipfit_beam.score._lz4len.Lz4Targets, a "
+                                     "zipfit_beam.score._liblen.ZstdTargets or IsalTargets, or None");
     return NULL;
 }
 

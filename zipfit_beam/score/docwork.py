@@ -11,12 +11,15 @@ batch is cut into one part per thread; each part runs on a pool thread.
 
 The C extension ``zipfit_beam.score._docwork`` (optional, built by ``pip install``) does a
 part in one call that releases the GIL for the whole part: the guard, the default token
-counter (``tokens.count_regex``) and, with an exact C kernel (gzip-1's ``Gzip1Targets``,
-lz4's ``Lz4Targets``: ``TargetSet.kernel``), the scores too, through the kernel module's
-capsule (``fused_scores``). So the threads run on every core and hardly wait for each other
-or for the Beam thread. Without a C kernel (zstd, isal, lz4 levels above 2, or a kernel not
-built) the scores come from ``ncd.document_score`` per document, after that call; so do the
-few the pass leaves to Python (chunk scores reduced by mean; lz4 text past 2 GB).
+counter (``tokens.count_regex``) and, with a C kernel (``TargetSet.kernel``: gzip-1's
+``Gzip1Targets``, lz4's ``Lz4Targets``, zstd's ``ZstdTargets``, which calls the library's own
+code from C, and isal's ``IsalTargets`` when ``ncd.ISAL_C_LOOP`` is on), the scores too,
+through the kernel module's capsule (``fused_scores``). So the threads run on every core and
+hardly wait for each other or for the Beam thread. Without a C kernel (gzip levels above 1,
+lz4 levels above 2, isal by default, or a kernel not built or not loaded) the scores come from
+``ncd.document_score`` per document, after that call; so do the few the pass leaves to Python
+(chunk scores reduced by mean; lz4 text past 2 GB, isal past 4 GB, an input the zstd or isal
+library refused).
 
 Its results are identical to the Python definitions: the same tokens, blake2b token hashes,
 windows and target; the same pieces; the same scores (the same float operations in the same
@@ -110,8 +113,8 @@ class DocumentWork:
             self._guard, self._ids = _compiled(index)
         # the default counter is counted in the extension's pass; any other over the batch
         self._count_in_pass = ext is not None and self.counter.name == tokens.DEFAULT_COUNTER
-        # with a C kernel (gzip-1 or lz4), scores are computed in the same pass (one GIL release
-        # per part); other compressors score per document below
+        # with a C kernel (gzip-1, lz4, zstd, isal), scores are computed in the same pass (one
+        # GIL release per part); the others score per document below
         self._kernel = target_set.kernel if ext is not None else None
         self._kernel_args = dict(max_bytes=self.long_documents.get("max_bytes") or -1,
                                  chunk_bytes=self.long_documents.get("chunk_bytes") or 0,

@@ -19,6 +19,11 @@ same on Debian, Ubuntu, conda, Fedora and Dataflow workers alike, and on a canon
 is also zip-fit's there. Without the kernel, zlib itself is called, and the scores are
 canonical only where that zlib is. ``scoring_identity`` says which case applies (the manifest
 records it); ``check_same_scoring`` lets each worker check that it scores like the launcher.
+
+The other compressors: lz4 levels 0-2 have an exact C kernel too (``_lz4len``); zstd is its
+library's own code called from one C loop per source (``_liblen``: no Python call per pair) or,
+without it, once per pair from Python, with the same lengths either way. isal has the same C
+loop, off by default (``ISAL_C_LOOP``: ISA-L's own lengths vary with memory layout).
 """
 
 from __future__ import annotations
@@ -243,13 +248,169 @@ def _lz4_kernel_functions(targets, texts: Sequence[bytes]):
     return length, concat_lengths, alignment
 
 
+# --- zstd and isal: the libraries' own code, looped in C --------------------------------
+#
+# zipfit_beam.score._liblen makes the calls _zstd_length and _isal_length make, from C: its
+# ZstdTargets / IsalTargets compress x + t for every target in one C loop with the GIL released
+# (no Python call per pair), and their alignment is TargetSet's whole alignment, as the other
+# kernels' is. It needs no zstd or ISA-L headers: the zstandard and isal wheels link the
+# libraries in and export their functions, so _liblen.load dlopen()s the binding's module file
+# (isal_zlib's own for isal: the code isal_zlib.compress runs; for zstd the first of zstandard's
+# modules that exports the API, which in the PyPI wheels is its cffi backend, built from the
+# same zstd as the C backend Python calls) and takes the few functions it calls. A level is
+# used after a self-check against the Python call on probe inputs (at its first use in the
+# process); without the module, a file or a symbol, with another zstd release than zstandard's,
+# or on any mismatch, the library is called from Python as before (same lengths, slower).
+
+LIB_KERNELS = {"zstd": "c-zstd", "isal": "c-isal"}
+# isal's C loop is off: ISA-L 2.32 (python-isal 1.9.1's wheel, its AVX-512 code on AMD EPYC)
+# gives, for a few inputs in a thousand, other compressed lengths depending on where its stream
+# struct lies in memory, so python-isal's own isal_zlib.compress disagrees with itself between
+# processes and threads (benchmarks/isal_variance.py, 600 pairs: 3-9 of 40 processes differ from
+# the others on 2-6 of them; in 9-14 of 40, two worker threads differ from the main thread on
+# 1-12), and no C loop can be checked to give its lengths to the bit. True: TargetSet uses
+# IsalTargets all the same (when its self-check passes).
+ISAL_C_LOOP = False
+# they run the compressor's own library, so its lengths: the same scoring as calling it from
+# Python (scoring_class)
+_LIBRARY_OF_KERNEL = {kernel: COMPRESSORS[c].module for c, kernel in LIB_KERNELS.items()}
+
+
+def _import_liblen():
+    try:
+        from zipfit_beam.score import _liblen  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return _liblen
+
+
+_LIBLEN = _import_liblen()  # the functions are loaded, and each level checked, on first use
+_LIB_LOCK = threading.Lock()
+_LIB_CHECKED: Dict[tuple, bool] = {}  # (compressor, level) -> the self-check passed
+
+
+def _library_files(compressor: str) -> list[str]:
+    """The binding's module files that may export the library's functions, the one Python
+    calls first (zstandard's C backend exports them only when built against a shared libzstd)."""
+    import importlib.util
+    if compressor == "zstd":
+        import zstandard
+        names = ["zstandard.backend_c", "zstandard._cffi"]
+        if getattr(zstandard, "backend", None) == "cffi":
+            names.reverse()
+    else:
+        names = ["isal.isal_zlib", "isal.igzip_lib"]
+    files = []
+    for name in names:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        if spec is not None and spec.origin and spec.origin not in files:
+            files.append(spec.origin)
+    return files
+
+
+def _load_library(compressor: str) -> bool:
+    """Whether _liblen has (or now took) the compressor's functions from its binding's files."""
+    try:
+        importlib.import_module(COMPRESSORS[compressor].module)
+    except ImportError:
+        return False
+    if _LIBLEN.loaded(compressor) is None:
+        for path in _library_files(compressor):
+            try:
+                _LIBLEN.load(compressor, path)
+                break
+            except OSError:
+                continue
+        else:
+            return False
+    if compressor == "zstd":
+        import zstandard
+        major, minor, patch = zstandard.ZSTD_VERSION[:3]
+        return _LIBLEN.zstd_version() == major * 10000 + minor * 100 + patch
+    return True
+
+
+def _lib_probe() -> tuple[list[bytes], list[bytes]]:
+    """(sources, targets) for the self-check: empty, one byte, repetitive, incompressible, text,
+    and sources over 64 KiB (isal's 64 Ki-code buffer fills, and its output outgrows the first
+    16 KiB python-isal offers: from ~100 KB of noise, a level buffer or an output schedule
+    other than python-isal's gives other lengths at levels 1-3; zstd's parameters for inputs
+    over 16 KiB)."""
+    noise = b"".join(hashlib.sha256(i.to_bytes(2, "little")).digest() for i in range(3200))  # 102,400 B
+    words = b"def return self None import class lambda yield while for in if else x0 x1".split()
+    text = b" ".join(words[c % len(words)] for c in noise[:16_000])  # about 79,000 bytes
+    targets = [b"", b"a", text[:2000]]
+    return [b"", b"a", b"abcabcabcabc" * 40, noise[:300], text[:5000], noise, text], targets
+
+
+def _lib_self_check(compressor: str, level: int) -> bool:
+    """Whether _liblen gives the Python call's lengths at this level, and alignment_from_lengths'
+    alignments to the bit, on the probe inputs."""
+    length = functools.partial(COMPRESSORS[compressor].length, level=level)
+    sources, targets = _lib_probe()
+    try:
+        kernel = _lib_targets(compressor, targets, level)
+        lengths = [length(y) for y in targets]
+        if kernel.lengths != lengths:
+            return False
+        for x in sources:
+            concat = [length(x + y) for y in targets]
+            if (kernel.concat_lengths(x) != concat
+                    or kernel.alignment(x) != alignment_from_lengths(length(x), lengths, concat)):
+                return False
+    except (RuntimeError, ValueError, OverflowError, MemoryError):
+        return False
+    return True
+
+
+def _lib_kernel(compressor: str, level: int) -> bool:
+    """Whether _liblen scores this compressor and level here (loaded and checked, once)."""
+    if _LIBLEN is None or compressor not in LIB_KERNELS or (compressor == "isal" and not ISAL_C_LOOP):
+        return False
+    key = (compressor, level)
+    with _LIB_LOCK:
+        if key not in _LIB_CHECKED:
+            _LIB_CHECKED[key] = _load_library(compressor) and _lib_self_check(compressor, level)
+        return _LIB_CHECKED[key]
+
+
+def _lib_targets(compressor: str, texts: Sequence[bytes], level: int):
+    kind = _LIBLEN.ZstdTargets if compressor == "zstd" else _LIBLEN.IsalTargets
+    return kind(list(texts), level)
+
+
+def _lib_kernel_functions(targets, texts: Sequence[bytes], compressor: str, level: int):
+    """(length, concat_lengths, alignment) for TargetSet from a ZstdTargets / IsalTargets over
+    ``texts``; sources past its ``max_source`` (isal: 4 GB) go to the library from Python."""
+    length = functools.partial(COMPRESSORS[compressor].length, level=level)  # one call per source
+    limit = targets.max_source
+
+    def concat_lengths(x: bytes) -> list[int]:
+        if len(x) <= limit:
+            return targets.concat_lengths(x)
+        return [length(x + y) for y in texts]
+
+    def alignment(x: bytes) -> float:
+        if len(x) <= limit:
+            return targets.alignment(x)
+        return alignment_from_lengths(length(x), targets.lengths, concat_lengths(x))
+
+    return length, concat_lengths, alignment
+
+
 def kernel_name(compressor: str = "gzip", level: int = 1) -> str:
     """Which implementation scores this compressor/level here: 'c-gzip1' or 'c-lz4' (the
-    exact C kernels) or the compressor's own library ('zlib', 'lz4.frame', ...)."""
+    exact C kernels), 'c-zstd' or 'c-isal' (the library's own code looped in C) or the
+    compressor's library called from Python ('zlib', 'lz4.frame', ...)."""
     if _KERNEL is not None and compressor == "gzip" and level == 1:
         return "c-gzip1"
     if _LZ4_KERNEL is not None and compressor == "lz4" and level in LZ4_KERNEL_LEVELS:
         return "c-lz4"
+    if _lib_kernel(compressor, level):
+        return LIB_KERNELS[compressor]
     return COMPRESSORS[compressor].module
 
 
@@ -270,11 +431,13 @@ def scoring_class(identity: dict) -> str:
     """A name shared by exactly the ``scoring_identity`` results that give the same lengths:
     'canonical-zlib' for canonical gzip lengths (kernel or zlib, any canonical release), else
     the implementation with its zlib release ('zlib 1.3.1.zlib-ng'), or for non-zlib
-    compressors the library's name."""
+    compressors the implementation's name, 'c-zstd' and 'c-isal' under their library's (they
+    call it, so the lengths are its own)."""
     if identity.get("canonical"):
         return "canonical-zlib"
     if identity.get("canonical") is None:
-        return str(identity.get("kernel"))
+        kernel = str(identity.get("kernel"))
+        return _LIBRARY_OF_KERNEL.get(kernel, kernel)
     return f"{identity.get('kernel')} {identity.get('zlib_runtime')}"
 
 
@@ -299,7 +462,7 @@ class TargetSet:
     """A target set prepared once per worker: encoded texts and their compressed lengths.
 
     ``alignment(x)`` scores one UTF-8 source document against every target; it is
-    thread-safe (the C kernel releases the GIL, so threads scale across cores).
+    thread-safe (the C kernels release the GIL, so threads scale across cores).
     """
 
     def __init__(self, texts: Sequence[bytes], compressor: str = "gzip", level: int = 1,
@@ -314,18 +477,23 @@ class TargetSet:
         # the kernel's whole alignment: the same sum in the same order, in C (one call, no
         # per-target Python objects); None: the loop below
         self._kernel_alignment: Optional[Callable[[bytes], float]] = None
-        # the C kernel's Gzip1Targets or Lz4Targets when it scores here (docwork's fused pass
-        # calls its alignment through the module's capsule)
+        # the C kernel's Gzip1Targets, Lz4Targets, ZstdTargets or IsalTargets when it scores
+        # here (docwork's fused pass calls its alignment through the module's capsule)
         self.kernel = None
-        if use_kernel and kernel_name(compressor, level) == "c-gzip1":
+        name = kernel_name(compressor, level) if use_kernel else None
+        if name == "c-gzip1":
             kernel = self.kernel = _KERNEL.Gzip1Targets(self.texts)
             self._length = _KERNEL.gzip1_length
             self._concat_lengths = kernel.concat_lengths
             self._kernel_alignment = kernel.alignment
-        elif use_kernel and kernel_name(compressor, level) == "c-lz4":
+        elif name == "c-lz4":
             kernel = self.kernel = _LZ4_KERNEL.Lz4Targets(self.texts)
             (self._length, self._concat_lengths,
              self._kernel_alignment) = _lz4_kernel_functions(kernel, self.texts)
+        elif name in ("c-zstd", "c-isal"):
+            kernel = self.kernel = _lib_targets(compressor, self.texts, level)
+            (self._length, self._concat_lengths,
+             self._kernel_alignment) = _lib_kernel_functions(kernel, self.texts, compressor, level)
         else:
             self._length = functools.partial(COMPRESSORS[compressor].length, level=level)
             self._concat_lengths = self._generic_concat_lengths
