@@ -14,9 +14,12 @@
  * the first of zstandard's modules that exports the API) and looks up the few functions below,
  * whose prototypes are declared here from the libraries' documented, stable interfaces.
  * ncd compares the results with the Python calls before using a level (its self-check), and
- * calls the libraries from Python when this module, a symbol or the check is missing.  ncd
- * keeps isal's loop off (ncd.ISAL_C_LOOP: ISA-L's own lengths vary with memory layout, see
- * isal_length).
+ * calls the libraries from Python when this module, a symbol or the check is missing.
+ *
+ * isal: ISA-L's x86-64 code for levels 1 and 2 hashes the stream struct's address in place of
+ * input bytes 2-5 (see "ISA-L's stray hash" below), so python-isal's lengths depend, for a few
+ * inputs, on where its struct lies.  This loop puts every struct at an address whose stray hash
+ * is 0: its lengths are the same in every process and thread.
  *
  * The calls, as the Python bindings make them:
  *
@@ -29,7 +32,7 @@
  *         then the buffer doubled whenever it is full: ISA-L's block choices look at the space
  *         left).  ISA-L's stream struct is declared up to its public fields; its internal
  *         state follows, so the struct gets room to spare (ISAL_STREAM_BYTES), and it lives
- *         on the stack as python-isal's does (isal_length says why).
+ *         in a mapping of its own, at an address chosen for ISA-L's stray hash (isal_stream_map).
  *
  * Thread-safety: each call takes a scratch area (zstd's compression context or ISA-L's level
  * buffer, the x + t buffer, the output buffer) from its object's pool for itself, so calls on
@@ -47,6 +50,7 @@
 
 #include <dlfcn.h>
 #include <stddef.h>
+#include <sys/mman.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,8 +123,7 @@ typedef struct {
        byte history buffer, a 16 KiB hash head, a few counters; 8-byte aligned) */
 } isal_stream_head;
 
-/* the whole struct isal_zstream (82,384 bytes in ISA-L 2.32), with room to spare; on the calling
-   thread's stack, as python-isal keeps it (see isal_length) */
+/* the whole struct isal_zstream (82,384 bytes in ISA-L 2.32), with room to spare */
 #define ISAL_STREAM_BYTES ((size_t)96 * 1024)
 #define ISAL_FULL_FLUSH 2
 #define ISAL_GZIP_DEFLATE 0 /* IGZIP_DEFLATE: raw deflate, no header or trailer */
@@ -146,6 +149,80 @@ static struct {
     void (*init)(void *);
     int (*deflate)(void *);
 } isal;
+
+/* ------------------------------------------------------------------------------------------ */
+/* ISA-L's stray hash: where the stream struct goes                                           */
+
+/*
+ * ISA-L's x86-64 deflate body for levels 1 and 2 (isal_deflate_icf_body_hash_hist_01/02/04,
+ * the SSE to AVX2 builds of igzip/igzip_icf_body_h1_gr_bt.asm, 2.32.1 and master; levels 0 and 3
+ * run other code, AVX-512 plays no part) starts a stream in .write_first_byte with
+ *
+ *     shr tmp2, 16 ; compute_hash hash2, tmp2
+ *
+ * meant to hash the 4 input bytes at position 2, but tmp2 (rcx) was never loaded with the input
+ * there: it still holds the stream pointer (rcx = rdi, the argument, at entry).  So position 2 is
+ * looked up and entered in slot g = crc32c(0, (uint32_t)(stream >> 16)) & hash_mask instead of
+ * its own.  The output depends on that slot -- on the 64 KiB window the struct starts in, nothing
+ * else (not its content, the buffers or their alignment) -- for inputs where one of their first
+ * three 4-byte strings recurs (a lost or other match near the start).  python-isal keeps its
+ * struct on the calling thread's stack, so its lengths can differ between threads and processes.
+ *
+ * Here every stream struct starts a window w with crc32c(w) & 0x7fff == 0 (ISA-L's hash masks
+ * are at most 0x7fff), mapped for it: g = 0 for every input, in every process and thread.  CRC is
+ * linear, and low -> crc32c(low) & 0x7fff is a bijection on 15-bit values, so each 2 GiB chunk
+ * of addresses (w = chunk << 15 | low) holds exactly one such window; the chunks from 64 GiB up
+ * are tried in order (an mmap hint, kept only when the kernel gives that very address).  When
+ * none can be had, IsalTargets raises RuntimeError (ncd then calls python-isal) and a pass that
+ * needs another scratch area returns ALIGN_NOT_HANDLED (Python scores that document).
+ */
+#define ISAL_SLOT_BITS 15
+#define ISAL_SLOT_MASK ((1u << ISAL_SLOT_BITS) - 1)
+#define ISAL_WINDOW_SHIFT 16                     /* the stray hash takes the address >> 16 */
+#define ISAL_MAP_BYTES ((size_t)128 * 1024)      /* a struct's mapping: >= ISAL_STREAM_BYTES */
+#define ISAL_FIRST_CHUNK 32                      /* 64 GiB: above a non-PIE program's heap */
+#define ISAL_CHUNKS_TRIED 1024                   /* up to ~2 TiB */
+
+_Static_assert(ISAL_MAP_BYTES >= ISAL_STREAM_BYTES, "the mapping holds the stream struct");
+
+/* crc32c(0, v) of a 32-bit value, no final inversion: the x86 crc32 instruction's result */
+static uint32_t crc32c_u32(uint32_t v)
+{
+    int k;
+    for (k = 0; k < 32; k++) v = (v >> 1) ^ (0x82F63B78u & (0u - (v & 1u)));
+    return v;
+}
+
+/* the window number, in chunk, whose stray slot is 0 for every hash mask */
+static uint64_t isal_window(uint64_t chunk)
+{
+    uint32_t basis[ISAL_SLOT_BITS], want, v = 0, k;
+    int i;
+    for (i = 0; i < ISAL_SLOT_BITS; i++) basis[i] = crc32c_u32(1u << i) & ISAL_SLOT_MASK;
+    want = crc32c_u32((uint32_t)(chunk << ISAL_SLOT_BITS)) & ISAL_SLOT_MASK;
+    /* low in Gray-code order: one basis vector changes per step */
+    for (k = 0; v != want && k + 1 < (1u << ISAL_SLOT_BITS); k++) v ^= basis[__builtin_ctz(k + 1)];
+    return (chunk << ISAL_SLOT_BITS) | (uint64_t)(k ^ (k >> 1));
+}
+
+/* a mapping of ISAL_MAP_BYTES at a window with stray slot 0; NULL when none could be had */
+static uint8_t *isal_stream_map(void)
+{
+#if UINTPTR_MAX > 0xffffffffu && defined(MAP_ANONYMOUS)
+    uint64_t chunk;
+    int flags = MAP_PRIVATE | MAP_ANONYMOUS;
+#ifdef MAP_FIXED_NOREPLACE
+    flags |= MAP_FIXED_NOREPLACE; /* Linux 4.17+: fail rather than map elsewhere (older: a hint) */
+#endif
+    for (chunk = ISAL_FIRST_CHUNK; chunk < ISAL_FIRST_CHUNK + ISAL_CHUNKS_TRIED; chunk++) {
+        void *want = (void *)(uintptr_t)(isal_window(chunk) << ISAL_WINDOW_SHIFT);
+        void *p = mmap(want, ISAL_MAP_BYTES, PROT_READ | PROT_WRITE, flags, -1, 0);
+        if (p == want) return (uint8_t *)p;
+        if (p != MAP_FAILED) munmap(p, ISAL_MAP_BYTES);
+    }
+#endif
+    return NULL;
+}
 
 /* ------------------------------------------------------------------------------------------ */
 /* loading                                                                                    */
@@ -263,7 +340,8 @@ typedef struct scratch {
     uint8_t *out; /* compressed output (never read) */
     size_t out_cap;
     zstd_cctx *cctx;        /* zstd */
-    uint8_t *level_buf;     /* isal (its stream struct is on the stack: isal_length) */
+    uint8_t *level_buf;     /* isal */
+    uint8_t *isal_stream;   /* isal: its stream struct, mapped by isal_stream_map */
     size_t last_error;      /* zstd: the last error code, for the message */
     int isal_rc;            /* isal: the last error code */
 } scratch;
@@ -273,13 +351,14 @@ static void scratch_free(scratch *s)
     if (!s) return;
     if (s->cctx) zstd.release(s->cctx);
     free(s->level_buf);
+    if (s->isal_stream) munmap(s->isal_stream, ISAL_MAP_BYTES);
     free(s->cat);
     free(s->out);
     free(s);
 }
 
 /* a scratch area for kind at level; NULL: out of memory, or (*lib_error set) the library
-   refused the context or its parameters */
+   refused the context or its parameters (zstd), or no stream struct could be mapped (isal) */
 static scratch *scratch_new(int kind, int level, int *lib_error)
 {
     scratch *s = (scratch *)calloc(1, sizeof(scratch));
@@ -303,6 +382,12 @@ static scratch *scratch_new(int kind, int level, int *lib_error)
         size_t lb = isal_level_buf_size[level];
         s->level_buf = (uint8_t *)malloc(lb ? lb : 1); /* python-isal: PyMem_Malloc(size), non-NULL */
         if (!s->level_buf) {
+            scratch_free(s);
+            return NULL;
+        }
+        s->isal_stream = isal_stream_map();
+        if (!s->isal_stream) {
+            *lib_error = 1;
             scratch_free(s);
             return NULL;
         }
@@ -358,20 +443,13 @@ static int zstd_length(scratch *s, const uint8_t *p, size_t n, int64_t *len)
 }
 
 /*
- * len(isal_zlib.compress(p[:n], level, -15)) + 18, as python-isal computes it.
- *
- * The stream struct is a local of this function, on the calling thread's stack, as it is in
- * python-isal's compress: ISA-L 2.32's output, on this AVX-512 machine at levels 1 and 2 at
- * least, depends for a small share of inputs on where that struct lies in memory (in 64 KiB
- * windows of its address; not on its content).  A struct on the heap gave other lengths than
- * Python's for up to ~1% of some short inputs; one on the stack, a few KB from where python-isal
- * puts its own on the same thread, gave Python's in every run.  (So python-isal itself can give
- * other lengths on another thread or in another process, whose stack lies elsewhere.)
+ * len(isal_zlib.compress(p[:n], level, -15)) + 18, as python-isal computes it -- with ISA-L's
+ * stray hash in slot 0 (the struct is s->isal_stream; see "ISA-L's stray hash"), where
+ * python-isal's slot is wherever its stack lies.
  */
 static int isal_length(scratch *s, int level, const uint8_t *p, size_t n, int64_t *len)
 {
-    uint64_t stream[ISAL_STREAM_BYTES / sizeof(uint64_t)]; /* not cleared: isal_deflate_init sets it up */
-    isal_stream_head *z = (isal_stream_head *)stream;
+    isal_stream_head *z = (isal_stream_head *)s->isal_stream; /* isal_deflate_init sets it up */
     size_t length = ISAL_OUT_START, occupied;
     int rc;
     if (n > ISAL_MAX_INPUT) return ERR_LIBRARY;
@@ -490,8 +568,11 @@ static void set_error(const TargetsObject *self, const scratch *s, int rc)
     } else if (self->kind == KIND_ZSTD) {
         PyErr_Format(PyExc_RuntimeError, "zstd: %s", s && s->last_error ? zstd.error_name(s->last_error)
                                                                          : "cannot create a compression context");
+    } else if (s) {
+        PyErr_Format(PyExc_RuntimeError, "isal_deflate returned %d", s->isal_rc);
     } else {
-        PyErr_Format(PyExc_RuntimeError, "isal_deflate returned %d", s ? s->isal_rc : 0);
+        PyErr_SetString(PyExc_RuntimeError, "isal: no stream struct could be mapped at an address "
+                                            "whose stray hash is 0 (see _liblen.c)");
     }
 }
 
@@ -565,8 +646,10 @@ static int targets_init_kind(TargetsObject *self, PyObject *args, PyObject *kwds
     self->maxlen = maxlen;
     s = scratch_new(kind, level, &lib_error);
     if (!s) {
-        if (lib_error)
+        if (lib_error && kind == KIND_ZSTD)
             PyErr_Format(PyExc_ValueError, "zstd refused level %d", level);
+        else if (lib_error)
+            set_error(self, NULL, ERR_LIBRARY);
         else
             PyErr_NoMemory();
         return -1;
