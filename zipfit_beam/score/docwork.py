@@ -13,10 +13,10 @@ The C extension ``zipfit_beam.score._docwork`` (optional, built by ``pip install
 part in one call that releases the GIL for the whole part: the guard, the default token
 counter (``tokens.count_regex``) and, with a C kernel (``TargetSet.kernel``: gzip-1's
 ``Gzip1Targets``, lz4's ``Lz4Targets``, zstd's ``ZstdTargets``, which calls the library's own
-code from C, and isal's ``IsalTargets`` when ``ncd.ISAL_C_LOOP`` is on), the scores too,
+code from C, and isal's ``IsalTargets``, unless ``ncd.ISAL_C_LOOP`` is off), the scores too,
 through the kernel module's capsule (``fused_scores``). So the threads run on every core and
 hardly wait for each other or for the Beam thread. Without a C kernel (gzip levels above 1,
-lz4 levels above 2, isal by default, or a kernel not built or not loaded) the scores come from
+lz4 levels above 2, or a kernel not built or not loaded) the scores come from
 ``ncd.document_score`` per document, after that call; so do the few the pass leaves to Python
 (chunk scores reduced by mean; lz4 text past 2 GB, isal past 4 GB, an input the zstd or isal
 library refused).

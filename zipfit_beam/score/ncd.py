@@ -23,7 +23,9 @@ records it); ``check_same_scoring`` lets each worker check that it scores like t
 The other compressors: lz4 levels 0-2 have an exact C kernel too (``_lz4len``); zstd is its
 library's own code called from one C loop per source (``_liblen``: no Python call per pair) or,
 without it, once per pair from Python, with the same lengths either way. isal has the same C
-loop, off by default (``ISAL_C_LOOP``: ISA-L's own lengths vary with memory layout).
+loop (``ISAL_C_LOOP``), which also makes its lengths reproducible: ISA-L's x86-64 code for levels
+1 and 2 hashes its stream struct's address, so python-isal's own lengths can differ between
+processes and threads for a few inputs; the loop fixes that address (see ``ISAL_C_LOOP``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib
+import logging
 import threading
 import zlib
 from typing import Callable, Dict, Iterator, NamedTuple, Optional, Sequence
@@ -263,17 +266,22 @@ def _lz4_kernel_functions(targets, texts: Sequence[bytes]):
 # or on any mismatch, the library is called from Python as before (same lengths, slower).
 
 LIB_KERNELS = {"zstd": "c-zstd", "isal": "c-isal"}
-# isal's C loop is off: ISA-L 2.32 (python-isal 1.9.1's wheel, its AVX-512 code on AMD EPYC)
-# gives, for a few inputs in a thousand, other compressed lengths depending on where its stream
-# struct lies in memory, so python-isal's own isal_zlib.compress disagrees with itself between
-# processes and threads (benchmarks/isal_variance.py, 600 pairs: 3-9 of 40 processes differ from
-# the others on 2-6 of them; in 9-14 of 40, two worker threads differ from the main thread on
-# 1-12), and no C loop can be checked to give its lengths to the bit. True: TargetSet uses
-# IsalTargets all the same (when its self-check passes).
-ISAL_C_LOOP = False
+# isal: ISA-L 2.32's x86-64 code for levels 1 and 2 hashes the stream struct's address where it
+# means to hash input bytes 2-5 (a register never loaded, igzip_icf_body_h1_gr_bt.asm; see
+# _liblen.c), so for inputs where one of their first three 4-byte strings recurs the output
+# depends on the 64 KiB window that struct starts in -- nothing else. python-isal keeps it on the
+# calling thread's stack: its isal_zlib.compress disagrees with itself between processes and
+# threads for a few inputs in a thousand (benchmarks/isal_variance.py; the mechanism,
+# benchmarks/isal_stray_hash.py). _liblen puts every struct at an address whose stray hash is 0,
+# so 'c-isal' gives the same lengths in every process and thread, python-isal's wherever those do
+# not depend on the address (always at levels 0 and 3). Its self-check probes only such inputs.
+# False: isal is called from Python (lengths may differ between workers, with a warning).
+ISAL_C_LOOP = True
 # they run the compressor's own library, so its lengths: the same scoring as calling it from
-# Python (scoring_class)
-_LIBRARY_OF_KERNEL = {kernel: COMPRESSORS[c].module for c, kernel in LIB_KERNELS.items()}
+# Python (scoring_class). Not isal: 'c-isal' fixes the stray hash, python-isal does not.
+_LIBRARY_OF_KERNEL = {"c-zstd": COMPRESSORS["zstd"].module}
+_log = logging.getLogger(__name__)
+_ISAL_WARNED: set = set()  # isal levels warned about (scored from Python) in this process
 
 
 def _import_liblen():
@@ -333,24 +341,31 @@ def _load_library(compressor: str) -> bool:
     return True
 
 
-def _lib_probe() -> tuple[list[bytes], list[bytes]]:
+def _lib_probe(compressor: str = "zstd") -> tuple[list[bytes], list[bytes]]:
     """(sources, targets) for the self-check: empty, one byte, repetitive, incompressible, text,
     and sources over 64 KiB (isal's 64 Ki-code buffer fills, and its output outgrows the first
     16 KiB python-isal offers: from ~100 KB of noise, a level buffer or an output schedule
     other than python-isal's gives other lengths at levels 1-3; zstd's parameters for inputs
-    over 16 KiB)."""
+    over 16 KiB). For isal every input (source, target, source + target) starts with bytes that
+    do not recur in it, so python-isal's lengths do not depend on its stream struct's address
+    (ISAL_C_LOOP) and the check passes or fails alike in every process."""
     noise = b"".join(hashlib.sha256(i.to_bytes(2, "little")).digest() for i in range(3200))  # 102,400 B
     words = b"def return self None import class lambda yield while for in if else x0 x1".split()
     text = b" ".join(words[c % len(words)] for c in noise[:16_000])  # about 79,000 bytes
-    targets = [b"", b"a", text[:2000]]
-    return [b"", b"a", b"abcabcabcabc" * 40, noise[:300], text[:5000], noise, text], targets
+    lead_s = lead_t = b""
+    if compressor == "isal":
+        lead_s, lead_t = bytes(range(1, 7)), bytes(range(7, 13))  # in no other probe input
+    targets = [b"", b"a", lead_t + text[:2000]]
+    sources = [b"", b"a", lead_s + b"abcabcabcabc" * 40, noise[:300], lead_s + text[:5000], noise,
+               lead_s + text]
+    return sources, targets
 
 
 def _lib_self_check(compressor: str, level: int) -> bool:
     """Whether _liblen gives the Python call's lengths at this level, and alignment_from_lengths'
     alignments to the bit, on the probe inputs."""
     length = functools.partial(COMPRESSORS[compressor].length, level=level)
-    sources, targets = _lib_probe()
+    sources, targets = _lib_probe(compressor)
     try:
         kernel = _lib_targets(compressor, targets, level)
         lengths = [length(y) for y in targets]
@@ -497,7 +512,15 @@ class TargetSet:
         else:
             self._length = functools.partial(COMPRESSORS[compressor].length, level=level)
             self._concat_lengths = self._generic_concat_lengths
-        self.lengths = [self._length(t) for t in self.texts]
+            if use_kernel and compressor == "isal" and level in (1, 2) and level not in _ISAL_WARNED:
+                _ISAL_WARNED.add(level)
+                _log.warning("isal level %d is scored by python-isal, not _liblen's C loop: its "
+                             "lengths, so the scores, may differ between workers and reruns for a "
+                             "few documents (see ncd.ISAL_C_LOOP); use gzip or lz4 when that "
+                             "matters", level)
+        # the kernel's own lengths where it has them: isal's may differ from python-isal's
+        self.lengths = (list(self.kernel.lengths) if name in ("c-zstd", "c-isal")
+                        else [self._length(t) for t in self.texts])
 
     def _generic_concat_lengths(self, x: bytes) -> list[int]:
         length = self._length
