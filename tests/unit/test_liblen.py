@@ -8,15 +8,20 @@ and adversarial data made here: empty, one byte, incompressible bytes, sources o
 use it (TargetSet, DocumentWork's fused pass), threads, and the fallbacks (module missing, a
 file without the symbols, another zstd release, a self-check that disagrees).
 
-IsalTargets makes python-isal's call (``len(isal_zlib.compress(b, L, -15)) + 18``), but ISA-L's
-own lengths vary, for a few inputs in a thousand, with where its stream struct lies in memory
-(python-isal disagrees with itself between threads and processes: benchmarks/isal_variance.py),
-so its C loop is off by default (``ncd.ISAL_C_LOOP``) and its tests allow that many differences.
+IsalTargets makes python-isal's call (``len(isal_zlib.compress(b, L, -15)) + 18``) with ISA-L's
+stray hash fixed: ISA-L's x86-64 code for levels 1 and 2 hashes its stream struct's address, so
+python-isal's lengths depend, for a few inputs in a thousand, on where its struct lies (it
+disagrees with itself between threads and processes: benchmarks/isal_variance.py, and
+benchmarks/isal_stray_hash.py for why). The C loop's lengths are the same in every process and
+thread, exactly; they equal python-isal's at levels 0 and 3, and at 1 and 2 wherever python-isal
+agrees with itself.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import logging
 import random
 import subprocess
 import sys
@@ -36,7 +41,8 @@ pytest.importorskip("isal.isal_zlib")
 
 ZSTD_LEVELS = (1, 3, 19)
 ISAL_LEVELS = (0, 1, 2, 3)
-ISAL_TOLERANCE = 0.005  # share of isal lengths allowed to differ from the Python call's (ISA-L's own)
+ISAL_TOLERANCE = 0.005  # share of isal lengths at levels 1-2 allowed to differ from this process's
+# python-isal's (whose own depend on where its stream struct lies)
 
 
 def ref(compressor: str, data: bytes, level: int) -> int:
@@ -215,7 +221,7 @@ def test_zstd_threads_share_one_object(real, adversarial):
 
 
 # ----------------------------------------------------------------------------------------------
-# isal: python-isal's call, up to ISA-L's own variation
+# isal: python-isal's call with ISA-L's stray hash fixed
 
 
 def count_isal_differences(k, xs, ys, level):
@@ -236,7 +242,11 @@ def test_isal_lengths_are_the_library_calls(real, adversarial, level):
     for xs, ys in cases(real, adversarial):
         d, t = count_isal_differences(lib.IsalTargets(ys, level), xs, ys, level)
         differ, total = differ + d, total + t
-    assert total > 1000 and differ <= ISAL_TOLERANCE * total, (differ, total)
+    assert total > 1000
+    if level in (0, 3):  # no stray hash at these levels: python-isal's lengths, exactly
+        assert differ == 0, (differ, total)
+    else:
+        assert differ <= ISAL_TOLERANCE * total, (differ, total)
 
 
 def test_isal_alignment_is_its_lengths_alignment(real, adversarial):
@@ -247,7 +257,7 @@ def test_isal_alignment_is_its_lengths_alignment(real, adversarial):
         got = [k.alignment(x) for x in xs]
         expected = [alignment_from_lengths(ref("isal", x, level), k.lengths, k.concat_lengths(x)) for x in xs]
         same = sum(g == e for g, e in zip(got, expected))
-        assert same >= len(xs) - 2 and all(abs(g - e) < 0.01 for g, e in zip(got, expected))
+        assert same >= len(xs) - (0 if level == 3 else 2) and all(abs(g - e) < 0.01 for g, e in zip(got, expected))
 
 
 def test_isal_threads_share_one_object(real):
@@ -255,27 +265,103 @@ def test_isal_threads_share_one_object(real):
     xs = sources[:60]
     k = lib.IsalTargets(targets, 1)
     serial = [k.concat_lengths(x) for x in xs]
+    aligned = [k.alignment(x) for x in xs]
     with ThreadPoolExecutor(2) as pool:
-        threaded = list(pool.map(k.concat_lengths, xs))
-    differ = sum(a != b for s, t in zip(serial, threaded) for a, b in zip(s, t))
-    assert differ <= ISAL_TOLERANCE * len(xs) * len(targets)
+        for _ in range(2):
+            assert list(pool.map(k.concat_lengths, xs)) == serial  # exactly: the stray hash is fixed
+            assert list(pool.map(k.alignment, xs)) == aligned
 
 
-def test_isal_c_loop_is_off_by_default(real):
-    _, targets = real
-    assert ncd.ISAL_C_LOOP is False
-    for level in ISAL_LEVELS:
-        assert ncd.kernel_name("isal", level) == "isal.isal_zlib"
-    assert TargetSet(targets, "isal", 1).kernel is None
+# one fresh process: the C loop's lengths on its main thread and on two threads, and python-isal's
+# (main thread, two threads), for the pairs of benchmarks/isal_variance.py and a few targets
+_ISAL_CHILD = r"""
+import gzip, json, sys
+from concurrent.futures import ThreadPoolExecutor
+from isal import isal_zlib
+from zipfit_beam.score import _liblen, ncd
+assert ncd._load_library("isal")
+with gzip.open(sys.argv[1], "rt", encoding="utf-8") as f:
+    docs = [json.loads(line)["text"].encode("utf-8") for line in f]
+xs = [d[:n] for d in docs[:100] for n in (30, 200, 1000)]
+targets = [b"", docs[100][:40], docs[101][:300]]
+out = {}
+for level in (0, 1, 2, 3):
+    k = _liblen.IsalTargets(targets, level)
+    def c(part):
+        return [n for x in part for n in k.concat_lengths(x)]
+    def py(part):
+        return [len(isal_zlib.compress(x + t, level, -15)) + 18 for x in part for t in targets]
+    halves = [xs[:150], xs[150:]]
+    with ThreadPoolExecutor(2) as pool:
+        c_threads = [n for part in pool.map(c, halves) for n in part]
+        py_threads = [n for part in pool.map(py, halves) for n in part]
+    out[level] = {"c": k.lengths + c(xs), "c_threads": k.lengths + c_threads,
+                  "py": [len(isal_zlib.compress(t, level, -15)) + 18 for t in targets] + py(xs),
+                  "py_threads": [len(isal_zlib.compress(t, level, -15)) + 18 for t in targets] + py_threads}
+print(json.dumps(out))
+"""
 
 
-def test_isal_c_loop_when_enabled(real, monkeypatch):
+def test_isal_c_loop_is_deterministic_and_python_isal_where_that_is(record_property):
+    from zipfit_beam.jobs.example import EXAMPLE_SOURCE as data
+    runs = [json.loads(subprocess.run([sys.executable, "-c", _ISAL_CHILD, str(data)], capture_output=True,
+                                      text=True, check=True).stdout) for _ in range(4)]
+    report = {}
+    for level in map(str, ISAL_LEVELS):
+        c = [r[level]["c"] for r in runs] + [r[level]["c_threads"] for r in runs]
+        assert all(lengths == c[0] for lengths in c), level  # every process and thread, exactly
+        py = [r[level]["py"] for r in runs] + [r[level]["py_threads"] for r in runs]
+        steady = [i for i in range(len(c[0])) if len({p[i] for p in py}) == 1]
+        assert [i for i in steady if c[0][i] != py[0][i]] == [], level
+        report[level] = len(c[0]) - len(steady)  # pairs where python-isal disagrees with itself
+        if level in ("0", "3"):
+            assert report[level] == 0
+    assert len(runs[0]["1"]["c"]) == 903
+    record_property("isal_pairs_where_python_isal_varies", report)
+    print(f"isal pairs (of 903) where python-isal disagreed with itself, by level: {report}")
+
+
+def crc32c(v: int) -> int:
+    for _ in range(32):
+        v = (v >> 1) ^ (0x82F63B78 if v & 1 else 0)
+    return v
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
+def test_isal_stream_structs_lie_where_the_stray_hash_is_zero():
+    def mappings():
+        with open("/proc/self/maps") as f:
+            spans = [tuple(int(a, 16) for a in line.split()[0].split("-")) for line in f]
+        return {lo for lo, hi in spans if hi - lo == 128 * 1024}
+
+    def ours():  # the chunks _liblen tries: 2 GiB each from 64 GiB, far below where mmap puts things
+        return {lo for lo in mappings() if 64 << 30 <= lo < (64 << 30) + (1024 << 31)}
+
+    before = ours()
+    keep = [lib.IsalTargets([b"x"], level) for level in (1, 2)]
+    with ThreadPoolExecutor(2) as pool:  # maybe more scratch areas, each with its own struct
+        list(pool.map(lambda x: keep[0].concat_lengths(x), [b"a" * 1000] * 8))
+    new = ours() - before
+    assert len(new) >= 2 and all(crc32c((lo >> 16) & 0xFFFFFFFF) & 0x7FFF == 0 for lo in new), new
+    del keep
+
+
+def test_the_isal_probe_does_not_depend_on_where_python_isal_puts_its_struct():
+    # ISA-L's stray hash changes an input's length only if one of its first three 4-byte strings
+    # recurs (benchmarks/isal_stray_hash.py checks this); no isal probe input has one
+    sources, targets = ncd._lib_probe("isal")
+    inputs = set(sources) | set(targets) | {x + t for x in sources for t in targets}
+    assert not [b for b in inputs if len(b) > 16 and any(b.find(b[i:i + 4], i + 1) >= 0 for i in range(3))]
+    assert max(map(len, sources)) > 65_536 and b"" in sources and b"a" in sources
+
+
+def test_isal_c_loop_is_on_by_default(real):
     sources, targets = real
-    monkeypatch.setattr(ncd, "ISAL_C_LOOP", True)
-    monkeypatch.setattr(ncd, "_LIB_CHECKED", {("isal", 1): True})  # as after a passing self-check
-    assert ncd.kernel_name("isal", 1) == "c-isal"
+    assert ncd.ISAL_C_LOOP is True
+    for level in ISAL_LEVELS:
+        assert ncd.kernel_name("isal", level) == "c-isal"  # its self-check passed
     fast = TargetSet(targets, "isal", 1)
-    assert isinstance(fast.kernel, lib.IsalTargets)
+    assert isinstance(fast.kernel, lib.IsalTargets) and fast.lengths == fast.kernel.lengths
     texts = [s.decode("utf-8") for s in sources[:80]]
     work = docwork.DocumentWork(fast, None, None, {"chunk_bytes": 4096})
     assert work.fused_scores
@@ -285,8 +371,20 @@ def test_isal_c_loop_when_enabled(real, monkeypatch):
     assert [(r.tokens, r.size) for r in got] == [(r.tokens, r.size) for r in reference]
     assert sum(r.score == e.score for r, e in zip(got, reference)) >= len(texts) - 2
     assert all(abs(r.score - e.score) < 0.01 for r, e in zip(got, reference))
-    monkeypatch.setattr(ncd, "_LIB_CHECKED", {})
-    assert ncd.kernel_name("isal", 2) in ("c-isal", "isal.isal_zlib")  # its self-check, whichever way
+    with ThreadPoolExecutor(2) as pool:
+        assert work.score_batch(texts, pool, 2) == got
+
+
+def test_isal_from_python_warns(real, monkeypatch, caplog):
+    _, targets = real
+    monkeypatch.setattr(ncd, "ISAL_C_LOOP", False)
+    monkeypatch.setattr(ncd, "_ISAL_WARNED", set())
+    assert ncd.kernel_name("isal", 1) == "isal.isal_zlib"
+    with caplog.at_level(logging.WARNING, logger="zipfit_beam.score.ncd"):
+        assert TargetSet(targets, "isal", 1).kernel is None
+        TargetSet(targets, "isal", 1)
+        TargetSet(targets, "isal", 3)  # python-isal's lengths are steady at levels 0 and 3
+    assert [r.getMessage()[:30] for r in caplog.records] == ["isal level 1 is scored by pyth"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -364,8 +462,9 @@ def test_same_scoring_with_and_without_the_c_loop():
     assert ncd.same_scoring(here, python) and ncd.scoring_class(here) == "zstandard"
     ncd.check_same_scoring(python, "zstd", 1)
     isal_c = dict(here, kernel="c-isal")
-    assert ncd.same_scoring(isal_c, dict(here, kernel="isal.isal_zlib"))
-    assert not ncd.same_scoring(here, isal_c)
+    # python-isal's lengths depend on its struct's address (levels 1-2); the C loop's do not
+    assert not ncd.same_scoring(isal_c, dict(here, kernel="isal.isal_zlib"))
+    assert ncd.scoring_class(isal_c) == "c-isal" and not ncd.same_scoring(here, isal_c)
 
 
 def test_fallback_when_the_module_is_unavailable(real, monkeypatch):
