@@ -379,6 +379,9 @@ def test_scoring_uses_the_kernel_and_agrees(sources, targets):
 
     assert ncd.kernel_name("lz4", 0) == "c-lz4"
     assert ncd.kernel_name("lz4", 3) == "lz4.frame"  # high-compression levels: the library
+    # the kernel gives lz4.frame's lengths, so a worker without it scores like one with it
+    here = ncd.scoring_identity("lz4", 0)
+    assert ncd.same_scoring(here, dict(here, kernel="lz4.frame")) and ncd.scoring_class(here) == "lz4.frame"
     fast = ncd.TargetSet(targets[:30], "lz4", 0)
     slow = ncd.TargetSet(targets[:30], "lz4", 0, use_kernel=False)
     assert fast.lengths == slow.lengths

@@ -277,9 +277,11 @@ LIB_KERNELS = {"zstd": "c-zstd", "isal": "c-isal"}
 # not depend on the address (always at levels 0 and 3). Its self-check probes only such inputs.
 # False: isal is called from Python (lengths may differ between workers, with a warning).
 ISAL_C_LOOP = True
-# they run the compressor's own library, so its lengths: the same scoring as calling it from
-# Python (scoring_class). Not isal: 'c-isal' fixes the stray hash, python-isal does not.
-_LIBRARY_OF_KERNEL = {"c-zstd": COMPRESSORS["zstd"].module}
+# Kernels whose lengths are their library's, so the same scoring as calling it from Python
+# (scoring_class): the zstd loop runs zstd's own code; the lz4 kernel is used only when its
+# self-check at import agrees with lz4.frame, to the length. Not isal: 'c-isal' fixes the stray
+# hash, python-isal does not.
+_LIBRARY_OF_KERNEL = {"c-zstd": COMPRESSORS["zstd"].module, "c-lz4": COMPRESSORS["lz4"].module}
 _log = logging.getLogger(__name__)
 _ISAL_WARNED: set = set()  # isal levels warned about (scored from Python) in this process
 
