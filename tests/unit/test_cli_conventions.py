@@ -126,3 +126,25 @@ def test_top_level_usage_names_config_and_version(capsys):
     assert cli_main(["--help"]) == 0
     out = capsys.readouterr().out
     assert "--version" in out and "--config FILE" in out
+
+
+def test_main_leaves_the_garbage_collector_as_it_found_it(tmp_path, monkeypatch):
+    # main() freezes what exists and raises the young generation's threshold while a command
+    # runs (cli.main.quiet_collector), and undoes both after it, even when the command fails.
+    import contextlib
+    import gc
+    import sys
+    module = sys.modules[cli_main.__module__]
+    threshold, frozen, seen = gc.get_threshold(), gc.get_freeze_count(), {}
+
+    @contextlib.contextmanager
+    def spying(original=module.quiet_collector):
+        with original():
+            seen["during"] = gc.get_threshold()
+            yield
+
+    monkeypatch.setattr(module, "quiet_collector", spying)
+    code = cli_main(["select", "--source", str(tmp_path / "none-*.jsonl"), "--target",
+                     str(tmp_path / "none.jsonl"), "--output", str(tmp_path / "out"), "--top-k", "1"])
+    assert code == 2 and seen["during"][0] == 50_000
+    assert gc.get_threshold() == threshold and gc.get_freeze_count() == frozen

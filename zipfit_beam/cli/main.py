@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import sys
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 __all__ = ["main"]
 
@@ -56,22 +57,31 @@ def main(argv: Optional[List[str]] = None) -> int:
     else:
         print(f"zipfit-beam: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2
-    quiet_collector()
     try:
-        run(rest)
+        with quiet_collector():
+            run(rest)
     except (ValueError, FileNotFoundError, FileExistsError, ConnectionError) as e:
         print(f"zipfit-beam {command}: error: {e}", file=sys.stderr)
         return 2
     return 0
 
 
-def quiet_collector() -> None:
-    """Fewer garbage-collector passes for a run that makes millions of short-lived objects:
-    the objects made so far (modules, classes) leave the collector's generations
-    (``gc.freeze``), and a young-generation pass waits for 50,000 new container objects
-    rather than 700. The run's objects mostly die young, so memory stays as it was."""
+@contextlib.contextmanager
+def quiet_collector() -> Iterator[None]:
+    """Fewer garbage-collector passes while a command runs, which makes millions of
+    short-lived objects: what exists when it starts (modules, classes; garbage collected
+    first) leaves the collector's generations (``gc.freeze``), and a young-generation pass
+    waits for 50,000 new container objects rather than 700. The run's objects mostly die
+    young, so memory stays as it was. Undone afterwards, for callers of ``main`` in-process."""
+    threshold = gc.get_threshold()
+    gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
 
 
 if __name__ == "__main__":
