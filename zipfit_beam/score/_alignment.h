@@ -82,4 +82,22 @@ static inline PyObject *alignment_method(PyObject *self, PyObject *arg, alignmen
     return PyFloat_FromDouble(r);
 }
 
+/* A new list of the n Python ints v[j] + add (the kernels' concat_lengths); NULL with an
+ * exception set when Python runs out of memory. */
+static inline PyObject *int64_list(const int64_t *v, Py_ssize_t n, int64_t add)
+{
+    PyObject *list = PyList_New(n);
+    Py_ssize_t j;
+    if (!list) return NULL;
+    for (j = 0; j < n; j++) {
+        PyObject *item = PyLong_FromLongLong((long long)(v[j] + add));
+        if (!item) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, j, item);
+    }
+    return list;
+}
+
 #endif

@@ -1403,7 +1403,6 @@ static PyObject *targets_concat_lengths(TargetsObject *self, PyObject *arg)
     int64_t *out;
     int rc;
     PyObject *list;
-    Py_ssize_t j;
     if (!self->lock) {
         PyErr_SetString(PyExc_RuntimeError, "Gzip1Targets.__init__ was not called");
         return NULL;
@@ -1426,20 +1425,7 @@ static PyObject *targets_concat_lengths(TargetsObject *self, PyObject *arg)
         free(out);
         return PyErr_NoMemory();
     }
-    list = PyList_New(self->n);
-    if (!list) {
-        free(out);
-        return NULL;
-    }
-    for (j = 0; j < self->n; j++) {
-        PyObject *v = PyLong_FromLongLong((long long)out[j] + GZIP_OVERHEAD);
-        if (!v) {
-            Py_DECREF(list);
-            free(out);
-            return NULL;
-        }
-        PyList_SET_ITEM(list, j, v);
-    }
+    list = int64_list(out, self->n, GZIP_OVERHEAD);
     free(out);
     return list;
 }

@@ -710,7 +710,6 @@ static PyObject *targets_concat_lengths(TargetsObject *self, PyObject *arg)
     int64_t *out;
     int rc, lib_error;
     PyObject *list;
-    Py_ssize_t j;
     if (!self->lock) {
         PyErr_Format(PyExc_RuntimeError, "%s.__init__ was not called", Py_TYPE(self)->tp_name);
         return NULL;
@@ -742,20 +741,7 @@ static PyObject *targets_concat_lengths(TargetsObject *self, PyObject *arg)
         return NULL;
     }
     pool_put(self, s);
-    list = PyList_New(self->n);
-    if (!list) {
-        free(out);
-        return NULL;
-    }
-    for (j = 0; j < self->n; j++) {
-        PyObject *v = PyLong_FromLongLong((long long)out[j]);
-        if (!v) {
-            Py_DECREF(list);
-            free(out);
-            return NULL;
-        }
-        PyList_SET_ITEM(list, j, v);
-    }
+    list = int64_list(out, self->n, 0);
     free(out);
     return list;
 }

@@ -780,7 +780,6 @@ static PyObject *targets_concat_lengths(TargetsObject *self, PyObject *arg)
     int64_t *out;
     int rc;
     PyObject *list;
-    Py_ssize_t j;
     if (!self->lock) {
         PyErr_SetString(PyExc_RuntimeError, "Lz4Targets.__init__ was not called");
         return NULL;
@@ -808,20 +807,7 @@ static PyObject *targets_concat_lengths(TargetsObject *self, PyObject *arg)
         free(out);
         return PyErr_NoMemory();
     }
-    list = PyList_New(self->ts.n);
-    if (!list) {
-        free(out);
-        return NULL;
-    }
-    for (j = 0; j < self->ts.n; j++) {
-        PyObject *v = PyLong_FromLongLong((long long)out[j]);
-        if (!v) {
-            Py_DECREF(list);
-            free(out);
-            return NULL;
-        }
-        PyList_SET_ITEM(list, j, v);
-    }
+    list = int64_list(out, self->ts.n, 0);
     free(out);
     return list;
 }
