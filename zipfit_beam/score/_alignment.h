@@ -21,6 +21,8 @@
 
 #include <Python.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 typedef int (*alignment_fn)(PyObject *targets, const uint8_t *x, size_t len, double *out);
 
@@ -98,6 +100,71 @@ static inline PyObject *int64_list(const int64_t *v, Py_ssize_t n, int64_t add)
         PyList_SET_ITEM(list, j, item);
     }
     return list;
+}
+
+/*
+ * The targets' bytes copied once, for a targets type's __init__: every item of seq must be bytes of
+ * at most max_len bytes.  Sets *arena (all of them, one after another; at least 1 byte), *off and
+ * *len (n entries; at least 1), *n, *total and *maxlen; the caller owns and frees the three
+ * arrays.  -1 with an exception set, and nothing allocated, on error.
+ */
+static inline int copy_targets(PyObject *seq, size_t max_len, const char *type_name, uint8_t **arena,
+                               size_t **off, size_t **len, Py_ssize_t *n_out, size_t *total_out,
+                               size_t *maxlen_out)
+{
+    PyObject *fast = PySequence_Fast(seq, "targets must be a sequence of bytes");
+    Py_ssize_t i, n;
+    size_t total = 0, maxlen = 0;
+    uint8_t *a;
+    size_t *o, *l;
+    if (!fast) return -1;
+    n = PySequence_Fast_GET_SIZE(fast);
+    for (i = 0; i < n; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(fast, i);
+        size_t k;
+        if (!PyBytes_Check(item)) {
+            PyErr_Format(PyExc_TypeError, "target %zd is not bytes", i);
+            Py_DECREF(fast);
+            return -1;
+        }
+        k = (size_t)PyBytes_GET_SIZE(item);
+        if (k > max_len) {
+            PyErr_Format(PyExc_OverflowError, "target %zd is too long for %s (over %zu bytes)", i, type_name,
+                         max_len);
+            Py_DECREF(fast);
+            return -1;
+        }
+        total += k;
+        if (k > maxlen) maxlen = k;
+    }
+    a = (uint8_t *)malloc(total ? total : 1);
+    o = (size_t *)malloc(sizeof(size_t) * (size_t)(n ? n : 1));
+    l = (size_t *)malloc(sizeof(size_t) * (size_t)(n ? n : 1));
+    if (!a || !o || !l) {
+        free(a);
+        free(o);
+        free(l);
+        Py_DECREF(fast);
+        PyErr_NoMemory();
+        return -1;
+    }
+    total = 0;
+    for (i = 0; i < n; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(fast, i);
+        size_t k = (size_t)PyBytes_GET_SIZE(item);
+        memcpy(a + total, PyBytes_AS_STRING(item), k);
+        o[i] = total;
+        l[i] = k;
+        total += k;
+    }
+    Py_DECREF(fast);
+    *arena = a;
+    *off = o;
+    *len = l;
+    *n_out = n;
+    *total_out = total;
+    *maxlen_out = maxlen;
+    return 0;
 }
 
 #endif

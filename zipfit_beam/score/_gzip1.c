@@ -1207,7 +1207,7 @@ static void targets_dealloc(TargetsObject *self)
 static int targets_init(TargetsObject *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"targets", NULL};
-    PyObject *seq, *fast;
+    PyObject *seq;
     Py_ssize_t i, n;
     size_t total = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "O:Gzip1Targets", kwlist, &seq)) return -1;
@@ -1215,41 +1215,17 @@ static int targets_init(TargetsObject *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_RuntimeError, "Gzip1Targets already initialised");
         return -1;
     }
-    fast = PySequence_Fast(seq, "targets must be a sequence of bytes");
-    if (!fast) return -1;
-    n = PySequence_Fast_GET_SIZE(fast);
-    for (i = 0; i < n; i++) {
-        PyObject *o = PySequence_Fast_GET_ITEM(fast, i);
-        if (!PyBytes_Check(o)) {
-            PyErr_Format(PyExc_TypeError, "target %zd is not bytes", i);
-            Py_DECREF(fast);
-            return -1;
-        }
-        total += (size_t)PyBytes_GET_SIZE(o);
-    }
-    self->arena = (uint8_t *)malloc(total ? total : 1);
+    if (copy_targets(seq, (size_t)PY_SSIZE_T_MAX, "Gzip1Targets", &self->arena, &self->off, &self->len, &n,
+                     &total, &self->maxlen) < 0)
+        return -1;
     self->thash = (uint16_t *)malloc(sizeof(uint16_t) * (total ? total : 1));
-    self->off = (size_t *)malloc(sizeof(size_t) * (size_t)(n ? n : 1));
-    self->len = (size_t *)malloc(sizeof(size_t) * (size_t)(n ? n : 1));
-    if (!self->arena || !self->thash || !self->off || !self->len) {
-        Py_DECREF(fast);
+    if (!self->thash) {
         PyErr_NoMemory();
         return -1;
     }
-    total = 0;
-    self->maxlen = 0;
-    for (i = 0; i < n; i++) {
-        PyObject *o = PySequence_Fast_GET_ITEM(fast, i);
-        size_t l = (size_t)PyBytes_GET_SIZE(o);
-        memcpy(self->arena + total, PyBytes_AS_STRING(o), l);
-        fill_hashes(self->arena + total, self->thash + total, 0, l, l);
-        self->off[i] = total;
-        self->len[i] = l;
-        if (l > self->maxlen) self->maxlen = l;
-        total += l;
-    }
+    for (i = 0; i < n; i++)
+        fill_hashes(self->arena + self->off[i], self->thash + self->off[i], 0, self->len[i], self->len[i]);
     self->n = n;
-    Py_DECREF(fast);
     self->lock = PyThread_allocate_lock();
     self->tlen = (int64_t *)malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
     if (!self->lock || !self->tlen) {

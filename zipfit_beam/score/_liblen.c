@@ -579,7 +579,7 @@ static void set_error(const TargetsObject *self, const scratch *s, int rc)
 static int targets_init_kind(TargetsObject *self, PyObject *args, PyObject *kwds, int kind)
 {
     static char *kwlist[] = {"targets", "level", NULL};
-    PyObject *seq, *fast;
+    PyObject *seq;
     Py_ssize_t i, n;
     size_t total = 0, maxlen = 0;
     int level, rc = 0, lib_error = 0;
@@ -601,47 +601,15 @@ static int targets_init_kind(TargetsObject *self, PyObject *args, PyObject *kwds
         PyErr_Format(PyExc_ValueError, "isal level must be between 0 and 3, got %d", level);
         return -1;
     }
-    fast = PySequence_Fast(seq, "targets must be a sequence of bytes");
-    if (!fast) return -1;
-    n = PySequence_Fast_GET_SIZE(fast);
-    for (i = 0; i < n; i++) {
-        PyObject *o = PySequence_Fast_GET_ITEM(fast, i);
-        size_t l;
-        if (!PyBytes_Check(o)) {
-            PyErr_Format(PyExc_TypeError, "target %zd is not bytes", i);
-            Py_DECREF(fast);
-            return -1;
-        }
-        l = (size_t)PyBytes_GET_SIZE(o);
-        if (l > max_input(kind) / 2) {
-            PyErr_Format(PyExc_OverflowError, "target %zd is too long for %s", i, name);
-            Py_DECREF(fast);
-            return -1;
-        }
-        total += l;
-        if (l > maxlen) maxlen = l;
-    }
+    if (copy_targets(seq, max_input(kind) / 2, name, &self->arena, &self->off, &self->len, &n, &total, &maxlen) < 0)
+        return -1;
     self->kind = kind;
     self->level = level;
-    self->arena = (uint8_t *)malloc(total ? total : 1);
-    self->off = (size_t *)malloc(sizeof(size_t) * (size_t)(n ? n : 1));
-    self->len = (size_t *)malloc(sizeof(size_t) * (size_t)(n ? n : 1));
     self->tlen = (int64_t *)malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
-    if (!self->arena || !self->off || !self->len || !self->tlen) {
-        Py_DECREF(fast);
+    if (!self->tlen) {
         PyErr_NoMemory();
         return -1;
     }
-    total = 0;
-    for (i = 0; i < n; i++) {
-        PyObject *o = PySequence_Fast_GET_ITEM(fast, i);
-        size_t l = (size_t)PyBytes_GET_SIZE(o);
-        memcpy(self->arena + total, PyBytes_AS_STRING(o), l);
-        self->off[i] = total;
-        self->len[i] = l;
-        total += l;
-    }
-    Py_DECREF(fast);
     self->n = n;
     self->maxlen = maxlen;
     s = scratch_new(kind, level, &lib_error);

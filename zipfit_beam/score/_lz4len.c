@@ -689,7 +689,7 @@ static void targets_dealloc(TargetsObject *self)
 static int targets_init(TargetsObject *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"targets", NULL};
-    PyObject *seq, *fast;
+    PyObject *seq;
     Py_ssize_t i, n;
     size_t total = 0, maxlen = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "O:Lz4Targets", kwlist, &seq)) return -1;
@@ -697,46 +697,15 @@ static int targets_init(TargetsObject *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_RuntimeError, "Lz4Targets already initialised");
         return -1;
     }
-    fast = PySequence_Fast(seq, "targets must be a sequence of bytes");
-    if (!fast) return -1;
-    n = PySequence_Fast_GET_SIZE(fast);
-    for (i = 0; i < n; i++) {
-        PyObject *o = PySequence_Fast_GET_ITEM(fast, i);
-        size_t l;
-        if (!PyBytes_Check(o)) {
-            PyErr_Format(PyExc_TypeError, "target %zd is not bytes", i);
-            Py_DECREF(fast);
-            return -1;
-        }
-        l = (size_t)PyBytes_GET_SIZE(o);
-        if (l > LZ4LEN_MAX_INPUT / 2u) {
-            PyErr_Format(PyExc_OverflowError, "target %zd is longer than MAX_INPUT / 2", i);
-            Py_DECREF(fast);
-            return -1;
-        }
-        total += l;
-        if (l > maxlen) maxlen = l;
-    }
-    self->arena = (uint8_t *)malloc(total ? total : 1);
-    self->off = (size_t *)malloc(sizeof(size_t) * (size_t)(n ? n : 1));
-    self->len = (size_t *)malloc(sizeof(size_t) * (size_t)(n ? n : 1));
+    if (copy_targets(seq, LZ4LEN_MAX_INPUT / 2u, "Lz4Targets", &self->arena, &self->off, &self->len, &n, &total,
+                     &maxlen) < 0)
+        return -1;
     self->tlen = (int64_t *)malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
     self->lock = PyThread_allocate_lock();
-    if (!self->arena || !self->off || !self->len || !self->tlen || !self->lock) {
-        Py_DECREF(fast);
+    if (!self->tlen || !self->lock) {
         PyErr_NoMemory();
         return -1;
     }
-    total = 0;
-    for (i = 0; i < n; i++) {
-        PyObject *o = PySequence_Fast_GET_ITEM(fast, i);
-        size_t l = (size_t)PyBytes_GET_SIZE(o);
-        memcpy(self->arena + total, PyBytes_AS_STRING(o), l);
-        self->off[i] = total;
-        self->len[i] = l;
-        total += l;
-    }
-    Py_DECREF(fast);
     self->ts.n = n;
     self->ts.arena = self->arena;
     self->ts.off = self->off;
