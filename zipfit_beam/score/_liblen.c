@@ -773,24 +773,12 @@ static PyObject *targets_alignment(TargetsObject *self, PyObject *arg)
 
 static PyObject *targets_lengths(TargetsObject *self, void *closure)
 {
-    PyObject *list;
-    Py_ssize_t j;
     (void)closure;
     if (!self->lock) {
         PyErr_Format(PyExc_RuntimeError, "%s.__init__ was not called", Py_TYPE(self)->tp_name);
         return NULL;
     }
-    list = PyList_New(self->n);
-    if (!list) return NULL;
-    for (j = 0; j < self->n; j++) {
-        PyObject *v = PyLong_FromLongLong((long long)self->tlen[j]);
-        if (!v) {
-            Py_DECREF(list);
-            return NULL;
-        }
-        PyList_SET_ITEM(list, j, v);
-    }
-    return list;
+    return int64_list(self->tlen, self->n, 0);
 }
 
 static PyObject *targets_n(TargetsObject *self, void *closure)

@@ -817,20 +817,8 @@ static PyObject *targets_alignment(TargetsObject *self, PyObject *arg)
 
 static PyObject *targets_lengths(TargetsObject *self, void *closure)
 {
-    PyObject *list;
-    Py_ssize_t j;
     (void)closure;
-    list = PyList_New(self->ts.n);
-    if (!list) return NULL;
-    for (j = 0; j < self->ts.n; j++) {
-        PyObject *v = PyLong_FromLongLong((long long)self->tlen[j]);
-        if (!v) {
-            Py_DECREF(list);
-            return NULL;
-        }
-        PyList_SET_ITEM(list, j, v);
-    }
-    return list;
+    return int64_list(self->tlen, self->ts.n, 0);
 }
 
 static PyObject *targets_n(TargetsObject *self, void *closure)
