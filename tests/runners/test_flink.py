@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -50,14 +51,22 @@ def zipfit_main():
 
 
 def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    """n ports free on 127.0.0.1, below the kernel's ephemeral range: a port the kernel handed
+    out and we closed could be handed to one of the cluster's own sockets (Flink's blob server,
+    data port, RPC clients) in the seconds before the server meant for it binds it."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        ephemeral = int(f.read().split()[0])
+    rnd, ports = random.Random(), []
+    while len(ports) < n:
+        port = rnd.randrange(10_000, max(ephemeral, 11_000))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        if port not in ports:
+            ports.append(port)
+    return ports
 
 
 def alive(pid: int) -> bool:
