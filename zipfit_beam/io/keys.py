@@ -157,27 +157,17 @@ class TableWriter:
         self._writers[1].write_table(pa.Table.from_pylist(self._rejected, schema=rejected_schema()))
         self._rejected.clear()
 
-    def add_keys(self, docs: Sequence[ScoredDocument]) -> None:
-        """ScoredDocuments' keys."""
-        self._add({"id": [d.id for d in docs], "score": [d.score for d in docs],
-                   "tokens": [d.tokens for d in docs], "bytes": [d.text_bytes for d in docs],
-                   "source": [d.source for d in docs], "position": [d.position for d in docs],
-                   "group": [d.group for d in docs], "contaminated_by": [d.contaminated_by for d in docs]})
-
     def add_scored(self, docs: Sequence[Document], results: "ResultColumns") -> None:
-        """Documents' keys from their results' columns (``DocumentWork.collect_columns``):
-        the keys ``add_keys`` of their ScoredDocuments would add, no object per document."""
-        self._add({"id": [d.id for d in docs], "score": results.scores, "tokens": results.tokens,
+        """Documents' keys from their results' columns (``DocumentWork.collect_columns``),
+        no object per document."""
+        columns = {"id": [d.id for d in docs], "score": results.scores, "tokens": results.tokens,
                    "bytes": results.sizes, "source": [d.source for d in docs],
                    "position": [d.position for d in docs], "group": [d.group for d in docs],
-                   "contaminated_by": results.copied})
-
-    def _add(self, columns: Dict[str, list]) -> None:
+                   "contaminated_by": results.copied}
         for name, column in self._keys.items():
             column.extend(columns[name])
-        n = len(columns["id"])
-        self.scored += n
-        self.read += n
+        self.scored += len(docs)
+        self.read += len(docs)
         if len(self._keys["id"]) >= ROW_GROUP_ROWS:
             self._flush_keys()
 
