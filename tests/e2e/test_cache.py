@@ -134,3 +134,37 @@ def test_a_killed_run_resumes_from_its_complete_tables(tmp_path, sources, target
     assert resumed[1]["cache"]["files_reused"] >= done_before
     assert resumed[1]["cache"]["files_scored"] == 24 - resumed[1]["cache"]["files_reused"]
     same_result(select(tmp_path, "fresh", files, target, "--scoring-threads", "1"), resumed)
+
+
+def test_a_marker_appears_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A writer that dies while writing its marker leaves no ``keys-*.done`` (before, the
+    marker's name existed, empty, from the moment it was opened), and the table is not found."""
+    from zipfit_beam.io import keys
+
+    real_create = keys.create_file
+
+    class Dies:
+        def __init__(self, path):
+            self.f = real_create(path)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(data[:3])
+            raise OSError("killed while writing")
+
+    monkeypatch.setattr(keys, "create_file",
+                        lambda path: Dies(path) if ".done" in path else real_create(path))
+    writer = keys.TableWriter(str(tmp_path), "t", "src.jsonl", {"path": "src.jsonl"})
+    with pytest.raises(OSError, match="killed while writing"):
+        writer.close()
+    assert glob.glob(str(tmp_path / keys.MARKERS_GLOB)) == []
+    assert keys.find_table(str(tmp_path), "t") is None
+    monkeypatch.undo()
+    table = keys.TableWriter(str(tmp_path), "t", "src.jsonl", {"path": "src.jsonl"}).close()
+    assert keys.find_table(str(tmp_path), "t") == table._replace(reused=True)
+    assert [os.path.basename(p) for p in glob.glob(str(tmp_path / keys.MARKERS_GLOB))] == ["keys-t.done"]

@@ -6,8 +6,8 @@ staging area):
     keys-<name>.parquet       one row per scored document: id, score, tokens, bytes,
                               source, position, group, contaminated_by
     rejected-<name>.parquet   one row per dead letter: source, position, reason, detail, record
-    keys-<name>.done          the completion marker, written last: the file's fingerprint
-                              and its counts (read, scored, rejected by reason)
+    keys-<name>.done          the completion marker, written last and whole (a rename): the
+                              file's fingerprint and its counts (read, scored, rejected by reason)
 
 ``<name>`` is a digest of the scoring fingerprint (targets, compressor, level, long-document
 settings, tokenizer, guard, text/id/group fields, format, the scores version) and the
@@ -30,6 +30,7 @@ import functools
 import hashlib
 import json
 import posixpath
+import uuid
 from typing import TYPE_CHECKING, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from apache_beam.io.filesystems import FileSystems
@@ -192,10 +193,19 @@ class TableWriter:
             self._tmp[which].close()
         marker = {"source": self._fingerprint, "read": self.read, "scored": self.scored,
                   "reasons": self.reasons}
-        with create_file(self._paths[2]) as out:
-            out.write(json.dumps(marker, sort_keys=True).encode("utf-8"))
+        _write_whole(self._paths[2], json.dumps(marker, sort_keys=True).encode("utf-8"))
         return KeyTable(self._source, self._paths[0], self._paths[1], self.read, self.scored,
                         tuple(sorted(self.reasons.items())))
+
+
+def _write_whole(path: str, data: bytes) -> None:
+    """Write ``path`` so that it appears whole or not at all: a temporary name first, then a
+    rename. A run killed while writing a marker leaves only ``*.partial``, which no glob of
+    markers matches (a local file opened for writing exists, empty, before its bytes do)."""
+    partial = f"{path}.{uuid.uuid4().hex}.partial"  # its own per writer: retries may race
+    with create_file(partial) as out:
+        out.write(data)
+    FileSystems.rename([partial], [path])
 
 
 READ_BATCH_ROWS = 8192  # rows of a key table read at a time
