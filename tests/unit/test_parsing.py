@@ -45,6 +45,8 @@ DECODER_EDGES = [
     b'{"id": NaN, "text": "t"}', b'{"id": 1e400, "text": "t"}', b'{"id": "a", "text": "\\ud800"}',
     b'{"id": "a", "text": "t", "id": "b"}', b'12345678901234567890123', b'[1e999]',
     b'{"id": "a", "text": "t", "x": ' + b"[" * 600 + b"]" * 600 + b"}",
+    b'{"id": "a", "text": "t", "x": ' + b"[" * 512 + b"]" * 512 + b"}",
+    b'{"id": "a", "text": "' + b"[{" * 600 + b'"}',  # brackets in a string do not nest
 ]
 
 
