@@ -451,12 +451,13 @@ INLINE uint64_t cheap_hash(const uint8_t *p, size_t n)
     return h ^ (h >> 29);
 }
 
-static uint64_t cached_token_hash(scratch *s, const uint8_t *p, size_t n)
+/* the token's hash, from the cache when it is there; cheap: cheap_hash(p, n) (short tokens) */
+static uint64_t cached_token_hash(scratch *s, const uint8_t *p, size_t n, uint64_t cheap)
 {
     cache_entry *e;
     uint64_t v;
     if (n > CACHE_KEY) return token_hash64(p, n);
-    e = &s->cache[(cheap_hash(p, n) >> 7) & (((size_t)1 << CACHE_BITS) - 1u)];
+    e = &s->cache[(cheap >> 7) & (((size_t)1 << CACHE_BITS) - 1u)];
     if (e->len == n && memcmp(e->key, p, n) == 0) return e->value;
     v = token_hash64(p, n);
     e->value = v;
@@ -465,9 +466,9 @@ static uint64_t cached_token_hash(scratch *s, const uint8_t *p, size_t n)
     return v;
 }
 
-static void push_token(scratch *s, const uint8_t *p, size_t n)
+static void push_hashed_token(scratch *s, const uint8_t *p, size_t n, uint64_t cheap)
 {
-    uint64_t v = cached_token_hash(s, p, n);
+    uint64_t v = cached_token_hash(s, p, n, cheap);
     if (s->g) guard_feed(s, v);
     if (s->record == REC_TOKENS) {
         if (grow((void **)&s->tok, &s->tok_cap, s->ntok + 1, sizeof(uint64_t)) ||
@@ -484,19 +485,27 @@ static void push_token(scratch *s, const uint8_t *p, size_t n)
     }
 }
 
-/* an ASCII token t[a:e], lowercased */
+static void push_token(scratch *s, const uint8_t *p, size_t n)
+{
+    push_hashed_token(s, p, n, n > CACHE_KEY ? 0 : cheap_hash(p, n));
+}
+
+/* an ASCII token t[a:e] (letters and digits), lowercased and given its cheap hash in one
+   pass: c | 0x20 lowercases A-Z and leaves a-z and 0-9 as they are */
 static void push_ascii_token(scratch *s, const uint8_t *t, size_t a, size_t e)
 {
     size_t n = e - a, i;
+    uint64_t h = 0xcbf29ce484222325ULL ^ (uint64_t)n;
     if (grow((void **)&s->tb, &s->tb_cap, n, 1)) {
         s->failed = 1;
         return;
     }
     for (i = 0; i < n; i++) {
-        uint8_t c = t[a + i];
-        s->tb[i] = (uint8_t)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+        uint8_t c = (uint8_t)(t[a + i] | 0x20u);
+        s->tb[i] = c;
+        h = (h ^ c) * 0x100000001b3ULL;
     }
-    push_token(s, s->tb, n);
+    push_hashed_token(s, s->tb, n, h ^ (h >> 29));
 }
 
 /* a token of code points d[a:e] (already lowercased), encoded to UTF-8 */
