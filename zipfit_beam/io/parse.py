@@ -19,17 +19,18 @@ letter, never the job's failure.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Tuple, Union
 
 from zipfit_beam.formats.base import MAX_NESTING, reader_failure, safe_row_json
 from zipfit_beam.io.templates import TextSpec, as_text_spec
 from zipfit_beam.records import DeadLetter, Document, RawRecord, RowRecord
 
-__all__ = ["content_id", "group_value", "fast_object", "parse_record", "parse_object",
-           "parse_any", "nesting_depth", "REASONS"]
+__all__ = ["content_id", "group_value", "needed_fields", "fast_object", "parse_record",
+           "parse_object", "parse_any", "nesting_depth", "REASONS"]
 
 try:  # a JSON decoder in C about 3x faster than json's on text (json's string scanner)
     import orjson as _orjson
@@ -96,6 +97,15 @@ def nesting_depth(line: bytes, stop: int = MAX_NESTING) -> int:
     return deepest
 
 
+@functools.lru_cache(maxsize=64)  # asked once per record: the settings repeat
+def needed_fields(text: Union[str, TextSpec], id_field: str,
+                  group_field: Optional[str] = None) -> Tuple[str, ...]:
+    """The fields a record is read for: the text field(s), the id and the group (what a
+    columnar reader must read, and what ``fast_object`` checks)."""
+    group = (group_field,) if group_field else ()
+    return tuple(dict.fromkeys(as_text_spec(text).fields + (id_field,) + group))
+
+
 _BIG = float(2 ** 63)
 
 
@@ -156,7 +166,7 @@ def parse_record(raw: RawRecord, text: Union[str, TextSpec], id_field: str,
     except UnicodeDecodeError as e:
         return reject("invalid_utf8", str(e))
     spec = as_text_spec(text)
-    obj = fast_object(line, spec.fields + (id_field, group_field or id_field))
+    obj = fast_object(line, needed_fields(text, id_field, group_field))
     # The nesting check comes first on json's path, as ever; orjson's flat object cannot
     # nest too deeply, so its line is not walked.
     if (obj is None or not _flat(obj)) and nesting_depth(raw.data) > MAX_NESTING:

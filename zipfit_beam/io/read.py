@@ -14,7 +14,7 @@ raises (``io.parse.parse_any``; ``ParseDocumentDoFn`` catches what might still e
 
 from __future__ import annotations
 
-from typing import Iterator, List, NamedTuple, Optional, Sequence, Union
+from typing import Iterator, NamedTuple, Optional, Sequence, Union
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -23,7 +23,7 @@ from apache_beam.pvalue import PCollection
 from zipfit_beam import formats
 from zipfit_beam.io.files import InputFile, open_file
 from zipfit_beam.formats.base import DEFAULT_MAX_RECORD_BYTES, reader_failure
-from zipfit_beam.io.parse import failed, parse_any
+from zipfit_beam.io.parse import failed, needed_fields, parse_any
 from zipfit_beam.io.templates import TextSpec, as_text_spec
 from zipfit_beam.records import DeadLetter, Document, RawRecord, RowRecord
 
@@ -63,13 +63,6 @@ def iter_input(path: str, fmt: str, fields: Sequence[str],
             position = 0 if last is None else last + 1
             yield DeadLetter(path, position, "unparseable",
                              f"the {fmt} reader failed from here on: {reader_failure(e)}", b"")
-
-
-def needed_fields(text: Union[str, TextSpec], id_field: str,
-                  group_field: Optional[str] = None) -> List[str]:
-    """The fields a columnar reader must read: the text field(s), the id and the group."""
-    group = (group_field,) if group_field else ()
-    return list(dict.fromkeys(as_text_spec(text).fields + (id_field,) + group))
 
 
 def route_dead_letter(element):

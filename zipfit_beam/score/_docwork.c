@@ -443,12 +443,18 @@ static int64_t guard_end(scratch *s, int32_t *rank)
 /* ------------------------------------------------------------------------------------------ */
 /* token hashes                                                                                */
 
+/* the token cache's slot hash (FNV-1a over the bytes, seeded with the length), in steps so
+   that a walk can hash a token as it copies it */
+#define CHEAP_SEED(n) (0xcbf29ce484222325ULL ^ (uint64_t)(n))
+#define CHEAP_STEP(h, c) (((h) ^ (c)) * 0x100000001b3ULL)
+#define CHEAP_END(h) ((h) ^ ((h) >> 29))
+
 INLINE uint64_t cheap_hash(const uint8_t *p, size_t n)
 {
-    uint64_t h = 0xcbf29ce484222325ULL ^ (uint64_t)n;
+    uint64_t h = CHEAP_SEED(n);
     size_t i;
-    for (i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ULL;
-    return h ^ (h >> 29);
+    for (i = 0; i < n; i++) h = CHEAP_STEP(h, p[i]);
+    return CHEAP_END(h);
 }
 
 /* the token's hash, from the cache when it is there; cheap: cheap_hash(p, n) (short tokens) */
@@ -495,7 +501,7 @@ static void push_token(scratch *s, const uint8_t *p, size_t n)
 static void push_ascii_token(scratch *s, const uint8_t *t, size_t a, size_t e)
 {
     size_t n = e - a, i;
-    uint64_t h = 0xcbf29ce484222325ULL ^ (uint64_t)n;
+    uint64_t h = CHEAP_SEED(n);
     if (grow((void **)&s->tb, &s->tb_cap, n, 1)) {
         s->failed = 1;
         return;
@@ -503,9 +509,9 @@ static void push_ascii_token(scratch *s, const uint8_t *t, size_t a, size_t e)
     for (i = 0; i < n; i++) {
         uint8_t c = (uint8_t)(t[a + i] | 0x20u);
         s->tb[i] = c;
-        h = (h ^ c) * 0x100000001b3ULL;
+        h = CHEAP_STEP(h, c);
     }
-    push_hashed_token(s, s->tb, n, h ^ (h >> 29));
+    push_hashed_token(s, s->tb, n, CHEAP_END(h));
 }
 
 /* a token of code points d[a:e] (already lowercased), encoded to UTF-8 */
