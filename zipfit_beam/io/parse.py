@@ -165,7 +165,6 @@ def parse_record(raw: RawRecord, text: Union[str, TextSpec], id_field: str,
         line = raw.data.decode("utf-8")
     except UnicodeDecodeError as e:
         return reject("invalid_utf8", str(e))
-    spec = as_text_spec(text)
     obj = fast_object(line, needed_fields(text, id_field, group_field))
     # The nesting check comes first on json's path, as ever; orjson's flat object cannot
     # nest too deeply, so its line is not walked.
@@ -181,7 +180,7 @@ def parse_record(raw: RawRecord, text: Union[str, TextSpec], id_field: str,
     del line  # the decoded line: no longer needed while the document is prepared
     if not isinstance(obj, dict):
         return reject("not_an_object", f"JSON value is a {type(obj).__name__}, not an object")
-    return parse_object(obj, raw.source, raw.position, raw.data, spec, id_field, group_field,
+    return parse_object(obj, raw.source, raw.position, raw.data, text, id_field, group_field,
                         carry_record=False)
 
 

@@ -27,7 +27,7 @@ from zipfit_beam.io.parse import failed, needed_fields, parse_any
 from zipfit_beam.io.templates import TextSpec, as_text_spec
 from zipfit_beam.records import DeadLetter, Document, RawRecord, RowRecord
 
-__all__ = ["REJECTED_TAG", "READ_COUNT_TAG", "iter_input", "needed_fields", "route_dead_letter",
+__all__ = ["REJECTED_TAG", "READ_COUNT_TAG", "iter_input", "route_dead_letter",
            "ReadRecordsDoFn", "ParseDocumentDoFn", "ReadResult", "ReadDocuments"]
 
 REJECTED_TAG = "rejected"

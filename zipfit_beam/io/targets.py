@@ -9,8 +9,8 @@ from zipfit_beam import formats
 from zipfit_beam.formats.base import DEFAULT_MAX_RECORD_BYTES
 from zipfit_beam.io import hf
 from zipfit_beam.io.files import resolve_inputs
-from zipfit_beam.io.parse import parse_any
-from zipfit_beam.io.read import iter_input, needed_fields
+from zipfit_beam.io.parse import needed_fields, parse_any
+from zipfit_beam.io.read import iter_input
 from zipfit_beam.io.templates import TextSpec, as_text_spec
 from zipfit_beam.records import DeadLetter, Document
 

@@ -23,8 +23,8 @@ from zipfit_beam.io import keys
 from zipfit_beam.io.files import InputFile
 from zipfit_beam.io.keys import KeyTable
 from zipfit_beam.formats.base import DEFAULT_MAX_RECORD_BYTES
-from zipfit_beam.io.parse import parse_any
-from zipfit_beam.io.read import iter_input, needed_fields
+from zipfit_beam.io.parse import needed_fields, parse_any
+from zipfit_beam.io.read import iter_input
 from zipfit_beam.io.templates import TextSpec
 from zipfit_beam.records import ContaminationHit, DeadLetter, Document, ScoredDocument
 from zipfit_beam.report import progress
