@@ -139,3 +139,20 @@ def test_fast_compressor_selection_equals_its_oracle(tmp_path, corpus, sources, 
     selected, _, manifest = select(tmp_path, files, target, 7, f"--compressor={compressor}")
     assert sorted(r["id"] for r in selected) == sorted(oracle_top_k(scores, 7))
     assert manifest["config"]["compressor"] == compressor
+
+
+def test_a_source_of_only_bad_lines_gives_a_whole_manifest_and_report(tmp_path, targets):
+    # Nothing scored: every global combine of the job (counts, contamination, the report's
+    # parts, groups and examples, the cut's ties) meets an empty input.
+    src = write_lines(tmp_path / "bad.jsonl", [line for line, _ in BAD_LINES])
+    t = write_jsonl(tmp_path / "targets.jsonl", targets)
+    selected, rejected, manifest = select(tmp_path, [src], t, 5)
+    assert selected == [] and len(rejected) == len(BAD_LINES)
+    assert manifest["counts"] == {"read": len(BAD_LINES), "scored": 0, "rejected": len(BAD_LINES),
+                                  "selected": 0, "selected_tokens": 0, "contaminated": 0}
+    assert manifest["threshold"] is None and manifest["contamination"]["documents"] == []
+    summary = json.load(open(tmp_path / "out" / "summary.json"))
+    assert summary["totals"]["corpus"] == summary["totals"]["selected"] == {"docs": 0, "bytes": 0, "tokens": 0}
+    assert summary["groups"]["distinct"] == 0 and summary["groups"]["rows"] == []
+    assert all(v == [] for v in summary["examples"].values())
+    assert all(os.path.exists(tmp_path / "out" / f) for f in REPORT_FILES)

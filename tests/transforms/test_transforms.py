@@ -3,8 +3,11 @@
 import json
 
 import apache_beam as beam
+import pytest
+from apache_beam.portability import common_urns
 from apache_beam.testing.util import assert_that, equal_to
 
+from zipfit_beam.combine import side_combine
 from zipfit_beam.io.parse import parse_record
 from zipfit_beam.records import Document, RawRecord, ScoredDocument
 from zipfit_beam.io.read import ReadDocuments
@@ -304,3 +307,28 @@ def test_a_files_scoring_batches_end_at_batch_chars(tmp_path, sources, targets, 
         assert sum(texts[:-1]) < 3000
         start += n
     assert tables[3000] == tables[default]
+
+
+@pytest.mark.parametrize("values", [[], [3, 1, 2]])
+def test_side_combine_reads_as_a_plain_global_combine(values, test_pipeline):
+    fns = {"count": beam.combiners.CountCombineFn(), "sum": sum, "list": beam.combiners.ToListCombineFn()}
+    with test_pipeline as p:
+        once = p | "Once" >> beam.Create([None])
+        xs = p | "Values" >> beam.Create(values, reshuffle=False).with_output_types(int)
+        for name, fn in fns.items():
+            side = side_combine(xs, f"Side{name}", fn)
+            plain = beam.pvalue.AsSingleton(xs | f"Plain{name}" >> beam.CombineGlobally(fn))
+            got = once | f"Both{name}" >> beam.Map(lambda _, a, b: (a, b), side, plain)
+            assert_that(got | f"Same{name}" >> beam.MapTuple(lambda a, b: sorted(a) == sorted(b)
+                                                              if isinstance(a, list) else a == b),
+                        equal_to([True]), label=f"Check{name}")
+
+
+def test_side_combine_saves_the_default_steps():
+    def par_dos(combine):
+        p = beam.Pipeline()
+        combine(p | beam.Create([1]))
+        return sum(t.spec.urn == common_urns.primitives.PAR_DO.urn
+                   for t in p.to_runner_api().components.transforms.values())
+    plain = par_dos(lambda xs: xs | beam.CombineGlobally(sum))
+    assert par_dos(lambda xs: side_combine(xs, "Sum", sum)) == plain - 3

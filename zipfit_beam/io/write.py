@@ -31,6 +31,7 @@ import apache_beam as beam
 from apache_beam.pvalue import AsSingleton
 
 from zipfit_beam import formats
+from zipfit_beam.combine import side_combine
 from zipfit_beam.formats import schema as schemas
 from zipfit_beam.io.fetch import FetchSelected
 from zipfit_beam.io.files import InputFile, create_file, read_headers
@@ -181,8 +182,7 @@ class WriteShards(beam.PTransform):
                  | "ShardCount" >> beam.Map(lambda total: shard_count(num_shards, total)))
         side = {}
         if out.NEEDS_SCHEMA and self._schema is None:
-            side["inferred"] = AsSingleton(encoded | "InferSchema" >> beam.CombineGlobally(
-                InferSchemaCombineFn()))
+            side["inferred"] = side_combine(encoded, "InferSchema", InferSchemaCombineFn())
         keyed = encoded | "AssignShards" >> beam.Map(
             lambda kv, n: (shard_of(kv[0], n), kv), AsSingleton(count))
         every_shard = count | "EveryShard" >> beam.FlatMap(lambda n: [(i, None) for i in range(n)])

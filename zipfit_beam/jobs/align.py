@@ -32,6 +32,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsSingleton
 
+from zipfit_beam.combine import side_combine
 from zipfit_beam.io.files import resolve_sources
 from zipfit_beam.io.publish import WriteJsonDoFn
 from zipfit_beam.formats.base import DEFAULT_MAX_RECORD_BYTES
@@ -122,8 +123,8 @@ class MeasureAlignment(beam.PTransform):
         n, seed = self._sample, self._seed
         targets = pbegin | "CreateTargets" >> beam.Create([self._targets])
         read = pbegin | "ReadSources" >> ReadDocuments(self._files, *self._fields)
-        population = read.documents | "CountDocuments" >> beam.combiners.Count.Globally()
-        rejected = read.rejected | "CountRejected" >> beam.combiners.Count.Globally()
+        population = side_combine(read.documents, "CountDocuments", beam.combiners.CountCombineFn())
+        rejected = side_combine(read.rejected, "CountRejected", beam.combiners.CountCombineFn())
         chosen = read.documents
         if n is not None:
             # Pass 1 draws the n smallest keys; pass 2 reads again and keeps the documents at
@@ -141,7 +142,7 @@ class MeasureAlignment(beam.PTransform):
                    | "Scores" >> beam.Map(lambda d: d.score)
                    | "MeanVariance" >> beam.CombineGlobally(MeanVarianceCombineFn()))
         return moments | "Result" >> beam.Map(
-            alignment_result, AsSingleton(population), AsSingleton(rejected), n, seed,
+            alignment_result, population, rejected, n, seed,
             len(self._targets.texts))
 
 

@@ -42,7 +42,8 @@ from zipfit_beam.io.write import OutputPlan, WriteRejected, WriteSelected, plan_
 from zipfit_beam.jobs.config import SelectConfig
 from zipfit_beam.records import ContaminationHit, DeadLetter, Document, ScoredDocument
 from zipfit_beam.report import progress
-from zipfit_beam.report.summary import NamedCombineFn, SummarizeSelection
+from zipfit_beam.combine import NamedCombineFn, side_combine
+from zipfit_beam.report.summary import SummarizeSelection
 from zipfit_beam.score import contamination, ncd, tokens
 from zipfit_beam.score.spec import PreparedTargets, ScoringSpec, prepare_targets, scoring_fingerprint
 from zipfit_beam.score.transforms import ContaminationHitDoFn, ScoreFiles
@@ -192,15 +193,20 @@ class MeterSelectedDoFn(beam.DoFn):
         return ()
 
 
+class SelectedTotals(NamedTuple):
+    count: int  # selected documents
+    tokens: int  # their tokens
+
+
 def selection_facts(selected, cut) -> dict:
-    """Side inputs for the manifest: how many documents and tokens were selected, the cut
-    (also counted in Metrics)."""
+    """Side inputs for the manifest: how many documents and tokens were selected (also
+    counted in Metrics), the cut."""
     selected | "MeterSelected" >> beam.ParDo(MeterSelectedDoFn())
     return {
-        "selected": AsSingleton(selected | "CountSelected" >> beam.combiners.Count.Globally()),
-        "selected_tokens": AsSingleton(selected
-                                       | "SelectedTokens" >> beam.Map(lambda d: d.tokens)
-                                       | "SumSelectedTokens" >> beam.CombineGlobally(sum)),
+        "selected": side_combine(
+            selected | "SelectedTokens" >> beam.Map(lambda d: d.tokens), "CountSelected",
+            NamedCombineFn(SelectedTotals, count=beam.combiners.CountCombineFn(),
+                           tokens=beam.CombineFn.maybe_from_callable(sum))),
         "cut": AsSingleton(cut),
     }
 
@@ -237,7 +243,7 @@ class _AssembleSelect:
     def __init__(self, guard: dict):
         self._guard = guard
 
-    def __call__(self, totals: TableTotals, selected, selected_tokens, cut,
+    def __call__(self, totals: TableTotals, selected: SelectedTotals, cut,
                  contamination: ContaminationParts = ContaminationParts(None, [])):
         guard = dict(self._guard)
         if guard["enabled"]:
@@ -246,7 +252,7 @@ class _AssembleSelect:
                                   for h in contamination.listed]
             guard["documents_listed"] = len(contamination.listed)
         counts = {"read": totals.read, "scored": totals.scored, "rejected": totals.rejected,
-                  "selected": selected, "selected_tokens": selected_tokens,
+                  "selected": selected.count, "selected_tokens": selected.tokens,
                   "contaminated": contamination.count if guard["enabled"] else None}
         return {"counts": counts, "rejected_by_reason": dict(sorted(totals.reasons.items())),
                 "threshold": threshold_json(cut.threshold), "contamination": guard,
@@ -297,13 +303,12 @@ def build_pipeline(p: beam.Pipeline, config: SelectConfig, files: Sequence,
                 "output": plan.describe(), "scoring_fingerprint": select.fingerprint}
     facts = dict(selection_facts(result.selected, result.cut), totals=AsSingleton(result.totals))
     if result.contaminated is not None:  # how many, and the first CONTAMINATED_LISTED by id
-        facts["contamination"] = AsSingleton(
-            result.contaminated | "CountAndListContaminated" >> beam.CombineGlobally(
-                NamedCombineFn(ContaminationParts,
-                               count=beam.combiners.CountCombineFn(),
-                               listed=beam.combiners.TopCombineFn(
-                                   CONTAMINATED_LISTED, reverse=True,
-                                   key=lambda h: (h.id, h.source, h.position)))))
+        facts["contamination"] = side_combine(
+            result.contaminated, "CountAndListContaminated",
+            NamedCombineFn(ContaminationParts, count=beam.combiners.CountCombineFn(),
+                           listed=beam.combiners.TopCombineFn(
+                               CONTAMINATED_LISTED, reverse=True,
+                               key=lambda h: (h.id, h.source, h.position))))
 
     # The report's data (summary.json), reduced from the scored keys by combiners; the
     # few example texts are read back from their files.

@@ -20,8 +20,9 @@ import heapq
 from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
 import apache_beam as beam
-from apache_beam.pvalue import AsSingleton, PCollection
+from apache_beam.pvalue import PCollection
 
+from zipfit_beam.combine import NamedCombineFn, side_combine
 from zipfit_beam.io import keys
 from zipfit_beam.io.fetch import FetchSelected
 from zipfit_beam.io.keys import KeyBatch
@@ -29,39 +30,12 @@ from zipfit_beam.io.parse import parse_any
 from zipfit_beam.records import ScoredDocument, rank_key
 from zipfit_beam.report import stats
 
-__all__ = ["NamedCombineFn", "Parts", "BatchSummary", "GroupParts", "batch_summary", "PartsCombineFn",
+__all__ = ["Parts", "BatchSummary", "GroupParts", "batch_summary", "PartsCombineFn",
            "SumTuplesCombineFn", "SummarizeSelection", "assemble_summary"]
 
 SAMPLE_SIZE = 2000  # points in the score-vs-length plot
 EXAMPLES = 10  # documents in each example table
 MAX_GROUPS = 30  # groups listed (by corpus size and by selection size)
-
-
-class NamedCombineFn(beam.CombineFn):
-    """Several CombineFns over the same input in one pass; the output is a ``named``
-    NamedTuple whose fields are the results, so they are read by name, never by position
-    (``NamedCombineFn(Parts, count=CountCombineFn(), top=TopCombineFn(10))``)."""
-
-    def __init__(self, named, **fns: beam.CombineFn):
-        if set(fns) != set(named._fields):
-            raise ValueError(f"{named.__name__} needs combiners for {named._fields}, got {tuple(fns)}")
-        self._named = named
-        self._tuple = beam.combiners.SingleInputTupleCombineFn(*(fns[f] for f in named._fields))
-
-    def create_accumulator(self):
-        return self._tuple.create_accumulator()
-
-    def add_input(self, acc, element):
-        return self._tuple.add_input(acc, element)
-
-    def merge_accumulators(self, accs):
-        return self._tuple.merge_accumulators(accs)
-
-    def compact(self, acc):
-        return self._tuple.compact(acc)
-
-    def extract_output(self, acc):
-        return self._named(*self._tuple.extract_output(acc))
 
 
 class Parts(NamedTuple):
@@ -223,7 +197,7 @@ def group_table(parts: GroupParts) -> dict:
             "rows": sorted(table, key=lambda r: (-r["docs"], -r["selected_docs"], r["group"]))}
 
 
-def assemble_summary(scored: Parts, selected: Parts, groups: dict, snippet_pairs,
+def assemble_summary(scored: Parts, selected: Parts, groups: GroupParts, snippet_pairs,
                      group_field: Optional[str], sample_size: int, token_measure: str) -> dict:
     """The partial results of ``SummarizeSelection`` -> the summary dict."""
     # The sampled documents that were selected: both samples take the smallest sample keys,
@@ -238,7 +212,7 @@ def assemble_summary(scored: Parts, selected: Parts, groups: dict, snippet_pairs
                    for name, t in (("corpus", scored.totals), ("selected", selected.totals),
                                    ("contaminated", scored.contaminated_totals))},
         "token_measure": token_measure,
-        "groups": dict(groups, field=group_field),
+        "groups": dict(group_table(groups), field=group_field),
         "sample": {"size": len(scored.sample), "requested": sample_size,
                    "points": [_sample_point(d, selected_keys) for d in scored.sample]},
         "examples": {name: [_example(d, snippets) for d in docs] for name, docs in examples.items()},
@@ -298,9 +272,10 @@ class SummarizeSelection(beam.PTransform):
         self._sample_size, self._examples, self._max_groups = sample_size, examples, max_groups
         self._batches = batches
 
-    def _summaries(self, pcoll, name: str, batches: Optional[Callable]):
-        """PCollection -> (Parts singleton, per-group sums): a BatchSummary per batch of rows,
-        read from key tables (``batches``) or gathered from ScoredDocuments."""
+    def _summaries(self, pcoll, name: str, batches: Optional[Callable], side: bool):
+        """PCollection -> (Parts, per-group sums): a BatchSummary per batch of rows, read from
+        key tables (``batches``) or gathered from ScoredDocuments. The Parts are a singleton
+        PCollection, or with ``side`` a side input (``combine.side_combine``)."""
         n_sample, n_ex = self._sample_size, self._examples
         if batches is not None:
             summaries = pcoll | f"{name}Batches" >> beam.FlatMap(
@@ -310,9 +285,10 @@ class SummarizeSelection(beam.PTransform):
                          | f"Batch{name}" >> beam.BatchElements(max_batch_size=keys.READ_BATCH_ROWS)
                          | f"{name}Batches" >> beam.Map(
                              lambda docs: batch_summary(KeyBatch.of_documents(docs), n_sample, n_ex)))
-        parts = (summaries
-                 | f"{name}Parts" >> beam.Map(lambda b: b.parts)
-                 | f"Summarize{name}" >> beam.CombineGlobally(PartsCombineFn(n_sample, n_ex)))
+        parts = summaries | f"{name}Parts" >> beam.Map(lambda b: b.parts)
+        combine = PartsCombineFn(n_sample, n_ex)
+        parts = (side_combine(parts, f"Summarize{name}", combine) if side
+                 else parts | f"Summarize{name}" >> beam.CombineGlobally(combine))
         groups = (summaries
                   | f"{name}GroupRows" >> beam.FlatMap(lambda b: b.groups)
                   | f"Sum{name}PerGroup" >> beam.CombinePerKey(SumTuplesCombineFn(3)))
@@ -322,27 +298,28 @@ class SummarizeSelection(beam.PTransform):
         scored, selected = docs
         n_groups, n_sample = self._max_groups, self._sample_size
         Top = beam.combiners.TopCombineFn  # noqa: N806
-        scored_parts, corpus_groups = self._summaries(scored, "Scored", self._batches)
-        selected_parts, selected_groups = self._summaries(selected, "Selected", None)
+        # The scored Parts are AssembleSummary's main input (so it runs on an empty corpus
+        # too); everything else is only read as a side input.
+        scored_parts, corpus_groups = self._summaries(scored, "Scored", self._batches, side=False)
+        selected_parts, selected_groups = self._summaries(selected, "Selected", None, side=True)
 
         # Each side is summed per group before the two meet: a Flatten of per-document rows
         # from two stages is a buffer of every row on the local runner (250 MB at 2M documents).
-        groups = ((corpus_groups | "AsCorpusSums" >> beam.MapTuple(lambda g, sums: (g, sums + (0, 0, 0))),
-                   selected_groups | "AsSelectedSums" >> beam.MapTuple(lambda g, sums: (g, (0, 0, 0) + sums)))
-                  | "AllGroupSums" >> beam.Flatten()
-                  | "SumPerGroup" >> beam.CombinePerKey(SumTuplesCombineFn(6))
-                  | "GroupTable" >> beam.CombineGlobally(NamedCombineFn(
-                      GroupParts, distinct=beam.combiners.CountCombineFn(),
-                      by_corpus=Top(n_groups, key=lambda kv: (kv[1][0], kv[0])),
-                      by_selection=Top(n_groups, key=lambda kv: (kv[1][3], kv[0]))))
-                  | "GroupRows" >> beam.Map(group_table))
+        group_sums = ((corpus_groups | "AsCorpusSums" >> beam.MapTuple(lambda g, sums: (g, sums + (0, 0, 0))),
+                       selected_groups | "AsSelectedSums" >> beam.MapTuple(lambda g, sums: (g, (0, 0, 0) + sums)))
+                      | "AllGroupSums" >> beam.Flatten()
+                      | "SumPerGroup" >> beam.CombinePerKey(SumTuplesCombineFn(6)))
+        groups = side_combine(group_sums, "GroupTable", NamedCombineFn(
+            GroupParts, distinct=beam.combiners.CountCombineFn(),
+            by_corpus=Top(n_groups, key=lambda kv: (kv[1][0], kv[0])),
+            by_selection=Top(n_groups, key=lambda kv: (kv[1][3], kv[0]))))
 
-        snippets = ((scored_parts | "BottomExamples" >> beam.FlatMap(lambda parts: parts.worst),
-                     selected_parts | "SelectedExamples" >> beam.FlatMap(
+        examples = ((scored_parts | "BottomExamples" >> beam.FlatMap(lambda parts: parts.worst),
+                     selected_parts.pvalue | "SelectedExamples" >> beam.FlatMap(
                          lambda parts: parts.best + parts.worst))
                     | "AllExamples" >> beam.Flatten()
-                    | "FetchSnippets" >> FetchSnippets(*self._fetch)
-                    | "SnippetList" >> beam.combiners.ToList())
+                    | "FetchSnippets" >> FetchSnippets(*self._fetch))
+        snippets = side_combine(examples, "SnippetList", beam.combiners.ToListCombineFn())
         return scored_parts | "AssembleSummary" >> beam.Map(
-            assemble_summary, AsSingleton(selected_parts), AsSingleton(groups), AsSingleton(snippets),
+            assemble_summary, selected_parts, groups, snippets,
             self._group_field, n_sample, self._token_measure)

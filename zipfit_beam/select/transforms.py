@@ -11,6 +11,7 @@ from typing import Callable, NamedTuple, Optional, Union
 import apache_beam as beam
 from apache_beam.pvalue import AsSingleton, PCollection
 
+from zipfit_beam.combine import side_combine
 from zipfit_beam.records import ScoredDocument, rank_key
 from zipfit_beam.select import columns as col
 from zipfit_beam.select import cut as sel
@@ -117,9 +118,8 @@ class FindCut(beam.PTransform):
                 lambda c, h: sel.advance(c, h, rule), AsSingleton(hist, default_value={}))
             candidates = candidates | f"Candidates{r + 1}" >> beam.Filter(
                 sel.is_candidate, AsSingleton(cursor))
-        ties = candidates | "GatherTies" >> beam.combiners.ToList()
-        return cursor | "ResolveCut" >> beam.Map(
-            lambda c, t: sel.resolve(c, t, rule), AsSingleton(ties))
+        ties = side_combine(candidates, "GatherTies", beam.combiners.ToListCombineFn())
+        return cursor | "ResolveCut" >> beam.Map(lambda c, t: sel.resolve(c, t, rule), ties)
 
 
 class SelectDocuments(beam.PTransform):
