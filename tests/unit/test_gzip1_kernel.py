@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from zipfit_beam.score.ncd import CANONICAL_ZLIB
+from zipfit_beam.score.ncd import CANONICAL_ZLIB, alignment_from_lengths
 
 g1 = pytest.importorskip("zipfit_beam.score._gzip1", reason="C kernel not built")
 
@@ -245,6 +245,25 @@ def test_long_inputs_slide_the_window(texts):
                text[500_000:600_000]]
     bad, total, first = _check_pairs(sources, targets)
     assert bad == 0, f"{bad} mismatches of {total} pairs; first = {first}"
+
+
+def test_alignment_takes_c_x_from_the_pairs_parse_exactly(texts, humaneval):
+    # alignment() gets C(x) from the parse of x that the pairs resume (an empty target) on the
+    # flat path, and from a parse of its own past it: both must be zlib's length, on every
+    # side of the thresholds (MAXM lookahead, the 16383-symbol block, the 65274-byte slide).
+    rng = random.Random(9)
+    text = b"".join(texts)
+    sources = [b"", b"a", b"ab", b"abc", b"abcd", text[:8], text[:9], text[:10], text[:257], text[:258],
+               text[:261], text[:262], text[:263], text[:5000], rng.randbytes(16_383), rng.randbytes(16_384),
+               text[:40_000], text[:65_273], text[:65_274], text[:70_000], b"a" * 70_000, rng.randbytes(300),
+               rng.randbytes(3000) * 3]
+    sources += _pieces(texts, rng, 200, 1, 9000)
+    targets = humaneval[:5] + [b"", b"z", rng.randbytes(40), text[100_000:103_000]]
+    obj = g1.Gzip1Targets(targets)
+    lengths = [ref(y) for y in targets]
+    bad = [len(x) for x in sources
+           if obj.alignment(x) != alignment_from_lengths(ref(x), lengths, [ref(x + y) for y in targets])]
+    assert bad == [], f"{len(bad)} of {len(sources)} sources; lengths {bad[:10]}"
 
 
 def test_periodic_data_at_window_distances():

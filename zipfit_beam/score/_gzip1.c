@@ -1291,7 +1291,66 @@ static int64_t long_pair(scratch *s, const uint8_t *x, size_t L, const uint8_t *
     return (int64_t)(window_resume(s->wm, &st, x, L, y, yl) >> 3);
 }
 
-static int compute_all(TargetsObject *self, scratch *s, const uint8_t *x, size_t L, int64_t *out)
+/*
+ * One pair of the flat path: the parse of x (up to P, blocks up to bstart0 already in b0)
+ * resumed over the target y (yl bytes, yhash its own string hashes) to the end of x||y, the
+ * final block costed; returns the raw deflate bytes.  head[] and prev[] are left as the parse
+ * of x left them (head writes undone from the log, prev entries past a wrap restored).  With
+ * yl = 0 this is the raw deflate length of x alone.
+ */
+static int64_t resume_flat(scratch *s, size_t L, unsigned P, unsigned bstart0, const bstate *b0,
+                           const uint8_t *y, const uint16_t *yhash, size_t yl)
+{
+    unsigned p = P, bst = bstart0, Nu = (unsigned)(L + yl);
+    unsigned psave_lo = 0, psave_n = 0;
+    size_t k;
+    bstate b;
+    int64_t r;
+    PROF_DECL;
+    if (yl) memcpy(s->buf + L, y, yl);
+    /* hashes: the two strings across the seam, then the target's own, then zeros */
+    {
+        size_t p0 = L >= 2 ? L - 2 : 0, q;
+        for (q = p0; q < L && q + 2 < (size_t)Nu; q++)
+            s->hv[q] = (uint16_t)hash3(s->buf + q);
+        if (yl > 2)
+            memcpy(s->hv + L, yhash, (yl - 2) * sizeof(uint16_t));
+        q = L + (yl > 2 ? yl - 2 : 0);
+        if (q < L) q = L;
+        memset(s->hv + q, 0, (PAD - 8) * sizeof(uint16_t));
+    }
+    memcpy(&b, b0, sizeof b);
+    if (Nu > WSIZE) {
+        unsigned lo = P > WSIZE ? P : WSIZE;
+        psave_lo = lo - WSIZE;
+        psave_n = Nu - lo;
+        memcpy(s->psave, s->prev + psave_lo, psave_n * sizeof(uint16_t));
+    }
+    s->lg.n = 0;
+    PROF_MARK(1);
+    flat_run(s->buf, s->hv, Nu, &p, Nu, &bst, s->head, s->prev, &b, &s->lg);
+    PROF_MARK(2);
+    bs_flush(&b, (uint64_t)(Nu - bst), 1, 1);
+    r = (int64_t)(b.bits >> 3);
+#ifdef GZIP1_PROFILE
+    prof_t0_ = __rdtsc();
+#endif
+    for (k = s->lg.n; k-- > 0;) {
+        uint32_t e = s->lg.v[k];
+        s->head[e >> 16] = (uint16_t)(e & 0xffffu);
+    }
+    if (psave_n) memcpy(s->prev + psave_lo, s->psave, psave_n * sizeof(uint16_t));
+    PROF_MARK(3);
+    return r;
+}
+
+/*
+ * out[j] = raw deflate bytes of x||t_j for every target.  cx, when given: set to the raw
+ * deflate bytes of x alone where the flat path runs (x shorter than SLIDE_AT; the resume
+ * with an empty target, so x is parsed once for all of them), left as it is otherwise.
+ */
+static int compute_all(TargetsObject *self, scratch *s, const uint8_t *x, size_t L, int64_t *out,
+                       int64_t *cx)
 {
     Py_ssize_t j;
     s->wsnap_ok = 0;
@@ -1305,7 +1364,7 @@ static int compute_all(TargetsObject *self, scratch *s, const uint8_t *x, size_t
     }
     {
         unsigned P = 0, bstart0 = 0, Lu = (unsigned)L;
-        bstate b0, b;
+        bstate b0;
         /* targets that make x||y reach SLIDE_AT go to long_pair, so the flat buffers never need
            more than SLIDE_AT bytes of data */
         size_t ymax = self->maxlen < SLIDE_AT - L ? self->maxlen : SLIDE_AT - L;
@@ -1319,54 +1378,17 @@ static int compute_all(TargetsObject *self, scratch *s, const uint8_t *x, size_t
             flat_run(s->buf, s->hv, Lu, &P, Lu - MAXM + 1, &bstart0, s->head, s->prev, &b0, NULL);
         flat_extend(s->buf, s->hv, Lu, &P, &bstart0, s->head, s->prev, &b0);
         PROF_MARK(0);
+        if (cx) *cx = resume_flat(s, L, P, bstart0, &b0, NULL, NULL, 0);
         for (j = 0; j < self->n; j++) {
             size_t yl = self->len[j];
-            uint64_t N = (uint64_t)L + yl;
-            if (N >= SLIDE_AT) {
+            if ((uint64_t)L + yl >= SLIDE_AT) {
                 int64_t r = long_pair(s, x, L, self->arena + self->off[j], yl);
                 if (r < 0) return -1;
                 out[j] = r;
                 continue;
             }
-            {
-                unsigned p = P, bst = bstart0, Nu = (unsigned)N;
-                unsigned psave_lo = 0, psave_n = 0;
-                size_t k;
-                memcpy(s->buf + L, self->arena + self->off[j], yl);
-                /* hashes: the two strings across the seam, then the target's own, then zeros */
-                {
-                    size_t p0 = L >= 2 ? L - 2 : 0, q;
-                    for (q = p0; q < L && q + 2 < (size_t)Nu; q++)
-                        s->hv[q] = (uint16_t)hash3(s->buf + q);
-                    if (yl > 2)
-                        memcpy(s->hv + L, self->thash + self->off[j], (yl - 2) * sizeof(uint16_t));
-                    q = L + (yl > 2 ? yl - 2 : 0);
-                    if (q < L) q = L;
-                    memset(s->hv + q, 0, (PAD - 8) * sizeof(uint16_t));
-                }
-                memcpy(&b, &b0, sizeof b);
-                if (Nu > WSIZE) {
-                    unsigned lo = P > WSIZE ? P : WSIZE;
-                    psave_lo = lo - WSIZE;
-                    psave_n = Nu - lo;
-                    memcpy(s->psave, s->prev + psave_lo, psave_n * sizeof(uint16_t));
-                }
-                s->lg.n = 0;
-                PROF_MARK(1);
-                flat_run(s->buf, s->hv, Nu, &p, Nu, &bst, s->head, s->prev, &b, &s->lg);
-                PROF_MARK(2);
-                bs_flush(&b, (uint64_t)(Nu - bst), 1, 1);
-                out[j] = (int64_t)(b.bits >> 3);
-#ifdef GZIP1_PROFILE
-                prof_t0_ = __rdtsc();
-#endif
-                for (k = s->lg.n; k-- > 0;) {
-                    uint32_t e = s->lg.v[k];
-                    s->head[e >> 16] = (uint16_t)(e & 0xffffu);
-                }
-                if (psave_n) memcpy(s->prev + psave_lo, s->psave, psave_n * sizeof(uint16_t));
-                PROF_MARK(3);
-            }
+            out[j] = resume_flat(s, L, P, bstart0, &b0, self->arena + self->off[j],
+                                 self->thash + self->off[j], yl);
         }
     }
     return 0;
@@ -1393,7 +1415,7 @@ static PyObject *targets_concat_lengths(TargetsObject *self, PyObject *arg)
         return PyErr_NoMemory();
     }
     Py_BEGIN_ALLOW_THREADS
-    rc = compute_all(self, s, (const uint8_t *)view.buf, (size_t)view.len, out);
+    rc = compute_all(self, s, (const uint8_t *)view.buf, (size_t)view.len, out, NULL);
     Py_END_ALLOW_THREADS
     pool_put(self, s);
     PyBuffer_Release(&view);
@@ -1422,18 +1444,19 @@ static int alignment_nogil(PyObject *targets, const uint8_t *x, size_t L, double
     if (!self->lock || self->n == 0) return ALIGN_NO_TARGETS;
     out = (int64_t *)malloc(sizeof(int64_t) * (size_t)self->n);
     s = pool_get(self);
-    s1 = single_get();
-    if (!out || !s || !s1) {
+    if (!out || !s) {
         free(out);
         if (s) pool_put(self, s);
-        if (s1) single_put(s1, 0);
         return ALIGN_NO_MEMORY;
     }
-    cx = raw_len_any(s1, x, L, NULL, 0);
-    if (cx >= 0) rc = compute_all(self, s, x, L, out);
-    if (cx >= 0 && rc >= 0) *result = ncd_alignment(cx + GZIP_OVERHEAD, self->tlen, out, GZIP_OVERHEAD, self->n);
-    single_put(s1, cx);
+    cx = -1; /* C(x): from the pairs' own parse of x on the flat path, else on its own */
+    rc = compute_all(self, s, x, L, out, &cx);
     pool_put(self, s);
+    if (rc >= 0 && cx < 0 && (s1 = single_get()) != NULL) {
+        cx = raw_len_any(s1, x, L, NULL, 0);
+        single_put(s1, cx);
+    }
+    if (cx >= 0 && rc >= 0) *result = ncd_alignment(cx + GZIP_OVERHEAD, self->tlen, out, GZIP_OVERHEAD, self->n);
     free(out);
     return (cx < 0 || rc < 0) ? ALIGN_NO_MEMORY : ALIGN_OK;
 }
