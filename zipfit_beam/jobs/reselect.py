@@ -31,7 +31,7 @@ from zipfit_beam.io.keys import KeyTable
 from zipfit_beam.io.files import InputFile, resolve_inputs, resolve_sources
 from zipfit_beam.io.write import WriteSelected, plan_output
 from zipfit_beam.jobs.config import ReselectConfig, SelectConfig
-from zipfit_beam.jobs.select import selection_facts, versions
+from zipfit_beam.jobs.select import SelectedTotals, selection_facts, versions
 from zipfit_beam.records import ScoredDocument
 from zipfit_beam.select.cut import threshold_json
 from zipfit_beam.select.transforms import SelectDocuments
@@ -93,15 +93,15 @@ class _AssembleReselect:
     def __init__(self, previous_counts: dict, previous_reasons: dict, excluded: bool):
         self._counts, self._reasons, self._excluded = previous_counts, previous_reasons, excluded
 
-    def __call__(self, selected, selected_tokens, cut):
+    def __call__(self, selected: SelectedTotals, cut):
         contaminated = self._counts.get("contaminated")
         candidates = self._counts["scored"] - (contaminated or 0 if self._excluded else 0)
         if cut.scored != candidates:
             raise ValueError(f"the scores table holds {cut.scored} candidate rows but the run "
                              f"that wrote it had {candidates}: it is incomplete")
         counts = {"read": self._counts["read"], "scored": self._counts["scored"],
-                  "rejected": self._counts["rejected"], "selected": selected,
-                  "selected_tokens": selected_tokens, "contaminated": contaminated}
+                  "rejected": self._counts["rejected"], "selected": selected.count,
+                  "selected_tokens": selected.tokens, "contaminated": contaminated}
         return {"counts": counts, "rejected_by_reason": self._reasons,
                 "threshold": threshold_json(cut.threshold)}
 
