@@ -31,6 +31,7 @@ from apache_beam.pvalue import AsSingleton, PCollection
 import zipfit_beam
 from zipfit_beam import formats
 from zipfit_beam.cli.options import cli_config
+from zipfit_beam.combine import NamedCombineFn, side_combine
 from zipfit_beam.formats.base import DEFAULT_MAX_RECORD_BYTES
 from zipfit_beam.io import publish as out
 from zipfit_beam.io.files import InputFile, resolve_sources
@@ -42,7 +43,6 @@ from zipfit_beam.io.write import OutputPlan, WriteRejected, WriteSelected, plan_
 from zipfit_beam.jobs.config import SelectConfig
 from zipfit_beam.records import ContaminationHit, DeadLetter, Document, ScoredDocument
 from zipfit_beam.report import progress
-from zipfit_beam.combine import NamedCombineFn, side_combine
 from zipfit_beam.report.summary import SummarizeSelection
 from zipfit_beam.score import contamination, ncd, tokens
 from zipfit_beam.score.spec import PreparedTargets, ScoringSpec, prepare_targets, scoring_fingerprint

@@ -88,21 +88,19 @@ class FindCut(beam.PTransform):
             if sel.is_next_candidate(sk, cursor, rule):
                 yield sk
 
-        # CombineGlobally(...).without_defaults() + AsSingleton(default_value=...) instead of
-        # the default-injecting CombineGlobally: the same result in fewer stages.
+        # Every histogram is read only as a side input (combine.side_combine: no
+        # default-injecting steps; an empty input reads as {}).
         if batches is not None:  # key tables, read as columns: one histogram per batch
-            hist = (source
-                    | "Digits1" >> beam.FlatMap(
-                        lambda t: (col.first_histogram(b.columns, rule) for b in batches(t)))
-                    | "Histogram1" >> beam.CombineGlobally(MergeHistogramsCombineFn()).without_defaults())
+            digits = source | "Digits1" >> beam.FlatMap(
+                lambda t: (col.first_histogram(b.columns, rule) for b in batches(t)))
+            hist = side_combine(digits, "Histogram1", MergeHistogramsCombineFn())
         else:
-            hist = (source
-                    | "Digits1" >> beam.Map(lambda d: (sel.first_digit(selection_key(d), rule), selection_key(d)))
-                    | "Histogram1" >> beam.CombineGlobally(HistogramCombineFn()).without_defaults())
+            digits = source | "Digits1" >> beam.Map(
+                lambda d: (sel.first_digit(selection_key(d), rule), selection_key(d)))
+            hist = side_combine(digits, "Histogram1", HistogramCombineFn())
         cursor = (source.pipeline
                   | "Once" >> beam.Create([None])
-                  | "Advance1" >> beam.Map(lambda _, h: sel.first_round(h, rule),
-                                           AsSingleton(hist, default_value={})))
+                  | "Advance1" >> beam.Map(lambda _, h: sel.first_round(h, rule), hist))
         if batches is not None:
             candidates = source | "Candidates2" >> beam.FlatMap(
                 lambda t, c: (sk for b in batches(t) for sk in col.candidates(b.columns, c, rule)),
@@ -111,11 +109,9 @@ class FindCut(beam.PTransform):
             candidates = source | "Candidates2" >> beam.FlatMap(
                 round2_candidates, AsSingleton(cursor)).with_output_types(SelectionKey)
         for r in range(2, sel.ROUNDS + 1):
-            hist = (candidates
-                    | f"Digits{r}" >> beam.Map(_with_digit, AsSingleton(cursor))
-                    | f"Histogram{r}" >> beam.CombineGlobally(HistogramCombineFn()).without_defaults())
-            cursor = cursor | f"Advance{r}" >> beam.Map(
-                lambda c, h: sel.advance(c, h, rule), AsSingleton(hist, default_value={}))
+            hist = side_combine(candidates | f"Digits{r}" >> beam.Map(_with_digit, AsSingleton(cursor)),
+                                f"Histogram{r}", HistogramCombineFn())
+            cursor = cursor | f"Advance{r}" >> beam.Map(lambda c, h: sel.advance(c, h, rule), hist)
             candidates = candidates | f"Candidates{r + 1}" >> beam.Filter(
                 sel.is_candidate, AsSingleton(cursor))
         ties = side_combine(candidates, "GatherTies", beam.combiners.ToListCombineFn())
