@@ -1,7 +1,5 @@
 """The contamination guard's pure core: normalization, n-gram hashing, the index."""
 
-import hashlib
-
 import numpy as np
 import pytest
 
@@ -12,13 +10,38 @@ TARGET = ('def has_close_elements(numbers: List[float], threshold: float) -> boo
           'than given threshold.\n    >>> has_close_elements([1.0, 2.0, 3.0], 0.5)\n    False\n    """\n')
 
 
+def fmix64(h: int) -> int:
+    for multiplier in (0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53):
+        h = ((h ^ (h >> 33)) * multiplier) % 2 ** 64
+    return h ^ (h >> 33)
+
+
+def slow_token_hash(token: str) -> int:
+    """The documented definition, a word at a time (padded with zero bytes)."""
+    data = token.encode("utf-8")
+    data += bytes(-len(data) % 8)
+    h = 0xCBF29CE484222325 ^ len(token.encode("utf-8"))
+    for word in (data[i:i + 8] for i in range(0, len(data), 8)):
+        h = ((h ^ int.from_bytes(word, "little")) * 0x9E3779B97F4A7C15) % 2 ** 64
+        h ^= h >> 32
+    return fmix64(h)
+
+
 def slow_window_hash(tokens):
     """The documented definition, one window at a time with Python integers."""
     h = 0
     for t in tokens:
-        th = int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "little")
-        h = (h * 0x100000001B3 + th) % 2 ** 64
+        h = (h * 0x100000001B3 + slow_token_hash(t)) % 2 ** 64
     return h
+
+
+def test_token_hash_is_the_documented_definition():
+    tokens = ["", "a", "x" * 7, "y" * 8, "z" * 9, "has_close_elements", "café", "ünïcode" * 9]
+    assert [c.token_hash(t) for t in tokens] == [slow_token_hash(t) for t in tokens]
+    # one word, one length: a bijection of the word, so no two such tokens collide
+    assert len({c.token_hash(f"{i:04x}") for i in range(1 << 16)}) == 1 << 16
+    # pinned: a change here changes every key table's guard column (bump SCORES_VERSION)
+    assert c.token_hash("def") == 0x0FBF25C9224501D8
 
 
 def test_normalize_lowercases_and_splits_on_non_alphanumerics():

@@ -4,7 +4,8 @@
  * counter.  Results are identical to the Python definitions they replace:
  *
  *   guard    contamination.ContaminationIndex.match(text): tokens = re.findall(r"[^\W_]+",
- *            text.lower()), token hash = blake2b(token utf-8, digest_size=8) little-endian,
+ *            text.lower()), token hash = contamination.token_hash (a multiply-xorshift per 8 bytes of
+ *            the UTF-8, then MurmurHash3's fmix64),
  *            window hash = sum_j h(w_j) P^(n-1-j) mod 2^64 (P = 0x100000001B3), the target that
  *            shares most windows (ties: smallest id) and the number of matching windows.
  *   tokens   tokens.count_regex(text): the number of pieces GPT-2's pre-tokenizer regex
@@ -28,9 +29,8 @@
  * the last max-n token hashes), and the counter only counts.  A non-ASCII text's UTF-8, when
  * it is scored, is the one the str caches (PyUnicode_AsUTF8AndSize).
  *
- * blake2b: an own implementation of RFC 7693 (unkeyed, 8-byte digest), checked against hashlib.
- * Token hashes are cached per scratch area (direct-mapped, tokens up to 23 bytes): token
- * frequencies are Zipfian, so most tokens are hashed once per thread, not once per occurrence.
+ * Token hashes are computed from the text's bytes in place (an ASCII token lowercased on the
+ * way): a multiply per 8 bytes and two per token, no table.
  *
  * API
  *   GuardIndex(tables, n_ids)      tables: [(n, hashes, offsets, members)] per n-gram size: the
@@ -50,7 +50,7 @@
  *                                  of floats differs by version) or the kernel leaves the text
  *                                  to Python (lz4: past its 2 GB limit; isal: 4 GB; zstd or
  *                                  isal: an error the library reported).
- *   _blake2b, _pieces, _guard_tokens   testing aids
+ *   _pieces, _guard_tokens         testing aids
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -67,97 +67,6 @@
 #else
 #define INLINE static inline
 #endif
-
-/* ------------------------------------------------------------------------------------------ */
-/* BLAKE2b (RFC 7693), unkeyed                                                                 */
-
-static const uint64_t B2_IV[8] = {
-    0x6a09e667f3bcc908ULL, 0xbb67ae8584caa73bULL, 0x3c6ef372fe94f82bULL, 0xa54ff53a5f1d36f1ULL,
-    0x510e527fade682d1ULL, 0x9b05688c2b3e6c1fULL, 0x1f83d9abfb41bd6bULL, 0x5be0cd19137e2179ULL};
-
-static const uint8_t B2_SIGMA[10][16] = {
-    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
-    {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
-    {11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4},
-    {7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8},
-    {9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13},
-    {2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9},
-    {12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11},
-    {13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10},
-    {6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5},
-    {10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0}};
-
-INLINE uint64_t rotr64(uint64_t x, unsigned r) { return (x >> r) | (x << (64u - r)); }
-
-INLINE uint64_t load64le(const uint8_t *p)
-{
-    return (uint64_t)p[0] | ((uint64_t)p[1] << 8) | ((uint64_t)p[2] << 16) | ((uint64_t)p[3] << 24) |
-           ((uint64_t)p[4] << 32) | ((uint64_t)p[5] << 40) | ((uint64_t)p[6] << 48) |
-           ((uint64_t)p[7] << 56);
-}
-
-#define B2_G(a, b, c, d, x, y)                                                                  \
-    do {                                                                                        \
-        v[a] = v[a] + v[b] + (x);                                                               \
-        v[d] = rotr64(v[d] ^ v[a], 32);                                                         \
-        v[c] = v[c] + v[d];                                                                     \
-        v[b] = rotr64(v[b] ^ v[c], 24);                                                         \
-        v[a] = v[a] + v[b] + (y);                                                               \
-        v[d] = rotr64(v[d] ^ v[a], 16);                                                         \
-        v[c] = v[c] + v[d];                                                                     \
-        v[b] = rotr64(v[b] ^ v[c], 63);                                                         \
-    } while (0)
-
-/* the compression function F: h updated with one 128-byte block; t = bytes so far (< 2^64) */
-static void b2_compress(uint64_t h[8], const uint8_t block[128], uint64_t t, int last)
-{
-    uint64_t m[16], v[16];
-    int i;
-    for (i = 0; i < 16; i++) m[i] = load64le(block + 8 * i);
-    for (i = 0; i < 8; i++) {
-        v[i] = h[i];
-        v[i + 8] = B2_IV[i];
-    }
-    v[12] ^= t; /* the high word of the 128-bit counter stays 0 */
-    if (last) v[14] = ~v[14];
-    for (i = 0; i < 12; i++) {
-        const uint8_t *s = B2_SIGMA[i % 10];
-        B2_G(0, 4, 8, 12, m[s[0]], m[s[1]]);
-        B2_G(1, 5, 9, 13, m[s[2]], m[s[3]]);
-        B2_G(2, 6, 10, 14, m[s[4]], m[s[5]]);
-        B2_G(3, 7, 11, 15, m[s[6]], m[s[7]]);
-        B2_G(0, 5, 10, 15, m[s[8]], m[s[9]]);
-        B2_G(1, 6, 11, 12, m[s[10]], m[s[11]]);
-        B2_G(2, 7, 8, 13, m[s[12]], m[s[13]]);
-        B2_G(3, 4, 9, 14, m[s[14]], m[s[15]]);
-    }
-    for (i = 0; i < 8; i++) h[i] ^= v[i] ^ v[i + 8];
-}
-
-/* the unkeyed BLAKE2b state after the whole message: digest = first outlen bytes of h, LE */
-static void b2_hash(uint64_t h[8], const uint8_t *data, size_t len, unsigned outlen)
-{
-    uint8_t last[128];
-    size_t done = 0;
-    int i;
-    for (i = 0; i < 8; i++) h[i] = B2_IV[i];
-    h[0] ^= 0x01010000ULL ^ (uint64_t)outlen; /* depth 1, fanout 1, no key */
-    while (len - done > 128) {
-        b2_compress(h, data + done, (uint64_t)(done + 128), 0);
-        done += 128;
-    }
-    memset(last, 0, sizeof last);
-    if (len > done) memcpy(last, data + done, len - done);
-    b2_compress(h, last, (uint64_t)len, 1);
-}
-
-/* token_hash(token) = int.from_bytes(blake2b(token, digest_size=8).digest(), "little") */
-static uint64_t token_hash64(const uint8_t *data, size_t len)
-{
-    uint64_t h[8];
-    b2_hash(h, data, len, 8);
-    return h[0];
-}
 
 /* ------------------------------------------------------------------------------------------ */
 /* character classes, from Python's Unicode database                                           */
@@ -236,20 +145,10 @@ typedef struct {
 /* ------------------------------------------------------------------------------------------ */
 /* scratch areas: one per concurrent call, kept in a pool                                      */
 
-#define CACHE_BITS 15u
-#define CACHE_KEY 23u
-
-typedef struct {
-    uint64_t value;
-    uint8_t len; /* 0: empty */
-    uint8_t key[CACHE_KEY];
-} cache_entry;
-
 typedef struct scratch {
     struct scratch *next;
     uint8_t *tb; /* one token's UTF-8 (or lowercased ASCII) bytes */
     size_t tb_cap;
-    cache_entry *cache;
     /* the guard's walk over one document: its windows are hashed as the tokens stream in,
        so only the last max_n token hashes are kept (ring), whatever the document's length */
     const GuardIndexObject *g;
@@ -283,7 +182,6 @@ static void scratch_free(scratch *s)
     if (!s) return;
     free(s->tok);
     free(s->tb);
-    free(s->cache);
     free(s->ring);
     free(s->hz);
     free(s->counts);
@@ -295,14 +193,7 @@ static void scratch_free(scratch *s)
 
 static scratch *scratch_new(void)
 {
-    scratch *s = (scratch *)calloc(1, sizeof(scratch));
-    if (!s) return NULL;
-    s->cache = (cache_entry *)calloc((size_t)1 << CACHE_BITS, sizeof(cache_entry));
-    if (!s->cache) {
-        scratch_free(s);
-        return NULL;
-    }
-    return s;
+    return (scratch *)calloc(1, sizeof(scratch));
 }
 
 static scratch *pool_get(void)
@@ -443,38 +334,45 @@ static int64_t guard_end(scratch *s, int32_t *rank)
 /* ------------------------------------------------------------------------------------------ */
 /* token hashes                                                                                */
 
-/* the token cache's slot hash (FNV-1a over the bytes, seeded with the length), in steps so
-   that a walk can hash a token as it copies it */
-#define CHEAP_SEED(n) (0xcbf29ce484222325ULL ^ (uint64_t)(n))
-#define CHEAP_STEP(h, c) (((h) ^ (c)) * 0x100000001b3ULL)
-#define CHEAP_END(h) ((h) ^ ((h) >> 29))
+/* contamination.token_hash: per 8-byte little-endian word w of the token's UTF-8 (the last one
+   zero-padded), h = (h ^ w) * TOKEN_MUL, h ^= h >> 32, from TOKEN_SEED ^ length; then
+   MurmurHash3's 64-bit finaliser */
+#define TOKEN_SEED 0xcbf29ce484222325ULL
+#define TOKEN_MUL 0x9e3779b97f4a7c15ULL
+#define ASCII_LOWER 0x2020202020202020ULL /* c | 0x20 lowercases A-Z, keeps a-z and 0-9 */
 
-INLINE uint64_t cheap_hash(const uint8_t *p, size_t n)
+INLINE uint64_t load_word(const uint8_t *p, size_t k, int whole)
 {
-    uint64_t h = CHEAP_SEED(n);
+    uint64_t w = 0;
+    if (whole) { /* 8 bytes at p are readable; the k wanted are kept */
+        memcpy(&w, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        w = __builtin_bswap64(w);
+#endif
+        return k == 8 ? w : w & ((1ULL << (8u * k)) - 1u);
+    }
+    while (k--) w = (w << 8) | p[k];
+    return w;
+}
+
+/* the hash of p[0:n) (each byte | 0x20 with lower = ASCII_LOWER); readable: bytes readable at p */
+INLINE uint64_t token_hash(const uint8_t *p, size_t n, size_t readable, uint64_t lower)
+{
+    uint64_t h = TOKEN_SEED ^ (uint64_t)n;
     size_t i;
-    for (i = 0; i < n; i++) h = CHEAP_STEP(h, p[i]);
-    return CHEAP_END(h);
+    for (i = 0; i < n; i += 8) {
+        size_t k = n - i < 8 ? n - i : 8;
+        uint64_t keep = k == 8 ? ~0ULL : (1ULL << (8u * k)) - 1u;
+        h = (h ^ ((load_word(p + i, k, i + 8 <= readable) | lower) & keep)) * TOKEN_MUL;
+        h ^= h >> 32;
+    }
+    h = (h ^ (h >> 33)) * 0xff51afd7ed558ccdULL;
+    h = (h ^ (h >> 33)) * 0xc4ceb9fe1a85ec53ULL;
+    return h ^ (h >> 33);
 }
 
-/* the token's hash, from the cache when it is there; cheap: cheap_hash(p, n) (short tokens) */
-static uint64_t cached_token_hash(scratch *s, const uint8_t *p, size_t n, uint64_t cheap)
+static void push_hashed_token(scratch *s, const uint8_t *p, size_t n, uint64_t v)
 {
-    cache_entry *e;
-    uint64_t v;
-    if (n > CACHE_KEY) return token_hash64(p, n);
-    e = &s->cache[(cheap >> 7) & (((size_t)1 << CACHE_BITS) - 1u)];
-    if (e->len == n && memcmp(e->key, p, n) == 0) return e->value;
-    v = token_hash64(p, n);
-    e->value = v;
-    e->len = (uint8_t)n;
-    memcpy(e->key, p, n);
-    return v;
-}
-
-static void push_hashed_token(scratch *s, const uint8_t *p, size_t n, uint64_t cheap)
-{
-    uint64_t v = cached_token_hash(s, p, n, cheap);
     if (s->g) guard_feed(s, v);
     if (s->record == REC_TOKENS) {
         if (grow((void **)&s->tok, &s->tok_cap, s->ntok + 1, sizeof(uint64_t)) ||
@@ -493,25 +391,25 @@ static void push_hashed_token(scratch *s, const uint8_t *p, size_t n, uint64_t c
 
 static void push_token(scratch *s, const uint8_t *p, size_t n)
 {
-    push_hashed_token(s, p, n, n > CACHE_KEY ? 0 : cheap_hash(p, n));
+    push_hashed_token(s, p, n, token_hash(p, n, n, 0));
 }
 
-/* an ASCII token t[a:e] (letters and digits), lowercased and given its cheap hash in one
-   pass: c | 0x20 lowercases A-Z and leaves a-z and 0-9 as they are */
-static void push_ascii_token(scratch *s, const uint8_t *t, size_t a, size_t e)
+/* an ASCII token t[a:e] of a text of end bytes (letters and digits), hashed lowercased; its
+   lowercased bytes are only copied out when they are recorded */
+static void push_ascii_token(scratch *s, const uint8_t *t, size_t a, size_t e, size_t end)
 {
     size_t n = e - a, i;
-    uint64_t h = CHEAP_SEED(n);
+    uint64_t v = token_hash(t + a, n, end - a, ASCII_LOWER);
+    if (s->record != REC_TOKENS) {
+        push_hashed_token(s, NULL, n, v);
+        return;
+    }
     if (grow((void **)&s->tb, &s->tb_cap, n, 1)) {
         s->failed = 1;
         return;
     }
-    for (i = 0; i < n; i++) {
-        uint8_t c = (uint8_t)(t[a + i] | 0x20u);
-        s->tb[i] = c;
-        h = CHEAP_STEP(h, c);
-    }
-    push_hashed_token(s, s->tb, n, CHEAP_END(h));
+    for (i = 0; i < n; i++) s->tb[i] = (uint8_t)(t[a + i] | 0x20u);
+    push_hashed_token(s, s->tb, n, v);
 }
 
 /* a token of code points d[a:e] (already lowercased), encoded to UTF-8 */
@@ -568,7 +466,7 @@ INLINE int64_t pretokenize(scratch *s, int kind, const void *d, size_t n, int sp
         if (spans) {                                                                            \
             if ((a_) == run_e && run_e > run_a) run_e = (e_);                                   \
             else {                                                                              \
-                if (run_e > run_a) push_ascii_token(s, t, run_a, run_e);                        \
+                if (run_e > run_a) push_ascii_token(s, t, run_a, run_e, n);                        \
                 run_a = (a_);                                                                   \
                 run_e = (e_);                                                                   \
             }                                                                                   \
@@ -633,7 +531,7 @@ INLINE int64_t pretokenize(scratch *s, int kind, const void *d, size_t n, int sp
     next:
         if (s->record == REC_PIECES) record_piece(s, (int64_t)i);
     }
-    if (spans && run_e > run_a) push_ascii_token(s, t, run_a, run_e);
+    if (spans && run_e > run_a) push_ascii_token(s, t, run_a, run_e, n);
 #undef SPAN
 #undef RUN
     return count;
@@ -648,7 +546,7 @@ static void guard_tokens_ascii(scratch *s, const uint8_t *t, size_t n)
         while (i < n && !(ascii_cls[t[i]] & C_ALNUM)) i++;
         a = i;
         while (i < n && (ascii_cls[t[i]] & C_ALNUM)) i++;
-        if (i > a) push_ascii_token(s, t, a, i);
+        if (i > a) push_ascii_token(s, t, a, i, n);
     }
 }
 
@@ -1226,25 +1124,6 @@ static PyObject *py_analyze(PyObject *self, PyObject *args, PyObject *kwds)
 /* ------------------------------------------------------------------------------------------ */
 /* testing aids                                                                                */
 
-static PyObject *py_blake2b(PyObject *self, PyObject *args)
-{
-    Py_buffer v;
-    int outlen = 8, i;
-    uint64_t h[8];
-    uint8_t out[64];
-    (void)self;
-    if (!PyArg_ParseTuple(args, "y*|i:_blake2b", &v, &outlen)) return NULL;
-    if (outlen < 1 || outlen > 64) {
-        PyBuffer_Release(&v);
-        PyErr_SetString(PyExc_ValueError, "digest size must be 1..64");
-        return NULL;
-    }
-    b2_hash(h, (const uint8_t *)v.buf, (size_t)v.len, (unsigned)outlen);
-    PyBuffer_Release(&v);
-    for (i = 0; i < 64; i++) out[i] = (uint8_t)(h[i / 8] >> (8 * (i % 8)));
-    return PyBytes_FromStringAndSize((const char *)out, outlen);
-}
-
 /* _pieces(text) -> end offsets of the pre-tokenizer's pieces (the counting walk) */
 static PyObject *py_pieces(PyObject *self, PyObject *arg)
 {
@@ -1326,8 +1205,6 @@ static PyMethodDef module_methods[] = {
      "analyze(texts, index=None, count_tokens=True, kernel=None, max_bytes=-1, chunk_bytes=0, "
      "chunk_mean=False, lower_chars=LOWER_CHARS) -> [(tokens, rank, windows)] per text, or with a kernel "
      "[(tokens, rank, windows, score or None, utf8 size)]"},
-    {"_blake2b", (PyCFunction)py_blake2b, METH_VARARGS,
-     "testing aid: _blake2b(data, digest_size=8) -> hashlib.blake2b(data, digest_size=...).digest()"},
     {"_pieces", (PyCFunction)py_pieces, METH_O,
      "testing aid: end offsets of the token counter's pieces of a str"},
     {"_guard_tokens", (PyCFunction)py_guard_tokens, METH_VARARGS,

@@ -8,7 +8,9 @@ decontamination window) with any target.
 
     normalize:  lowercase, tokens = maximal runs of letters and digits (Unicode-aware;
                 punctuation, underscores and whitespace separate tokens)
-    token hash: blake2b(token, digest_size=8) as an unsigned 64-bit integer
+    token hash: over the token's UTF-8 bytes as 8-byte little-endian words w (the last one
+                zero-padded), h = (h ^ w) * K, h ^= h >> 32 from a seed XOR the byte
+                count, then MurmurHash3's 64-bit finaliser (fmix64); all mod 2^64
     n-gram hash: sum_j token_hash(w_j) * P^(n-1-j)  mod 2^64  (order-sensitive, P odd)
 
 The n-gram hash is a polynomial over the tokens' 64-bit hashes, so a whole document's
@@ -29,7 +31,6 @@ targets are listed as unguarded, never silently ignored.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -96,12 +97,28 @@ def token_blocks(text: str, overlap: int, segment: Optional[int] = None) -> Iter
         yield block
 
 
+_M64 = (1 << 64) - 1
+_SEED, _MUL = 0xCBF29CE484222325, 0x9E3779B97F4A7C15  # FNV's offset basis, 2^64 / golden ratio
+
+
 def token_hash(token: str) -> int:
-    return int.from_bytes(hashlib.blake2b(token.encode("utf-8"), digest_size=8).digest(), "little")
+    """The token's 64-bit hash (see the module docstring). Not cryptographic, and it need
+    not be: a window matches on all 64 bits of a polynomial over its tokens' hashes, every
+    step is a bijection (so tokens of up to 8 bytes and one length never collide), and
+    fmix64 spreads every input bit over the output. The C pass computes it from the text's
+    bytes in place, a multiply per 8 bytes, with no table to look up (``_docwork``)."""
+    data = token.encode("utf-8")
+    h = _SEED ^ len(data)
+    for i in range(0, len(data), 8):
+        h = ((h ^ int.from_bytes(data[i:i + 8], "little")) * _MUL) & _M64
+        h ^= h >> 32
+    h = ((h ^ (h >> 33)) * 0xFF51AFD7ED558CCD) & _M64
+    h = ((h ^ (h >> 33)) * 0xC4CEB9FE1A85EC53) & _M64
+    return h ^ (h >> 33)
 
 
 # token -> token_hash, shared by the documents a process checks: token frequencies are
-# Zipfian, so nearly every lookup hits and blake2b runs once per distinct token, not once
+# Zipfian, so nearly every lookup hits and the hash runs once per distinct token, not once
 # per document. Cleared when it grows past the bound (plain dict operations are atomic
 # under the GIL, so the scoring threads can share it).
 _TOKEN_CACHE: Dict[str, int] = {}

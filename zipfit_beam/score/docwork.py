@@ -21,7 +21,7 @@ lz4 levels above 2, or a kernel not built or not loaded) the scores come from
 (chunk scores reduced by mean; lz4 text past 2 GB, isal past 4 GB, an input the zstd or isal
 library refused).
 
-Its results are identical to the Python definitions: the same tokens, blake2b token hashes,
+Its results are identical to the Python definitions: the same tokens, token hashes,
 windows and target; the same pieces; the same scores (the same float operations in the same
 order). ASCII documents are walked once for the guard and the counter (their bytes are the
 str's own); the others walk the str's code points with Python's Unicode database (the ``re``

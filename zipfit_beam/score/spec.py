@@ -115,7 +115,7 @@ def prepare_targets(targets: Sequence[Document]) -> PreparedTargets:
 
 # Bump when a change to parsing, scoring, token counting or the guard changes any key of a
 # key table (``io.keys``): tables in a --cache made before then are scored again.
-SCORES_VERSION = 1
+SCORES_VERSION = 2  # 2: the guard's token hash (was blake2b-64)
 
 
 def scoring_fingerprint(spec: ScoringSpec, targets: PreparedTargets, text, id_field: str,
