@@ -47,6 +47,12 @@ DECODER_EDGES = [
     b'{"id": "a", "text": "t", "x": ' + b"[" * 600 + b"]" * 600 + b"}",
     b'{"id": "a", "text": "t", "x": ' + b"[" * 512 + b"]" * 512 + b"}",
     b'{"id": "a", "text": "' + b"[{" * 600 + b'"}',  # brackets in a string do not nest
+    # bytes orjson reads itself: a BOM, UTF-8 surrogates, overlong, truncated and too-high
+    # sequences, NUL after the object, whitespace around it
+    b'\xef\xbb\xbf{"id": "a", "text": "t"}', b'{"id": "a", "text": "\xed\xa0\x80"}',
+    b'{"id": "a", "text": "\xc0\xaf"}', b'{"id": "a", "text": "\xe2\x82"}',
+    b'{"id": "a", "text": "\xf4\x90\x80\x80"}', b'{"id": "a", "text": "t"}\x00',
+    b' \t{"id": "a", "text": "\xc3\xa9"} ',
 ]
 
 

@@ -122,8 +122,8 @@ def _as_json_reads(value: Any) -> bool:
     return True  # str, int, bool, None
 
 
-def fast_object(line: str, fields: Sequence[str]) -> Optional[dict]:
-    """orjson's decoding of a JSON line, where it is surely ``json.loads``'s, for a record
+def fast_object(line: Union[str, bytes], fields: Sequence[str]) -> Optional[dict]:
+    """orjson's decoding of a JSON line (a str, or UTF-8 bytes, which it validates), where it is surely ``json.loads``'s, for a record
     read only for ``fields``; else None, and json decides: what orjson refuses and json
     takes (NaN, 1e400, lone surrogates), every error (json's messages are the dead letters'
     details), a value that is not an object, and a field that may hold an integer orjson
@@ -159,25 +159,31 @@ def parse_record(raw: RawRecord, text: Union[str, TextSpec], id_field: str,
     def reject(reason: str, detail: str) -> DeadLetter:
         return DeadLetter(raw.source, raw.position, reason, detail, raw.data)
 
-    if not raw.data.strip():
-        return reject("blank_line", "the line is empty")
-    try:
-        line = raw.data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        return reject("invalid_utf8", str(e))
-    obj = fast_object(line, needed_fields(text, id_field, group_field))
-    # The nesting check comes first on json's path, as ever; orjson's flat object cannot
-    # nest too deeply, so its line is not walked.
-    if (obj is None or not _flat(obj)) and nesting_depth(raw.data) > MAX_NESTING:
-        return reject("too_deeply_nested", f"arrays/objects nest deeper than {MAX_NESTING} levels")
-    if obj is None:
-        try:
-            obj = json.loads(line)
-        except RecursionError as e:
-            return reject("too_deeply_nested", reader_failure(e))
-        except ValueError as e:
-            return reject("invalid_json", str(e))
-    del line  # the decoded line: no longer needed while the document is prepared
+    # orjson reads the bytes themselves (refusing invalid UTF-8, as it refuses all it is not
+    # sure json would read alike: fast_object); a flat object it read is the record's (it
+    # cannot nest too deeply, so its line is not walked). Else json's path, as ever: blank,
+    # UTF-8, nesting, json.loads, each with its dead letter.
+    data = raw.data
+    obj = fast_object(data, needed_fields(text, id_field, group_field))
+    if obj is None or not _flat(obj):
+        if not data.strip():
+            return reject("blank_line", "the line is empty")
+        line = None
+        if obj is None:
+            try:
+                line = data.decode("utf-8")
+            except UnicodeDecodeError as e:
+                return reject("invalid_utf8", str(e))
+        if nesting_depth(data) > MAX_NESTING:
+            return reject("too_deeply_nested", f"arrays/objects nest deeper than {MAX_NESTING} levels")
+        if obj is None:
+            try:
+                obj = json.loads(line)
+            except RecursionError as e:
+                return reject("too_deeply_nested", reader_failure(e))
+            except ValueError as e:
+                return reject("invalid_json", str(e))
+        del line  # the decoded line: no longer needed while the document is prepared
     if not isinstance(obj, dict):
         return reject("not_an_object", f"JSON value is a {type(obj).__name__}, not an object")
     return parse_object(obj, raw.source, raw.position, raw.data, text, id_field, group_field,
