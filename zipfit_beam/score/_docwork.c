@@ -4,8 +4,8 @@
  * counter.  Results are identical to the Python definitions they replace:
  *
  *   guard    contamination.ContaminationIndex.match(text): tokens = re.findall(r"[^\W_]+",
- *            text.lower()), token hash = contamination.token_hash (a multiply-xorshift per 8 bytes of
- *            the UTF-8, then MurmurHash3's fmix64),
+ *            text.lower()), token hash = contamination.token_hash (a multiply-xorshift
+ *            per 8 bytes of the UTF-8, then MurmurHash3's fmix64),
  *            window hash = sum_j h(w_j) P^(n-1-j) mod 2^64 (P = 0x100000001B3), the target that
  *            shares most windows (ties: smallest id) and the number of matching windows.
  *   tokens   tokens.count_regex(text): the number of pieces GPT-2's pre-tokenizer regex
@@ -341,15 +341,17 @@ static int64_t guard_end(scratch *s, int32_t *rank)
 #define TOKEN_MUL 0x9e3779b97f4a7c15ULL
 #define ASCII_LOWER 0x2020202020202020ULL /* c | 0x20 lowercases A-Z, keeps a-z and 0-9 */
 
+/* k (1-8) bytes at p as a little-endian word; whole: 8 bytes at p are readable, and all 8 are
+   loaded (the caller keeps the k it wants) */
 INLINE uint64_t load_word(const uint8_t *p, size_t k, int whole)
 {
     uint64_t w = 0;
-    if (whole) { /* 8 bytes at p are readable; the k wanted are kept */
+    if (whole) {
         memcpy(&w, p, 8);
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
         w = __builtin_bswap64(w);
 #endif
-        return k == 8 ? w : w & ((1ULL << (8u * k)) - 1u);
+        return w;
     }
     while (k--) w = (w << 8) | p[k];
     return w;
@@ -466,7 +468,7 @@ INLINE int64_t pretokenize(scratch *s, int kind, const void *d, size_t n, int sp
         if (spans) {                                                                            \
             if ((a_) == run_e && run_e > run_a) run_e = (e_);                                   \
             else {                                                                              \
-                if (run_e > run_a) push_ascii_token(s, t, run_a, run_e, n);                        \
+                if (run_e > run_a) push_ascii_token(s, t, run_a, run_e, n);                     \
                 run_a = (a_);                                                                   \
                 run_e = (e_);                                                                   \
             }                                                                                   \
