@@ -122,12 +122,12 @@ def _as_json_reads(value: Any) -> bool:
     return True  # str, int, bool, None
 
 
-def fast_object(line: Union[str, bytes], fields: Sequence[str]) -> Optional[dict]:
-    """orjson's decoding of a JSON line (a str, or UTF-8 bytes, which it validates), where it is surely ``json.loads``'s, for a record
-    read only for ``fields``; else None, and json decides: what orjson refuses and json
-    takes (NaN, 1e400, lone surrogates), every error (json's messages are the dead letters'
-    details), a value that is not an object, and a field that may hold an integer orjson
-    made a float. A differential test throws mutated lines at both (``tests/unit/test_parsing.py``)."""
+def fast_object(line: bytes, fields: Sequence[str]) -> Optional[dict]:
+    """orjson's decoding of a JSON line's bytes, where it is surely ``json.loads``'s of
+    their UTF-8, for a record read only for ``fields``; else None, and json decides: what
+    orjson refuses and json takes (NaN, 1e400, lone surrogates), every error, invalid UTF-8
+    among them (json's messages are the dead letters' details), a value that is not an
+    object, and a field that may hold an integer orjson made a float. A differential test throws mutated lines at both (``tests/unit/test_parsing.py``)."""
     if _orjson is None:
         return None
     try:
