@@ -32,8 +32,8 @@ BAD_LINES = [
 
 
 # What every select run writes next to its shards and manifest (``report``, ``summary``).
-REPORT_FILES = ["report-groups.png", "report-score-histogram.png", "report-score-vs-length.png",
-                "report-tokens.png", "report.html", "summary.json"]
+REPORT_FILES = ["report-groups.svg", "report-score-histogram.svg", "report-score-vs-length.svg",
+                "report-tokens.svg", "report.html", "summary.json"]
 
 
 def read_jsonl(path: str) -> List[dict]:

@@ -5,15 +5,14 @@ import base64
 import glob
 import html
 import html.parser
-import io
 import json
 import logging
 import os
 import re
+from xml.etree import ElementTree
 
 import pytest
 from apache_beam.metrics.metric import MetricsFilter
-from PIL import Image
 
 from zipfit_beam.score import contamination
 from zipfit_beam.report import html as report
@@ -128,11 +127,13 @@ def test_report_has_the_plots_and_tables(tmp_path, planted):
     assert [img["id"] for img in page.images] == [f"plot-{k}" for k in
                                                   ("histogram", "scatter", "groups", "tokens")]
     for img in page.images:
-        assert img["src"].startswith("data:image/png;base64,")
-        png = base64.b64decode(img["src"].split(",", 1)[1])
-        with Image.open(io.BytesIO(png)) as im:
-            assert im.format == "PNG" and im.width >= 600 and im.height >= 150
-        assert open(os.path.join(out, img["data-file"]), "rb").read() == png
+        assert img["src"].startswith("data:image/svg+xml;base64,")
+        image = base64.b64decode(img["src"].split(",", 1)[1])
+        root = ElementTree.fromstring(image)  # well-formed XML, with escaped data in it
+        assert root.tag == "{http://www.w3.org/2000/svg}svg"
+        assert int(root.get("width")) >= 600 and int(root.get("height")) >= 150
+        assert root.findall(".//{http://www.w3.org/2000/svg}rect")
+        assert open(os.path.join(out, img["data-file"]), "rb").read() == image
     assert {"counts", "groups", "tokens", "contaminated", "examples", "config"} <= set(page.tables)
     assert page.tables.count("examples") == 3
     summary = json.load(open(os.path.join(out, "summary.json")))

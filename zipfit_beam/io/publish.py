@@ -44,7 +44,7 @@ __all__ = ["MANIFEST_NAME", "SUMMARY_NAME", "SCORES_DIR", "OUTPUT_PREFIXES", "st
 _LOG = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
-OUTPUT_PREFIXES = ("selected-", "rejected-", "report")  # report.html, report-*.png
+OUTPUT_PREFIXES = ("selected-", "rejected-", "report")  # report.html, report-*.svg
 SUMMARY_NAME = "summary.json"  # the report's data, computed by the job
 SCORES_DIR = "scores"  # DIR/scores/scores-*.parquet (select --write-scores)
 STAGING_PREFIX = "_staging-"

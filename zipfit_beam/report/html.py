@@ -1,15 +1,15 @@
 """What a curator sees after a run: a summary table on the terminal, and ``report.html`` with
-PNG plots next to the output. Rendered from ``manifest.json`` and ``summary.json`` only (the
+SVG plots next to the output. Rendered from ``manifest.json`` and ``summary.json`` only (the
 job reduced the corpus to those), so it costs the same for 400 documents or 400 million.
 
     report.html                    self-contained: plots embedded, every document text escaped
-    report-score-histogram.png     scores of the corpus and the selection, threshold marked
-    report-score-vs-length.png     a deterministic sample: score against document length
-    report-groups.png              each group's share of the selection against its share of the corpus
-    report-tokens.png              token totals of corpus and selection, by group
+    report-score-histogram.svg     scores of the corpus and the selection, threshold marked
+    report-score-vs-length.svg     a deterministic sample: score against document length
+    report-groups.svg              each group's share of the selection against its share of the corpus
+    report-tokens.svg              token totals of corpus and selection, by group
 
-Re-render an existing output with ``zipfit-beam report DIR``. Plots use matplotlib's Agg
-canvas directly (no pyplot state, no display needed).
+Re-render an existing output with ``zipfit-beam report DIR``. The plots are drawn by
+``report.svg`` (no plotting library: the same data gives the same bytes).
 """
 
 from __future__ import annotations
@@ -17,13 +17,12 @@ from __future__ import annotations
 import base64
 import datetime
 import html
-import io as _io
 import json
 import posixpath
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from zipfit_beam.io.publish import MANIFEST_NAME, SUMMARY_NAME
-from zipfit_beam.report import stats
+from zipfit_beam.report import stats, svg
 
 __all__ = ["selection_rule", "format_summary", "plot_histogram", "plot_scatter",
            "plot_groups", "plot_tokens", "render_plots", "render_html", "write_report",
@@ -31,14 +30,15 @@ __all__ = ["selection_rule", "format_summary", "plot_histogram", "plot_scatter",
 
 REPORT_NAME = "report.html"
 PLOTS = {
-    "histogram": "report-score-histogram.png",
-    "scatter": "report-score-vs-length.png",
-    "groups": "report-groups.png",
-    "tokens": "report-tokens.png",
+    "histogram": "report-score-histogram.svg",
+    "scatter": "report-score-vs-length.svg",
+    "groups": "report-groups.svg",
+    "tokens": "report-tokens.svg",
 }
 GROUPS_PLOTTED = 12
 COLORS = {"corpus": "#9aa5b1", "selected": "#1f6feb", "contaminated": "#d1242f",
           "threshold": "#bf8700"}
+OTHER_GROUPS = "#d0d7de"
 
 
 # ---------------------------------------------------------------- terminal summary
@@ -104,71 +104,58 @@ def format_summary(manifest: dict, wall_s: Optional[float] = None,
 
 # ---------------------------------------------------------------- plots
 
-def _figure(width: float = 7.0, height: float = 3.6):
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    return fig, fig.add_subplot()
-
-
-def _png(fig) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    FigureCanvasAgg(fig)
-    buf = _io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
-
-
 def plot_histogram(summary: dict, manifest: dict) -> bytes:
     hist = summary["histogram"]
     parts = [{int(k): v for k, v in hist[name].items()} for name in ("all", "selected", "contaminated")]
     edges, (all_c, sel_c, con_c) = stats.rebin(parts, hist["bin_width"])
-    fig, ax = _figure()
-    widths = [b - a for a, b in zip(edges, edges[1:])]
-    ax.bar(edges[:-1], all_c, widths, align="edge", color=COLORS["corpus"], label="corpus")
-    ax.bar(edges[:-1], sel_c, widths, align="edge", color=COLORS["selected"], label="selected")
+    top = max(all_c, default=0)
+    symlog = top > 50 * max(max(sel_c, default=1), 1)
+    threshold = manifest.get("threshold")
+    x_lo, x_hi = svg.span(edges + ([threshold["score"]] if threshold else []), pad=0.02)
+    chart = svg.Chart("Score distribution", svg.Axis(x_lo, x_hi),
+                      svg.Axis(0, max(top, 1) * 1.1, "symlog" if symlog else "linear"),
+                      "ZIP-FIT alignment (higher = closer to the targets)",
+                      "documents (log scale)" if symlog else "documents")
+    for counts, color in ((all_c, "corpus"), (sel_c, "selected"), (con_c, "contaminated")):
+        for a, b, n in zip(edges, edges[1:], counts):
+            if n:
+                chart.bar(a, b, 0, n, COLORS[color])
+    chart.key("corpus", COLORS["corpus"])
+    chart.key("selected", COLORS["selected"])
     if any(con_c):
         # A handful of documents is invisible as bars: mark their bins above the bars.
-        top = max(all_c)
-        xs = [(a + b) / 2 for a, b, c in zip(edges, edges[1:], con_c) if c]
-        ax.bar(edges[:-1], con_c, widths, align="edge", color=COLORS["contaminated"])
-        ax.plot(xs, [top * 1.04] * len(xs), "v", color=COLORS["contaminated"], markersize=7,
-                label=f"contaminated: {sum(con_c):,}"
-                + (" (left out)" if manifest["contamination"].get("excluded") else ""))
-    threshold = manifest.get("threshold")
+        chart.markers([(a + b) / 2 for a, b, c in zip(edges, edges[1:], con_c) if c], top * 1.04,
+                      COLORS["contaminated"])
+        chart.key(f"contaminated: {sum(con_c):,}"
+                  + (" (left out)" if manifest["contamination"].get("excluded") else ""),
+                  COLORS["contaminated"], "marker")
     if threshold:
-        ax.axvline(threshold["score"], color=COLORS["threshold"], linestyle="--", linewidth=1.5,
-                   label=f"threshold {threshold['score']:.4f}")
-    if max(all_c, default=0) > 50 * max(max(sel_c, default=1), 1):
-        ax.set_yscale("symlog", linthresh=1)
-    ax.set_xlabel("ZIP-FIT alignment (higher = closer to the targets)")
-    ax.set_ylabel("documents")
-    ax.set_title("Score distribution")
-    ax.legend(fontsize=8, loc="best")
-    return _png(fig)
+        chart.vline(threshold["score"], COLORS["threshold"])
+        chart.key(f"threshold {threshold['score']:.4f}", COLORS["threshold"], "line")
+    return chart.svg()
 
 
 def plot_scatter(summary: dict, manifest: dict) -> bytes:
     points = summary["sample"]["points"]
-    fig, ax = _figure()
+    threshold = manifest.get("threshold")
+    sizes = [max(p["bytes"], 1) for p in points]
+    scores = [p["score"] for p in points] + ([threshold["score"]] if threshold else [])
+    chart = svg.Chart(f"Score against length: a sample of {len(points):,} scored documents",
+                      svg.Axis(min(sizes, default=1) / 1.5, max(sizes, default=10) * 1.5, "log"),
+                      svg.Axis(*svg.span(scores)),
+                      "document length (UTF-8 bytes, log scale)", "ZIP-FIT alignment")
     kinds = [("not selected", COLORS["corpus"], lambda p: not p["selected"] and not p["contaminated"]),
              ("selected", COLORS["selected"], lambda p: p["selected"] and not p["contaminated"]),
              ("contaminated", COLORS["contaminated"], lambda p: p["contaminated"])]
     for label, color, keep in kinds:
         chosen = [p for p in points if keep(p)]
         if chosen:
-            ax.scatter([max(p["bytes"], 1) for p in chosen], [p["score"] for p in chosen], s=7,
-                       color=color, alpha=0.6, label=f"{label} ({len(chosen)})", linewidths=0)
-    threshold = manifest.get("threshold")
+            chart.dots([max(p["bytes"], 1) for p in chosen], [p["score"] for p in chosen], color)
+            chart.key(f"{label} ({len(chosen)})", color, "dot")
     if threshold:
-        ax.axhline(threshold["score"], color=COLORS["threshold"], linestyle="--", linewidth=1.2,
-                   label="threshold")
-    ax.set_xscale("log")
-    ax.set_xlabel("document length (UTF-8 bytes, log scale)")
-    ax.set_ylabel("ZIP-FIT alignment")
-    ax.set_title(f"Score against length: a sample of {len(points):,} scored documents")
-    if points:
-        ax.legend(fontsize=8)
-    return _png(fig)
+        chart.hline(threshold["score"], COLORS["threshold"], width=1.2)
+        chart.key("threshold", COLORS["threshold"], "line")
+    return chart.svg()
 
 
 def _group_label(group: str, field: Optional[str]) -> str:
@@ -182,49 +169,50 @@ def plot_groups(summary: dict) -> bytes:
     rows = _top_groups(summary)
     totals = summary["totals"]
     corpus_docs, selected_docs = totals["corpus"]["docs"] or 1, totals["selected"]["docs"] or 1
-    fig, ax = _figure(7.0, 0.9 + 0.32 * max(len(rows), 1))
-    ys = list(range(len(rows)))[::-1]
-    ax.barh([y + 0.2 for y in ys], [r["docs"] / corpus_docs * 100 for r in rows], 0.4,
-            color=COLORS["corpus"], label="share of corpus")
-    ax.barh([y - 0.2 for y in ys], [r["selected_docs"] / selected_docs * 100 for r in rows], 0.4,
-            color=COLORS["selected"], label="share of selection")
-    ax.set_yticks(ys, [_group_label(r["group"], groups["field"]) for r in rows], fontsize=8)
-    ax.set_xlabel("% of documents")
+    shares = [(r["docs"] / corpus_docs * 100, r["selected_docs"] / selected_docs * 100) for r in rows]
+    labels = tuple((len(rows) - 1 - i, _group_label(r["group"], groups["field"]))
+                   for i, r in enumerate(rows))
     field = groups["field"] or "(no --group-field)"
-    ax.set_title(f"Groups by {field}: selection against corpus")
+    chart = svg.Chart(f"Groups by {field}: selection against corpus",
+                      svg.Axis(0, max([s for pair in shares for s in pair], default=0) * 1.08 or 1),
+                      svg.Axis(-0.6, max(len(rows), 1) - 0.4, ticks=labels), "% of documents",
+                      height=round(90 + 32 * max(len(rows), 1)))
+    for (y, _), (corpus, selected) in zip(labels, shares):
+        chart.bar(0, corpus, y, y + 0.4, COLORS["corpus"])
+        chart.bar(0, selected, y - 0.4, y, COLORS["selected"])
     if rows:
-        ax.legend(fontsize=8)
-    return _png(fig)
+        chart.key("share of corpus", COLORS["corpus"])
+        chart.key("share of selection", COLORS["selected"])
+    return chart.svg()
 
 
 def plot_tokens(summary: dict) -> bytes:
     """Token totals of corpus and selection as two 100% bars split by group (the totals are
     in the labels): how the selection's tokens, not only its documents, are made up."""
-    import matplotlib
     rows = _top_groups(summary)
     field = summary["groups"]["field"]
     totals = summary["totals"]
-    cmap = matplotlib.colormaps["tab20"]
-    fig, ax = _figure(7.0, 2.4)
-    for i, (key, total_key) in enumerate((("selected_tokens", "selected"), ("tokens", "corpus"))):
+    chart = svg.Chart("Token totals and where they come from", svg.Axis(0, 100),
+                      svg.Axis(-0.6, 1.6, ticks=((0, f"selection\n{totals['selected']['tokens']:,} tokens"),
+                                                  (1, f"corpus\n{totals['corpus']['tokens']:,} tokens"))),
+                      f"% of tokens ({summary.get('token_measure', 'tokens')})", height=240)
+    other = False
+    for y, (key, total_key) in enumerate((("selected_tokens", "selected"), ("tokens", "corpus"))):
         total = totals[total_key]["tokens"]
         left = 0.0
         for j, r in enumerate(rows):
             share = 100.0 * r[key] / total if total else 0.0
-            ax.barh(i, share, left=left, color=cmap(j % 20),
-                    label=_group_label(r["group"], field) if i == 0 else None)
+            chart.bar(left, left + share, y - 0.4, y + 0.4, svg.PALETTE[j % len(svg.PALETTE)])
             left += share
         if total and left < 99.95:
-            ax.barh(i, 100.0 - left, left=left, color="#d0d7de",
-                    label="other groups" if i == 0 else None)
-    ax.set_yticks([0, 1], [f"selection\n{totals['selected']['tokens']:,} tokens",
-                           f"corpus\n{totals['corpus']['tokens']:,} tokens"])
-    ax.set_xlim(0, 100)
-    ax.set_xlabel(f"% of tokens ({summary.get('token_measure', 'tokens')})")
-    ax.set_title("Token totals and where they come from")
+            chart.bar(left, 100.0, y - 0.4, y + 0.4, OTHER_GROUPS)
+            other = True
     if rows and totals["corpus"]["tokens"]:
-        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    return _png(fig)
+        for j, r in enumerate(rows):
+            chart.key(_group_label(r["group"], field), svg.PALETTE[j % len(svg.PALETTE)])
+        if other:
+            chart.key("other groups", OTHER_GROUPS)
+    return chart.svg()
 
 
 def _top_groups(summary: dict) -> List[dict]:
@@ -233,7 +221,7 @@ def _top_groups(summary: dict) -> List[dict]:
 
 
 def render_plots(manifest: dict, summary: dict) -> Dict[str, bytes]:
-    """PNG bytes of every plot, by ``PLOTS`` key."""
+    """SVG bytes of every plot, by ``PLOTS`` key."""
     return {"histogram": plot_histogram(summary, manifest), "scatter": plot_scatter(summary, manifest),
             "groups": plot_groups(summary), "tokens": plot_tokens(summary)}
 
@@ -298,10 +286,10 @@ def _pct(part: int, whole: int) -> str:
     return f"{100.0 * part / whole:.1f}%" if whole else "-"
 
 
-def _img(key: str, png: bytes, alt: str) -> str:
-    data = base64.b64encode(png).decode("ascii")
+def _img(key: str, image: bytes, alt: str) -> str:
+    data = base64.b64encode(image).decode("ascii")
     return (f'<img id="plot-{key}" alt="{_e(alt)}" data-file="{_e(PLOTS[key])}" '
-            f'src="data:image/png;base64,{data}">')
+            f'src="data:image/svg+xml;base64,{data}">')
 
 
 def _examples_table(examples: List[dict], field: Optional[str]) -> str:
@@ -457,13 +445,13 @@ def _write(path: str, data: bytes) -> None:
 
 
 def write_report(output_dir: str) -> str:
-    """Render ``report.html`` and the PNGs into ``output_dir`` (any Beam filesystem) from its
+    """Render ``report.html`` and the SVG plots into ``output_dir`` (any Beam filesystem) from its
     manifest and summary; returns the report's path."""
     manifest = _read_json(posixpath.join(output_dir, MANIFEST_NAME))
     summary = _read_json(posixpath.join(output_dir, SUMMARY_NAME))
     plots = render_plots(manifest, summary)
-    for key, png in plots.items():
-        _write(posixpath.join(output_dir, PLOTS[key]), png)
+    for key, image in plots.items():
+        _write(posixpath.join(output_dir, PLOTS[key]), image)
     path = posixpath.join(output_dir, REPORT_NAME)
     _write(path, render_html(manifest, summary, plots).encode("utf-8"))
     return path
