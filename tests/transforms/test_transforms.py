@@ -7,7 +7,7 @@ import pytest
 from apache_beam.portability import common_urns
 from apache_beam.testing.util import assert_that, equal_to
 
-from zipfit_beam.combine import side_combine
+from zipfit_beam.combine import global_combine, side_combine
 from zipfit_beam.io.parse import parse_record
 from zipfit_beam.records import Document, RawRecord, ScoredDocument
 from zipfit_beam.io.read import ReadDocuments
@@ -332,3 +332,26 @@ def test_side_combine_saves_the_default_steps():
                    for t in p.to_runner_api().components.transforms.values())
     plain = par_dos(lambda xs: xs | beam.CombineGlobally(sum))
     assert par_dos(lambda xs: side_combine(xs, "Sum", sum)) == plain - 3
+
+
+@pytest.mark.parametrize("values", [[], [3, 1, 2]])
+def test_global_combine_is_a_plain_global_combine(values, test_pipeline):
+    fns = {"count": (beam.combiners.CountCombineFn(), len(values)), "sum": (sum, sum(values)),
+           "list": (beam.combiners.ToListCombineFn(), values), "max": (lambda xs: max(xs, default=-1), max(values, default=-1))}
+    with test_pipeline as p:
+        xs = p | "Values" >> beam.Create(values, reshuffle=False).with_output_types(int)
+        for name, (fn, want) in fns.items():
+            got = global_combine(xs, f"Global{name}", fn)
+            plain = xs | f"Plain{name}" >> beam.CombineGlobally(fn)
+            both = ((got, plain) | f"Both{name}" >> beam.Flatten()
+                    | f"Sorted{name}" >> beam.Map(lambda v: sorted(v) if isinstance(v, list) else v))
+            assert_that(both, equal_to([sorted(want) if isinstance(want, list) else want] * 2),
+                        label=f"Check{name}")
+
+
+def test_global_combine_has_fewer_transforms():
+    def leaves(combine):
+        p = beam.Pipeline()
+        combine(p | beam.Create([1]))
+        return sum(not t.subtransforms for t in p.to_runner_api().components.transforms.values())
+    assert leaves(lambda xs: global_combine(xs, "Sum", sum)) == leaves(lambda xs: xs | beam.CombineGlobally(sum)) - 3

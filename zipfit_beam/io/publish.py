@@ -338,6 +338,6 @@ def publish(p, output: str, staging: str, manifest: dict, staged: Sequence, asse
     inputs for ``assemble(**facts) -> dict`` (manifest entries)."""
     all_staged = tuple(staged) | "AllStaged" >> beam.Flatten()
     return (p
-            | "PublishTrigger" >> beam.Create([None])
+            | "PublishTrigger" >> beam.Impulse()
             | "PublishOutput" >> beam.ParDo(PublishOutputDoFn(output, staging, manifest, assemble),
                                             AsList(all_staged), **facts))

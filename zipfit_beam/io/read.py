@@ -21,6 +21,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import PCollection
 
 from zipfit_beam import formats
+from zipfit_beam.combine import global_combine
 from zipfit_beam.io.files import InputFile, open_file
 from zipfit_beam.formats.base import DEFAULT_MAX_RECORD_BYTES, reader_failure
 from zipfit_beam.io.parse import failed, needed_fields, parse_any
@@ -145,7 +146,7 @@ class ReadDocuments(beam.PTransform):
                      self._max_record_bytes))
                  .with_output_types(Union[RawRecord, RowRecord])
                  .with_outputs(REJECTED_TAG, READ_COUNT_TAG, main="records"))
-        read_count = lines[READ_COUNT_TAG] | "CountRead" >> beam.CombineGlobally(sum)
+        read_count = global_combine(lines[READ_COUNT_TAG], "CountRead", sum)
         parsed = (lines.records
                   | "Parse" >> beam.ParDo(ParseDocumentDoFn(self._text, self._id_field, self._group_field))
                   .with_output_types(Document).with_outputs(REJECTED_TAG, main="documents"))

@@ -31,7 +31,7 @@ import apache_beam as beam
 from apache_beam.pvalue import AsSingleton
 
 from zipfit_beam import formats
-from zipfit_beam.combine import side_combine
+from zipfit_beam.combine import global_combine, side_combine
 from zipfit_beam.formats import schema as schemas
 from zipfit_beam.io.fetch import FetchSelected
 from zipfit_beam.io.files import InputFile, create_file, read_headers
@@ -176,9 +176,8 @@ class WriteShards(beam.PTransform):
         plan, num_shards = self._plan, self._plan.num_shards
         out = formats.get(plan.format)
         encoded = records | "Encode" >> beam.MapTuple(lambda key, value: (key, out.encode(value)))
-        count = (encoded
-                 | "RecordBytes" >> beam.MapTuple(lambda _, value: formats.record_size(value))
-                 | "TotalBytes" >> beam.CombineGlobally(sum)
+        sizes = encoded | "RecordBytes" >> beam.MapTuple(lambda _, value: formats.record_size(value))
+        count = (global_combine(sizes, "TotalBytes", sum)
                  | "ShardCount" >> beam.Map(lambda total: shard_count(num_shards, total)))
         side = {}
         if out.NEEDS_SCHEMA and self._schema is None:

@@ -32,7 +32,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsSingleton
 
-from zipfit_beam.combine import side_combine
+from zipfit_beam.combine import global_combine, side_combine
 from zipfit_beam.io.files import resolve_sources
 from zipfit_beam.io.publish import WriteJsonDoFn
 from zipfit_beam.formats.base import DEFAULT_MAX_RECORD_BYTES
@@ -137,10 +137,10 @@ class MeasureAlignment(beam.PTransform):
             again = pbegin | "ReadSample" >> ReadDocuments(self._files, *self._fields)
             chosen = again.documents | "KeepSample" >> beam.Filter(
                 lambda d, k: k is None or _key(d, seed) <= k, AsSingleton(kth))
-        moments = (chosen
-                   | "ScoreDocuments" >> ScoreDocuments(targets, self._spec)
-                   | "Scores" >> beam.Map(lambda d: d.score)
-                   | "MeanVariance" >> beam.CombineGlobally(MeanVarianceCombineFn()))
+        scores = (chosen
+                  | "ScoreDocuments" >> ScoreDocuments(targets, self._spec)
+                  | "Scores" >> beam.Map(lambda d: d.score))
+        moments = global_combine(scores, "MeanVariance", MeanVarianceCombineFn())
         return moments | "Result" >> beam.Map(
             alignment_result, population, rejected, n, seed,
             len(self._targets.texts))

@@ -31,7 +31,7 @@ from apache_beam.pvalue import AsSingleton, PCollection
 import zipfit_beam
 from zipfit_beam import formats
 from zipfit_beam.cli.options import cli_config
-from zipfit_beam.combine import NamedCombineFn, side_combine
+from zipfit_beam.combine import NamedCombineFn, global_combine, side_combine
 from zipfit_beam.formats.base import DEFAULT_MAX_RECORD_BYTES
 from zipfit_beam.io import publish as out
 from zipfit_beam.io.files import InputFile, resolve_sources
@@ -173,7 +173,7 @@ class SelectFiles(beam.PTransform):
             selection.selected,
             tables | "ReadRejected" >> beam.FlatMap(keys.read_rejected).with_output_types(DeadLetter),
             selection.threshold,
-            tables | "SumTables" >> beam.CombineGlobally(SumTablesCombineFn()),
+            global_combine(tables, "SumTables", SumTablesCombineFn()),
             selection.cut, contaminated)
 
 

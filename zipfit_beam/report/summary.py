@@ -22,7 +22,7 @@ from typing import Callable, Dict, NamedTuple, Optional, Tuple
 import apache_beam as beam
 from apache_beam.pvalue import PCollection
 
-from zipfit_beam.combine import NamedCombineFn, side_combine
+from zipfit_beam.combine import NamedCombineFn, global_combine, side_combine
 from zipfit_beam.io import keys
 from zipfit_beam.io.fetch import FetchSelected
 from zipfit_beam.io.keys import KeyBatch
@@ -287,8 +287,7 @@ class SummarizeSelection(beam.PTransform):
                              lambda docs: batch_summary(KeyBatch.of_documents(docs), n_sample, n_ex)))
         parts = summaries | f"{name}Parts" >> beam.Map(lambda b: b.parts)
         combine = PartsCombineFn(n_sample, n_ex)
-        parts = (side_combine(parts, f"Summarize{name}", combine) if side
-                 else parts | f"Summarize{name}" >> beam.CombineGlobally(combine))
+        parts = (side_combine if side else global_combine)(parts, f"Summarize{name}", combine)
         groups = (summaries
                   | f"{name}GroupRows" >> beam.FlatMap(lambda b: b.groups)
                   | f"Sum{name}PerGroup" >> beam.CombinePerKey(SumTuplesCombineFn(3)))

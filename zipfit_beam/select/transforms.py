@@ -99,7 +99,7 @@ class FindCut(beam.PTransform):
                 lambda d: (sel.first_digit(selection_key(d), rule), selection_key(d)))
             hist = side_combine(digits, "Histogram1", HistogramCombineFn())
         cursor = (source.pipeline
-                  | "Once" >> beam.Create([None])
+                  | "Once" >> beam.Impulse()
                   | "Advance1" >> beam.Map(lambda _, h: sel.first_round(h, rule), hist))
         if batches is not None:
             candidates = source | "Candidates2" >> beam.FlatMap(
