@@ -1,6 +1,7 @@
 """``zipfit-beam align``: dataset-level alignment, exact and sampled, against the oracle."""
 
 import json
+import math
 import statistics
 
 import pytest
@@ -44,17 +45,31 @@ def test_sampled_alignment_is_deterministic_and_its_error_is_honest(files, sourc
     assert json.load(open(out))["alignment"] == a["alignment"]
     for r, seed in ((a, 0), (c, 1)):
         # The sample is the 15 documents with the smallest keys (file, line, seed) ...
-        keys = sorted((stats.sample_key(src, line, seed), doc["id"])
-                      for line, doc in enumerate(sources, start=1))
-        chosen = [per_doc[doc_id] for _, doc_id in keys[:15]]
+        chosen = _sample(src, sources, per_doc, seed, 15)
         assert r["alignment"] == pytest.approx(statistics.fmean(chosen), abs=1e-12)
         assert r["std"] == pytest.approx(statistics.stdev(chosen), rel=1e-9)
         assert min(per_doc.values()) <= r["alignment"] <= max(per_doc.values())
-        # ... and the stated error covers the full-corpus value.
-        assert r["standard_error"] > 0
-        assert abs(r["alignment"] - truth) <= 3 * r["standard_error"]
+        # ... and its error is that sample's: s/sqrt(n), finite-population corrected.
+        se = statistics.stdev(chosen) / math.sqrt(15) * math.sqrt((len(sources) - 15) / (len(sources) - 1))
+        assert r["standard_error"] == pytest.approx(se, rel=1e-9)
         lo, hi = r["ci95"]
-        assert lo < r["alignment"] < hi
+        assert lo == pytest.approx(r["alignment"] - stats.Z_95 * se) and hi == pytest.approx(r["alignment"] + stats.Z_95 * se)
+    # The stated 95% interval covers the full-corpus value for most seeds. One seed is a
+    # coin with ~2% of misses (the sample depends on the file's path, so on tmp_path).
+    covered = 0
+    for seed in range(400):
+        chosen = _sample(src, sources, per_doc, seed, 15)
+        moments = stats.MeanVariance()
+        for x in chosen:
+            moments = moments.add(x)
+        lo, hi = stats.mean_estimate(moments, len(sources))["ci95"]
+        covered += lo <= truth <= hi
+    assert covered >= 0.85 * 400  # 92-95% on this fixture at five different paths
+
+
+def _sample(src, sources, per_doc, seed, n):
+    keys = sorted((stats.sample_key(src, line, seed), doc["id"]) for line, doc in enumerate(sources, start=1))
+    return [per_doc[doc_id] for _, doc_id in keys[:n]]
 
 
 def test_sample_at_least_the_corpus_is_exact(files, sources, targets):
