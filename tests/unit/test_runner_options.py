@@ -36,3 +36,29 @@ def test_template_parameters_become_select_flags():
     assert config.overwrite
     with pytest.raises(ValueError, match="true or false"):
         template_parameters_to_flags(["--overwrite=yes"])
+
+
+def test_views_are_made_once_and_still_behave_as_fresh_views(monkeypatch):
+    """Beam asks for view_as(TypeOptions) twice per applied transform; the CLI's options make
+    each view once. Writes through one view show in every view, a copy and a pickle; the
+    copies do not share the original's views."""
+    import copy
+    import pickle
+
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TypeOptions
+
+    _, options = parse_select_args(BASE + ["--runner=FlinkRunner", "--no_pipeline_type_check"])
+    parses = []
+    init = PipelineOptions.__init__
+    monkeypatch.setattr(PipelineOptions, "__init__", lambda self, *a, **k: (parses.append(1), init(self, *a, **k))[1])
+    views = [options.view_as(TypeOptions) for _ in range(50)]
+    assert len(parses) == 1 and all(v is views[0] for v in views)
+    assert views[0].pipeline_type_check is False
+    options.view_as(StandardOptions).runner = "PortableRunner"
+    assert options.get_all_options()["runner"] == "PortableRunner"
+    for other in (copy.deepcopy(options), pickle.loads(pickle.dumps(options))):
+        assert "_views" not in other.__getstate__()
+        assert other.view_as(StandardOptions).runner == "PortableRunner"
+        other.view_as(StandardOptions).runner = "FlinkRunner"
+        assert options.view_as(StandardOptions).runner == "PortableRunner"
+        assert other.view_as(TypeOptions) is not views[0]
