@@ -50,9 +50,14 @@ def test_views_are_made_once_and_still_behave_as_fresh_views(monkeypatch):
     _, options = parse_select_args(BASE + ["--runner=FlinkRunner", "--no_pipeline_type_check"])
     parses = []
     init = PipelineOptions.__init__
-    monkeypatch.setattr(PipelineOptions, "__init__", lambda self, *a, **k: (parses.append(1), init(self, *a, **k))[1])
+
+    def counted_init(self, *args, **kwargs):
+        parses.append(type(self))
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(PipelineOptions, "__init__", counted_init)
     views = [options.view_as(TypeOptions) for _ in range(50)]
-    assert len(parses) == 1 and all(v is views[0] for v in views)
+    assert parses == [TypeOptions] and all(v is views[0] for v in views)
     assert views[0].pipeline_type_check is False
     options.view_as(StandardOptions).runner = "PortableRunner"
     assert options.get_all_options()["runner"] == "PortableRunner"

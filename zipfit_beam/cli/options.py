@@ -269,9 +269,9 @@ def reselect_parser() -> argparse.ArgumentParser:
 class _OneViewPerClass(PipelineOptions):
     """PipelineOptions that make each ``view_as(cls)`` view once.
 
-    Beam asks for ``view_as(TypeOptions)`` twice for every transform it applies, and every
-    view parses all the flags again with a fresh argparse parser (~1 ms here). The select job
-    applies ~230 transforms, so that was ~1,000 parses. A view keeps no state of its own:
+    Beam asks for ``view_as(TypeOptions)`` for every transform it applies, and every view
+    parses all the flags again with a fresh argparse parser: a 200-document select job made
+    925 views, 0.38 s of CPU (0.01 s with this cache). A view keeps no state of its own:
     its attributes read and write the options' shared ``_all_options``. So one view per
     class behaves as fresh ones do. The cache is not copied or pickled with the options.
     """
