@@ -34,15 +34,14 @@ def test_scan_lines_cuts_lines_the_way_readline_did_at_any_read_size(read_bytes)
     assert list(jsonl.scan_lines(io.BytesIO(b""), read_bytes=read_bytes)) == []
 
 
-def test_scan_lines_equals_a_split_of_the_whole_stream_for_any_reads_limits_and_keep():
+def test_scan_lines_equals_a_split_of_the_whole_stream_for_any_reads_and_limits():
     """The whole-line fast path (one split per read) and the path for lines across reads
     give what splitting the whole stream at once gives."""
-    def expected(data, max_bytes, keep):
+    def expected(data, max_bytes):
         lines = data.split(b"\n")
         if lines[-1] == b"":
             lines.pop()
-        held = [(keep is None or keep(p)) and (max_bytes is None or len(line) <= max_bytes)
-                for p, line in enumerate(lines, 1)]
+        held = [max_bytes is None or len(line) <= max_bytes for line in lines]
         return [(p, line if h else None, len(line), b"" if h else line[:HEAD_BYTES])
                 for (p, line), h in zip(enumerate(lines, 1), held)]
 
@@ -51,10 +50,10 @@ def test_scan_lines_equals_a_split_of_the_whole_stream_for_any_reads_limits_and_
         lines = [bytes(rnd.choice(b"ab\r") for _ in range(rnd.choice([0, 1, 2, 5, 30, 300])))
                  for _ in range(rnd.randint(0, 12))]
         data = b"\n".join(lines) + (b"\n" if rnd.random() < 0.5 else b"")
-        max_bytes, keep = rnd.choice([None, 0, 3, 40, 250]), rnd.choice([None, lambda p: p % 2 == 0])
+        max_bytes = rnd.choice([None, 0, 3, 40, 250])
         read_bytes = rnd.choice([1, 2, 3, 7, 64, 1 << 20])
-        got = list(jsonl.scan_lines(io.BytesIO(data), max_bytes, keep, read_bytes=read_bytes))
-        assert got == expected(data, max_bytes, keep), (data, max_bytes, read_bytes)
+        got = list(jsonl.scan_lines(io.BytesIO(data), max_bytes, read_bytes=read_bytes))
+        assert got == expected(data, max_bytes), (data, max_bytes, read_bytes)
 
 
 @pytest.mark.parametrize("read_bytes", [1, 5, 1 << 20])
@@ -114,6 +113,27 @@ def test_take_skips_other_lines_without_holding_them():
         tracemalloc.stop()
     assert [(r.position, r.data) for r in got] == [(1, b'{"id": 1, "text": "x"}'), (3, b'{"id": 3, "text": "y"}')]
     assert peak < 4 << 20
+
+
+def test_take_gives_the_lines_the_reader_numbers(tmp_path):
+    """take() against the reader's own numbering (scan_lines), over random files (empty
+    lines, CRLF, long lines, a final line with or without a terminator), random positions
+    (repeated, past the end, 0) and reads of 1 byte up to the whole file."""
+    import random
+    rng = random.Random(4)
+    checked = 0
+    for trial in range(150):
+        lines = [rng.choice([b"", b"\r", b'{"x": 1}\r', b"a" * rng.randint(1, 300), b'{"t": "%d"}' % trial])
+                 for _ in range(rng.randint(0, 40))]
+        data = b"\n".join(lines) + rng.choice([b"", b"\n"])
+        numbered = {p: line.rstrip(b"\r\n") for p, line, _, _ in jsonl.scan_lines(io.BytesIO(data))}
+        positions = [rng.randint(0, len(lines) + 2) for _ in range(rng.randint(0, 12))]
+        expected = [(p, numbered[p]) for p in sorted(set(positions)) if p in numbered]
+        for read_bytes in (1, 2, 7, 64, 1 << 20):
+            got = [(r.position, r.data) for r in jsonl.take(io.BytesIO(data), "f.jsonl", positions, read_bytes)]
+            assert got == expected, (data, positions, read_bytes)
+            checked += len(got)
+    assert checked > 1000
 
 
 def test_readers_hand_over_batches_of_at_most_batch_bytes():

@@ -24,7 +24,7 @@ import io
 import json
 import logging
 import lzma
-from typing import BinaryIO, Callable, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import BinaryIO, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from zipfit_beam.formats.base import (BATCH_BYTES, HEAD_BYTES, SCORE_FIELD, Batch, Encodable,
                                       reader_failure, row_json, strip_compression, too_large)
@@ -111,16 +111,15 @@ READ_BYTES = 1 << 20  # bytes read from the decompressed stream at a time
 
 
 def scan_lines(f: BinaryIO, max_bytes: Optional[int] = None,
-               keep: Optional[Callable[[int], bool]] = None,
                read_bytes: int = READ_BYTES) -> Iterator[Tuple[int, Optional[bytes], int, bytes]]:
     """``(position, line, size, head)`` for every line of a decompressed stream, numbered
     from 1: ``line`` is its bytes without the ``\n`` (a ``\r`` stays), ``size`` its
-    length. ``line`` is None when the line is longer than ``max_bytes`` or ``keep(position)``
-    is false: such a line is only counted as it streams past, never held, and ``head`` is
-    its first ``HEAD_BYTES`` bytes (b"" with a line). A final line without a terminator
-    counts; an empty stream has no lines. A damaged stream raises."""
+    length. ``line`` is None when the line is longer than ``max_bytes``: such a line is
+    only counted as it streams past, never held, and ``head`` is its first ``HEAD_BYTES``
+    bytes (b"" with a line). A final line without a terminator counts; an empty stream has
+    no lines. A damaged stream raises."""
     position, size, head, parts = 1, 0, b"", []
-    holding = keep is None or keep(1)
+    holding = True
     # read1: at most one underlying read, so the data a decompressor produced before it
     # met damage (a good gzip member, then garbage) comes out before the error does.
     read = getattr(f, "read1", f.read)
@@ -133,12 +132,11 @@ def scan_lines(f: BinaryIO, max_bytes: Optional[int] = None,
             if size == 0 and start <= last:
                 # whole lines from a line's start to the chunk's last terminator: one split
                 for line in chunk[start:last].split(b"\n"):
-                    if (keep is None or keep(position)) and (max_bytes is None or len(line) <= max_bytes):
+                    if max_bytes is None or len(line) <= max_bytes:
                         yield position, line, len(line), b""
                     else:
                         yield position, None, len(line), line[:HEAD_BYTES]
                     position += 1
-                holding = keep is None or keep(position)
                 start = last + 1
                 continue
             # a line that started in an earlier chunk, or goes on into the next one
@@ -156,8 +154,7 @@ def scan_lines(f: BinaryIO, max_bytes: Optional[int] = None,
                 break
             line = (parts[0] if len(parts) == 1 else b"".join(parts)) if holding else None
             yield position, line, size, head if line is None else b""
-            position, size, head, parts = position + 1, 0, b"", []
-            holding = keep is None or keep(position)
+            position, size, head, parts, holding = position + 1, 0, b"", [], True
             start = nl + 1
     if size:
         line = (parts[0] if len(parts) == 1 else b"".join(parts)) if holding else None
@@ -201,19 +198,40 @@ def read(f: BinaryIO, path: str, fields: Sequence[str] = (), batch_size: int = 1
         yield batch
 
 
-def take(f: BinaryIO, path: str, positions: Sequence[int]) -> Iterator[RawRecord]:
-    """The lines at these (1-based) positions, read again; stops after the last one. Other
-    lines are skipped as they stream past, never held."""
-    wanted = set(positions)
-    if not wanted:
-        return
-    found = 0
-    for position, line, _, _ in scan_lines(decompressed(f, path), keep=wanted.__contains__):
-        if line is not None:
-            yield RawRecord(path, position, line.rstrip(b"\r\n"))
-            found += 1
-            if found == len(wanted):
-                return
+def take(f: BinaryIO, path: str, positions: Sequence[int],
+         read_bytes: int = READ_BYTES) -> Iterator[RawRecord]:
+    """The lines at these (1-based) positions, read again, in order; stops after the last
+    one. The lines between are skipped by counting their terminators in each read
+    (``bytes.count``, then ``bytes.index`` up to the next wanted line), never split out or
+    held, so the cost of a pass is about that of reading the stream."""
+    wanted = sorted(p for p in set(positions) if p >= 1)
+    stream = decompressed(f, path)
+    read = getattr(stream, "read1", stream.read)
+    position, k, parts = 1, 0, []  # the line the next byte belongs to; wanted[k]; its bytes so far
+    while k < len(wanted):
+        chunk = read(read_bytes)
+        if not chunk:
+            break
+        start, ends = 0, chunk.count(b"\n")  # the terminators from start on
+        while k < len(wanted):
+            skip = wanted[k] - position
+            if skip > ends:  # the next wanted line starts in a later read
+                position += ends
+                break
+            for _ in range(skip):  # lines to pass over first
+                start = chunk.index(b"\n", start) + 1
+            position, ends = position + skip, ends - skip
+            if not ends:  # the wanted line goes on into the next read (or is the last)
+                if start < len(chunk):
+                    parts.append(chunk[start:])
+                break
+            nl = chunk.index(b"\n", start)
+            parts.append(chunk[start:nl])
+            yield RawRecord(path, position, b"".join(parts).rstrip(b"\r\n"))
+            parts, position, k, start, ends = [], position + 1, k + 1, nl + 1, ends - 1
+    if parts:  # a final line without a terminator (an empty stream, or one that ends
+        # with a terminator, has no line after it)
+        yield RawRecord(path, position, b"".join(parts).rstrip(b"\r\n"))
 
 
 def count(f: BinaryIO, path: str) -> int:
