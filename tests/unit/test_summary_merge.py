@@ -10,7 +10,7 @@ import pytest
 from zipfit_beam.io.keys import KeyBatch
 from zipfit_beam.records import ScoredDocument, rank_key
 from zipfit_beam.report import stats
-from zipfit_beam.report.summary import PartsCombineFn, SumTuplesCombineFn, batch_summary
+from zipfit_beam.report.summary import PartsCombineFn, SumTuplesCombineFn, batch_summary, table_summaries
 
 
 def _docs(rng, n):
@@ -41,14 +41,21 @@ def _expected(docs, sample_size, examples):
             {g: tuple(v) for g, v in groups.items()})
 
 
+@pytest.mark.parametrize("one_table", [False, True])
 @pytest.mark.parametrize("seed", range(12))
-def test_batch_summaries_merged_equal_the_definition(seed):
+def test_batch_summaries_merged_equal_the_definition(seed, one_table):
     rng = random.Random(seed)
     docs = _docs(rng, rng.randrange(1, 400))
+    if one_table:  # one source file: distinct positions, as in a key table
+        docs = [d._replace(source="a.jsonl") for d in docs]
     sample_size, examples = rng.choice([(5, 2), (50, 10), (1000, 3)])
-    cut = sorted(rng.sample(range(1, len(docs)), min(3, len(docs) - 1))) if len(docs) > 1 else []
+    cut = sorted(rng.sample(range(1, len(docs)), min(12, len(docs) - 1))) if len(docs) > 1 else []
     pieces = [docs[a:b] for a, b in zip([0] + cut, cut + [len(docs)])]
-    summaries = [batch_summary(KeyBatch.of_documents(p), sample_size, examples) for p in pieces]
+    batches = [KeyBatch.of_documents(p) for p in pieces]
+    if one_table:  # later batches' samples cut at the table's smallest keys so far
+        summaries = list(table_summaries(iter(batches), sample_size, examples))
+    else:
+        summaries = [batch_summary(b, sample_size, examples) for b in batches]
     fn = PartsCombineFn(sample_size, examples)
     merged = fn.extract_output(fn.merge_accumulators(
         [fn.merge_accumulators([fn.create_accumulator(), s.parts]) for s in summaries]))

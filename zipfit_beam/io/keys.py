@@ -243,6 +243,8 @@ class KeyBatch:
 
     def documents(self, rows: Optional[Sequence[int]] = None) -> List[ScoredDocument]:
         """The ScoredDocuments of ``rows`` (indices, in that order), or of every row."""
+        if rows is not None and not len(rows):
+            return []
         batch = self.batch if rows is None else self.batch.take(rows)
         cols = [batch.column(name).to_pylist() for name in
                 ("id", "score", "source", "position", "tokens", "bytes", "group", "contaminated_by")]

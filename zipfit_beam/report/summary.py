@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import heapq
-from typing import Callable, Dict, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, Iterable, Iterator, NamedTuple, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.pvalue import PCollection
@@ -30,7 +30,7 @@ from zipfit_beam.io.parse import parse_any
 from zipfit_beam.records import ScoredDocument, rank_key
 from zipfit_beam.report import stats
 
-__all__ = ["Parts", "BatchSummary", "GroupParts", "batch_summary", "PartsCombineFn",
+__all__ = ["Parts", "BatchSummary", "GroupParts", "batch_summary", "table_summaries", "PartsCombineFn",
            "SumTuplesCombineFn", "SummarizeSelection", "assemble_summary"]
 
 SAMPLE_SIZE = 2000  # points in the score-vs-length plot
@@ -94,6 +94,30 @@ def batch_summary(batch: KeyBatch, sample_size: int, examples: int) -> BatchSumm
     """One batch's BatchSummary, by array operations: only the rows that may be in the
     sample (its ``sample_size`` smallest sample keys) or among the ``examples`` best or
     worst become ScoredDocuments."""
+    return _batch_summary(batch, sample_size, examples, None)[0]
+
+
+def table_summaries(batches: Iterable[KeyBatch], sample_size: int, examples: int) -> Iterator[BatchSummary]:
+    """The BatchSummary of each batch of one table, in order, where a batch's sample holds
+    only its rows whose sample keys are at most the ``sample_size``-th smallest of the
+    table's earlier batches: a row past that key has ``sample_size`` rows before it in the
+    sample order, so it is in no merged sample, and the merged Parts are those of
+    ``batch_summary`` per batch. So about ``sample_size * (1 + ln(batches))`` rows of a
+    table become ScoredDocuments, not ``sample_size`` per batch."""
+    import numpy as np
+    smallest = np.empty(0, dtype=np.uint64)  # the table's smallest sample keys so far
+    for batch in batches:
+        below = smallest.max() if len(smallest) >= sample_size else None
+        summary, keys = _batch_summary(batch, sample_size, examples, below)
+        smallest = np.concatenate([smallest, keys])
+        if len(smallest) > sample_size:
+            smallest = np.partition(smallest, sample_size - 1)[:sample_size]
+        yield summary
+
+
+def _batch_summary(batch: KeyBatch, sample_size: int, examples: int, below) -> Tuple[BatchSummary, object]:
+    """``batch_summary``, its sample only from rows whose sample key is at most ``below``
+    (None: any), and the sample's keys (numpy uint64)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -104,7 +128,9 @@ def batch_summary(batch: KeyBatch, sample_size: int, examples: int) -> BatchSumm
     sources = pc.dictionary_encode(rb.column("source"))
     hashes = np.array([stats.source_hash(x) for x in sources.dictionary.to_pylist()], dtype=np.uint64)
     keys = stats.sample_keys(hashes[sources.indices.to_numpy(zero_copy_only=False)], batch.array("position"))
-    in_sample = np.argpartition(keys, sample_size - 1)[:sample_size] if n > sample_size else np.arange(n)
+    in_sample = np.arange(n) if below is None else np.flatnonzero(keys <= below)
+    if len(in_sample) > sample_size:
+        in_sample = in_sample[np.argpartition(keys[in_sample], sample_size - 1)[:sample_size]]
     # -0.0 folded into 0.0 so that Arrow's order is the rank key's
     ranked = pa.record_batch([pa.array(score + 0.0), rb.column("id"), rb.column("source"), rb.column("position")],
                              names=["score", "id", "source", "position"])
@@ -122,7 +148,8 @@ def batch_summary(batch: KeyBatch, sample_size: int, examples: int) -> BatchSumm
                   sorted(batch.documents(list(best)), key=rank_key),
                   sorted(batch.documents(list(worst)), key=rank_key, reverse=True))
     return BatchSummary(parts, [(g, (c, b, t)) for g, c, b, t in zip(
-        *(groups.column(name).to_pylist() for name in ("group", "bytes_count", "bytes_sum", "tokens_sum")))])
+        *(groups.column(name).to_pylist() for name in ("group", "bytes_count", "bytes_sum", "tokens_sum")))]), \
+        keys[in_sample]
 
 
 class PartsCombineFn(beam.CombineFn):
@@ -279,7 +306,7 @@ class SummarizeSelection(beam.PTransform):
         n_sample, n_ex = self._sample_size, self._examples
         if batches is not None:
             summaries = pcoll | f"{name}Batches" >> beam.FlatMap(
-                lambda t: (batch_summary(b, n_sample, n_ex) for b in batches(t)))
+                lambda t: table_summaries(batches(t), n_sample, n_ex))
         else:
             summaries = (pcoll
                          | f"Batch{name}" >> beam.BatchElements(max_batch_size=keys.READ_BATCH_ROWS)
