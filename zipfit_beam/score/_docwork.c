@@ -74,7 +74,7 @@
 enum { C_LET = 1, C_DIG = 2, C_SPC = 4, C_UND = 8, C_PUN = 16 };
 #define C_ALNUM (C_LET | C_DIG)
 
-static uint8_t ascii_cls[128];
+static uint8_t ascii_cls[256]; /* every code point below 256: ASCII and the rest of Latin-1 */
 
 /* regex classes: letter [^\W\d_], digit \d, space \s, '_', punctuation [^\s\w] */
 static unsigned cls_slow(Py_UCS4 c)
@@ -89,12 +89,15 @@ static unsigned cls_slow(Py_UCS4 c)
     return k;
 }
 
-INLINE unsigned cls(Py_UCS4 c) { return c < 128 ? ascii_cls[c] : cls_slow(c); }
+INLINE unsigned cls(Py_UCS4 c) { return c < 256 ? ascii_cls[c] : cls_slow(c); }
+
+/* cls of a code point of a str of this kind (a 1-byte str's are all below 256: no test) */
+#define CLS_OF(kind, c) ((kind) == PyUnicode_1BYTE_KIND ? ascii_cls[(c) & 0xffu] : cls(c))
 
 static void init_classes(void)
 {
     Py_UCS4 c;
-    for (c = 0; c < 128; c++) ascii_cls[c] = (uint8_t)cls_slow(c);
+    for (c = 0; c < 256; c++) ascii_cls[c] = (uint8_t)cls_slow(c);
 }
 
 INLINE Py_UCS4 rd(int kind, const void *d, size_t i)
@@ -477,12 +480,12 @@ INLINE int64_t pretokenize(scratch *s, int kind, const void *d, size_t n, int sp
 #define RUN(from_, mask_, out_)                                                                \
     do {                                                                                        \
         size_t q_ = (from_);                                                                    \
-        while (q_ < n && (cls(rd(kind, d, q_)) & (mask_))) q_++;                                \
+        while (q_ < n && (CLS_OF(kind, rd(kind, d, q_)) & (mask_))) q_++;                       \
         (out_) = q_;                                                                            \
     } while (0)
     while (i < n) {
         Py_UCS4 c = rd(kind, d, i);
-        unsigned k = cls(c), kn = 0;
+        unsigned k = CLS_OF(kind, c), kn = 0;
         size_t e;
         count++;
         if (c == '\'' && i + 1 < n) { /* '(?i:[sdmt]|ll|ve|re) */
@@ -498,7 +501,7 @@ INLINE int64_t pretokenize(scratch *s, int kind, const void *d, size_t n, int sp
                 goto next;
             }
         }
-        if (c == ' ' && i + 1 < n) kn = cls(rd(kind, d, i + 1));
+        if (c == ' ' && i + 1 < n) kn = CLS_OF(kind, rd(kind, d, i + 1));
         if (k & C_LET) { /* ' ?[^\W\d_]+' */
             RUN(i + 1, C_LET, e);
             SPAN(i, e);
@@ -509,12 +512,12 @@ INLINE int64_t pretokenize(scratch *s, int kind, const void *d, size_t n, int sp
             i = e;
         } else if (k & C_DIG) { /* ' ?\d{1,3}' */
             e = i + 1;
-            while (e < n && e < i + 3 && (cls(rd(kind, d, e)) & C_DIG)) e++;
+            while (e < n && e < i + 3 && (CLS_OF(kind, rd(kind, d, e)) & C_DIG)) e++;
             SPAN(i, e);
             i = e;
         } else if (kn & C_DIG) {
             e = i + 2;
-            while (e < n && e < i + 4 && (cls(rd(kind, d, e)) & C_DIG)) e++;
+            while (e < n && e < i + 4 && (CLS_OF(kind, rd(kind, d, e)) & C_DIG)) e++;
             SPAN(i + 1, e);
             i = e;
         } else if (k & C_PUN) { /* ' ?[^\s\w]+' */
