@@ -1,6 +1,10 @@
 """The progress reporter: steady interval, rate, ETA; line counting for the total."""
 
 import gzip
+import io
+import random
+
+import pytest
 
 from zipfit_beam.report import progress
 
@@ -37,6 +41,8 @@ def test_without_a_total_logs_count_and_rate():
     clock.t += 2
     r.add(50)
     assert lines == ["scored 50 documents, 25 docs/s (total not known yet)"]
+    r.set_total(40)  # an estimate that fell short
+    assert r.line(clock.t) == "scored 50 documents, 25 docs/s (past the ~40 estimated)"
 
 
 def test_durations():
@@ -45,7 +51,7 @@ def test_durations():
     assert progress.format_duration(3 * 3600 + 120) == "3h02m"
 
 
-def test_count_records_of_every_source_format(tmp_path):
+def test_estimate_records_of_every_source_format(tmp_path):
     from tests.fixtures_io import write_avro, write_parquet
     a = tmp_path / "a.jsonl"
     a.write_bytes(b"1\n2\n3\n")
@@ -56,7 +62,34 @@ def test_count_records_of_every_source_format(tmp_path):
     parquet = write_parquet(tmp_path / "c.parquet", rows, row_group_size=7)
     avro = write_avro(tmp_path / "d.avro", rows, sync_interval=64)  # many blocks
     files = [(str(a), "jsonl"), (str(b), "jsonl"), (parquet, "parquet"), (avro, "avro")]
-    assert progress.count_records(files) == 3 + 1001 + 39 + 39
+    assert progress.estimate_records(files) == 3 + 1001 + 39 + 39  # short files: exact
+
+
+@pytest.mark.parametrize("name", ["big.jsonl", "big.jsonl.gz"])
+def test_a_long_json_lines_file_is_estimated_from_its_first_bytes(tmp_path, name):
+    from zipfit_beam.formats import jsonl
+    rng = random.Random(2)
+    letters = b"abcdefghijklmnopqrstuvwxyz 0123456789"
+    data = b"".join(b'{"text": "%s"}\n' % bytes(rng.choices(letters, k=rng.randint(10, 400)))
+                    for _ in range(40_000))
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(data, 6) if name.endswith(".gz") else data)
+    reads = []
+
+    class Counted(io.FileIO):
+        def read(self, n=-1):
+            out = super().read(n)
+            reads.append(len(out))
+            return out
+
+        readinto = None  # every read goes through read()
+
+    with Counted(path) as f:
+        guess = jsonl.estimate(f, str(path), sample_bytes=256 << 10)
+    assert abs(guess - 40_000) <= 40_000 * 0.05 and guess != 40_000
+    assert sum(reads) < path.stat().st_size / 2  # not the whole file
+    with open(path, "rb") as f:
+        assert jsonl.estimate(f, str(path), sample_bytes=path.stat().st_size) == 40_000
 
 
 def test_process_reporter_gets_the_expected_total():

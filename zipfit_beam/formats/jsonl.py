@@ -234,17 +234,51 @@ def take(f: BinaryIO, path: str, positions: Sequence[int],
         yield RawRecord(path, position, b"".join(parts).rstrip(b"\r\n"))
 
 
-def count(f: BinaryIO, path: str) -> int:
-    """Lines of the decompressed stream, as ``read`` numbers them."""
+ESTIMATE_BYTES = 4 << 20  # stored bytes of a file that ``estimate`` reads at most
+
+
+ESTIMATE_PIECES = 8  # places an uncompressed file is sampled at, evenly spread
+
+
+def estimate(f: BinaryIO, path: str, sample_bytes: int = ESTIMATE_BYTES) -> int:
+    """About how many lines ``read`` will number. Exactly for a stored file of at most
+    ``sample_bytes`` (or one that cannot seek). Beyond: an uncompressed file's terminators
+    in ``ESTIMATE_PIECES`` pieces spread over it, a compressed file's lines in what its
+    first ``sample_bytes`` decompress to, scaled by the file's size over the bytes sampled.
+    So a long or compressed file is not read, or decompressed, a second time for a
+    progress line (a compressed file whose head is unlike the rest is estimated off)."""
+    try:
+        size = f.seek(0, io.SEEK_END)
+        f.seek(0)
+    except (AttributeError, OSError, ValueError):
+        size = None
+    if size is None or size <= sample_bytes:
+        return _lines(decompressed(f, path), whole=True)
+    if decompressed(f, path) is f:
+        piece = sample_bytes // ESTIMATE_PIECES
+        ends = 0
+        for i in range(ESTIMATE_PIECES):
+            f.seek((size - piece) * i // (ESTIMATE_PIECES - 1))
+            ends += f.read(piece).count(b"\n")
+        return round(ends * size / (piece * ESTIMATE_PIECES))
+    head = decompressed(io.BytesIO(f.read(sample_bytes)), path)
+    return round(_lines(head, whole=False) * size / sample_bytes)
+
+
+def _lines(stream: BinaryIO, whole: bool) -> int:
+    """The lines of a decompressed stream; not ``whole``: of the part that decompresses
+    before the stream stops short (a compressed file's head)."""
+    read = getattr(stream, "read1", stream.read)  # what was decompressed before it stopped
     total, last = 0, b"\n"
-    stream = decompressed(f, path)
-    while True:
-        chunk = stream.read(1 << 20)
-        if not chunk:
-            break
-        total += chunk.count(b"\n")
-        last = chunk[-1:]
-    return total + (last != b"\n")  # a final line without a terminator
+    try:
+        for chunk in iter(lambda: read(1 << 16), b""):
+            total += chunk.count(b"\n")
+            last = chunk[-1:]
+    except Exception:  # the head of a compressed stream ends inside it
+        if whole:
+            raise
+        return total
+    return total + (whole and last != b"\n")  # a final line without a terminator
 
 
 def schema(f: BinaryIO) -> None:

@@ -141,7 +141,8 @@ def take(f: BinaryIO, path: str, positions: Sequence[int]) -> Iterator[RowRecord
             return
 
 
-def count(f: BinaryIO, path: str) -> int:
+def estimate(f: BinaryIO, path: str) -> int:
+    """The rows, exactly, from the footer."""
     import pyarrow.parquet as pq
     return pq.ParquetFile(f).metadata.num_rows
 

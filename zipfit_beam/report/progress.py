@@ -8,10 +8,14 @@ no timer thread to start or stop)::
     INFO zipfit_beam.progress: scored 4,096 of ~10,000 records (41.0%), 812 docs/s, ETA 7s
 
 The total is the number of input records (JSONL lines, Parquet and Avro rows), counted by
-the launcher in a background thread for local files (``count_records_in_background``);
+the launcher in a background thread for local files (``count_records_in_background``): from
+the footers and block headers of Parquet and Avro files, and for a JSON Lines file longer
+than ``jsonl.ESTIMATE_BYTES`` stored extrapolated from its first bytes (``Format.estimate``),
+so the corpus is not read or decompressed a second time;
 until it is known, or when it cannot be (remote files), only the count and rate are logged.
 Rejected records are in the total but never scored, so the last line may stop short of
-100%; the end-of-run summary has exact counts. On distributed runners the reporter is off:
+100%; an estimated total can also be passed (then the line says so); the end-of-run summary
+has exact counts. On distributed runners the reporter is off:
 workers log elsewhere, and each would only see its own share.
 """
 
@@ -23,7 +27,7 @@ import time
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
 __all__ = ["format_duration", "ProgressReporter", "process_reporter", "expect_total", "reset",
-           "count_records", "count_records_in_background"]
+           "estimate_records", "count_records_in_background"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -68,13 +72,14 @@ class ProgressReporter:
     def line(self, now: float) -> str:
         elapsed = max(now - self._start, 1e-9)
         rate = self.done / elapsed
-        if self.total:
-            pct = 100.0 * self.done / self.total
-            left = max(self.total - self.done, 0)
-            eta = format_duration(left / rate) if rate > 0 else "?"
-            return (f"scored {self.done:,} of ~{self.total:,} records ({pct:.1f}%), "
-                    f"{rate:,.0f} docs/s, ETA {eta}")
-        return f"scored {self.done:,} documents, {rate:,.0f} docs/s (total not known yet)"
+        if not self.total:
+            return f"scored {self.done:,} documents, {rate:,.0f} docs/s (total not known yet)"
+        if self.done >= self.total:  # the total is an estimate, and it fell short
+            return f"scored {self.done:,} documents, {rate:,.0f} docs/s (past the ~{self.total:,} estimated)"
+        pct = 100.0 * self.done / self.total
+        eta = format_duration((self.total - self.done) / rate) if rate > 0 else "?"
+        return (f"scored {self.done:,} of ~{self.total:,} records ({pct:.1f}%), "
+                f"{rate:,.0f} docs/s, ETA {eta}")
 
 
 _REPORTERS: Dict[float, ProgressReporter] = {}
@@ -109,16 +114,15 @@ def reset() -> None:
         _expected_total = None
 
 
-def count_records(files: Sequence[Tuple[str, str]]) -> int:
-    """Records in the (path, format) source files, as the reader will count them: JSONL
-    lines (of the decompressed stream), Parquet rows (from the footer), Avro rows (from
-    the block headers)."""
+def estimate_records(files: Sequence[Tuple[str, str]]) -> int:
+    """About how many records the (path, format) source files hold, as the reader will
+    count them (``Format.estimate``)."""
     from zipfit_beam import formats
     from zipfit_beam.io.files import open_file
     total = 0
     for path, fmt in files:
         with open_file(path) as f:
-            total += formats.get(fmt).count(f, path)
+            total += formats.get(fmt).estimate(f, path)
     return total
 
 
@@ -132,7 +136,7 @@ def count_records_in_background(files: Sequence[Tuple[str, str]]) -> Optional[th
 
     def work():
         try:
-            expect_total(count_records(files))
+            expect_total(estimate_records(files))
         except Exception as e:  # progress is a convenience: never fail the job for it
             _LOG.debug("progress: could not count input records: %s", e)
 
