@@ -113,6 +113,50 @@ def test_orjson_and_json_agree_on_mutated_lines():
     assert decoded > 1000  # many edits stay decodable, so both paths are exercised
 
 
+def _mutated_lines(n, seed):
+    """JSON lines with random edits, as above, and the bad and edge-case lines."""
+    import random
+    rng = random.Random(seed)
+    seeds = ['{"id": "a/1", "text": "def f(x):\\n    return x", "g": "grp"}',
+             '{"id": 17, "text": "x = 1", "g": 3}', '{"text": "no id", "n": 1.5}',
+             '{"id": "b", "text": "caf\\u00e9", "g": null, "m": [1]}']
+    alphabet = '{}[]",:0123456789.eE+-\\u nulltruefalseNaN\t\n\x00\ud800\u00e9 /bfnrt'
+    from zipfit_beam.formats.base import MAX_NESTING
+    deep = b'{"a": ' * (MAX_NESTING + 2) + b"1" + b"}" * (MAX_NESTING + 2)
+    lines = [line for line, _ in BAD_LINES] + list(DECODER_EDGES) + [
+        b'{"id": true, "text": "x"}', b'{"id": 2.5, "text": "x"}', b'{"id": null, "text": "x"}',
+        b'{"text": "x", "n": ' + deep + b"}", b'{"text": "x", "n": {"k": 1}}', b'{"text": " \\t\\n "}',
+        b'{"text": "x", "g": {"k": 1}}', b'{"text": "x", "g": ["y"]}', b'{"text": "x", "g": 1e400}',
+        b'{"text": "x", "g": 123456789012345678901234567890}', b'{"id": 123456789012345678901234567890, "text": "x"}']
+    for _ in range(n):
+        s = rng.choice(seeds)
+        for _ in range(rng.randint(0, 2)):
+            p = rng.randrange(len(s) + 1)
+            s = s[:p] + rng.choice(alphabet) + s[p + rng.randint(0, 1):]
+        lines.append(s.encode("utf-8", "surrogatepass"))
+    return lines
+
+
+@pytest.mark.parametrize("with_orjson", [True, False])
+def test_parse_batch_equals_parse_any_record_by_record(with_orjson, monkeypatch):
+    """parse_batch's loop for common lines gives parse_any's Document or dead letter for
+    every line (mutated, bad, edge cases), with a field or a template as the text and
+    with or without a group; a reader's dead letter passes as it is."""
+    from zipfit_beam.io.parse import parse_any, parse_batch
+    from zipfit_beam.io.templates import TextTemplate
+    if not with_orjson:
+        monkeypatch.setattr(parse, "_orjson", None)
+    records = [raw(line, i + 1) for i, line in enumerate(_mutated_lines(6000, 21))]
+    records.insert(5, DeadLetter("f.jsonl", 6, "record_too_large", "over the limit", b"{"))
+    decoded = 0
+    for text in ("text", TextTemplate("{text}!")):
+        for group in (None, "g"):
+            got = parse_batch(records, text, "id", group)
+            assert got == [r if isinstance(r, DeadLetter) else parse_any(r, text, "id", group) for r in records]
+            decoded += sum(isinstance(d, Document) for d in got)
+    assert decoded > 4000  # both paths are exercised
+
+
 def with_score(line: bytes, score: float) -> bytes:
     return jsonl.with_score(RawRecord("f.jsonl", 1, line), score)
 

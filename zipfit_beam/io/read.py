@@ -23,12 +23,12 @@ from apache_beam.pvalue import PCollection
 from zipfit_beam import formats
 from zipfit_beam.combine import global_combine
 from zipfit_beam.io.files import InputFile, open_file
-from zipfit_beam.formats.base import DEFAULT_MAX_RECORD_BYTES, reader_failure
+from zipfit_beam.formats.base import DEFAULT_MAX_RECORD_BYTES, Batch, reader_failure
 from zipfit_beam.io.parse import failed, needed_fields, parse_any
 from zipfit_beam.io.templates import TextSpec, as_text_spec
 from zipfit_beam.records import DeadLetter, Document, RawRecord, RowRecord
 
-__all__ = ["REJECTED_TAG", "READ_COUNT_TAG", "iter_input", "route_dead_letter",
+__all__ = ["REJECTED_TAG", "READ_COUNT_TAG", "iter_input", "iter_input_batches", "route_dead_letter",
            "ReadRecordsDoFn", "ParseDocumentDoFn", "ReadResult", "ReadDocuments"]
 
 REJECTED_TAG = "rejected"
@@ -36,34 +36,44 @@ READ_COUNT_TAG = "read_count"
 READ_BATCH = 1024  # records a format reader hands over at a time
 
 
-def iter_input(path: str, fmt: str, fields: Sequence[str],
-               max_record_bytes: Optional[int] = DEFAULT_MAX_RECORD_BYTES,
-               ) -> Iterator[Union[RawRecord, RowRecord, DeadLetter]]:
-    """Every record of one input file (only ``fields`` kept of a row), or a DeadLetter; a
-    record over ``max_record_bytes`` (None: no limit) is a ``record_too_large`` one.
-    Never raises for bad data: a file that cannot be opened is one ``corrupt_file`` dead
-    letter, a file that fails mid-read ends with one after the records that were
-    readable, and so does a reader that raises (an ``unparseable`` one: a reader's bug,
-    never a failed job)."""
+def iter_input_batches(path: str, fmt: str, fields: Sequence[str],
+                       max_record_bytes: Optional[int] = DEFAULT_MAX_RECORD_BYTES,
+                       ) -> Iterator[Batch]:
+    """Every record of one input file (only ``fields`` kept of a row), or a DeadLetter, in
+    the format reader's batches; a record over ``max_record_bytes`` (None: no limit) is a
+    ``record_too_large`` one. Never raises for bad data: a file that cannot be opened is one
+    ``corrupt_file`` dead letter, a file that fails mid-read ends with one after the records
+    that were readable, and so does a reader that raises (an ``unparseable`` one: a reader's
+    bug, never a failed job)."""
     try:
         f = open_file(path)
     except Exception as e:
-        yield DeadLetter(path, 0, "corrupt_file", f"cannot be opened: {type(e).__name__}: {e}", b"")
+        yield [DeadLetter(path, 0, "corrupt_file", f"cannot be opened: {type(e).__name__}: {e}", b"")]
         return
     last = None
     with f:
         try:
             for batch in formats.get(fmt).read(f, path, fields, READ_BATCH, max_record_bytes):
-                batch.reverse()
-                while batch:  # popped, so that a record handed on is not also held here
-                    record = batch.pop()
-                    last = record.position
-                    yield record
-                    del record
+                if batch:
+                    last = batch[-1].position
+                    yield batch
+                del batch  # handed on, not also held here
         except Exception as e:
             position = 0 if last is None else last + 1
-            yield DeadLetter(path, position, "unparseable",
-                             f"the {fmt} reader failed from here on: {reader_failure(e)}", b"")
+            yield [DeadLetter(path, position, "unparseable",
+                              f"the {fmt} reader failed from here on: {reader_failure(e)}", b"")]
+
+
+def iter_input(path: str, fmt: str, fields: Sequence[str],
+               max_record_bytes: Optional[int] = DEFAULT_MAX_RECORD_BYTES,
+               ) -> Iterator[Union[RawRecord, RowRecord, DeadLetter]]:
+    """``iter_input_batches``' records one at a time."""
+    for batch in iter_input_batches(path, fmt, fields, max_record_bytes):
+        batch.reverse()
+        while batch:  # popped, so that a record handed on is not also held here
+            record = batch.pop()
+            yield record
+            del record
 
 
 def route_dead_letter(element):

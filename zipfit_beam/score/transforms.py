@@ -23,8 +23,8 @@ from zipfit_beam.io import keys
 from zipfit_beam.io.files import InputFile
 from zipfit_beam.io.keys import KeyTable
 from zipfit_beam.formats.base import DEFAULT_MAX_RECORD_BYTES
-from zipfit_beam.io.parse import needed_fields, parse_any
-from zipfit_beam.io.read import iter_input
+from zipfit_beam.io.parse import needed_fields, parse_batch
+from zipfit_beam.io.read import iter_input_batches
 from zipfit_beam.io.templates import TextSpec
 from zipfit_beam.records import ContaminationHit, DeadLetter, Document, ScoredDocument
 from zipfit_beam.report import progress
@@ -269,17 +269,17 @@ class ScoreFilesDoFn(beam.DoFn):
         def batches():  # of batch_size documents, or fewer holding BATCH_CHARS characters
             batch: List[Document] = []
             held = 0
-            for record in iter_input(path, fmt, self._fields, self._max_record_bytes):
-                parsed = record if isinstance(record, DeadLetter) else parse_any(
-                    record, self._text, self._id_field, self._group_field)
-                if isinstance(parsed, DeadLetter):
-                    writer.add_rejected(parsed)
-                    continue
-                batch.append(parsed)
-                held += len(parsed.text)
-                if len(batch) >= self._spec.batch_size or held >= BATCH_CHARS:
-                    yield batch
-                    batch, held = [], 0
+            size = self._spec.batch_size
+            for records in iter_input_batches(path, fmt, self._fields, self._max_record_bytes):
+                for parsed in parse_batch(records, self._text, self._id_field, self._group_field):
+                    if type(parsed) is DeadLetter:
+                        writer.add_rejected(parsed)
+                        continue
+                    batch.append(parsed)
+                    held += len(parsed.text)
+                    if len(batch) >= size or held >= BATCH_CHARS:
+                        yield batch
+                        batch, held = [], 0
             if batch:
                 yield batch
 
