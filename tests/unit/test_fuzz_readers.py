@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from zipfit_beam.formats import avro, jsonl, parquet
-from zipfit_beam.io.parse import REASONS, parse_any
+from zipfit_beam.io.parse import REASONS, parse_any, parse_batch
 from zipfit_beam.io.templates import TextTemplate
 from zipfit_beam.records import DeadLetter, Document, RawRecord, RowRecord
 
@@ -40,14 +40,13 @@ def account(elements, text, group="g"):
     """Every element a reader yielded -> (scored, rejected); checks their invariants."""
     scored = rejected = 0
     last = -1
-    for e in elements:
+    elements = list(elements)
+    outs = parse_batch(elements, text, "id", group)  # the scoring step's parser: parse_any's answers
+    for e, out in zip(elements, outs, strict=True):
         assert isinstance(e, (RawRecord, RowRecord, DeadLetter)), e
         assert e.position > last, (e.position, last)
         last = e.position
-        if isinstance(e, DeadLetter):
-            out = e
-        else:
-            out = parse_any(e, text, "id", group)
+        assert out == (e if isinstance(e, DeadLetter) else parse_any(e, text, "id", group))
         if isinstance(out, Document):
             assert isinstance(out.text, str) and out.text.strip() and isinstance(out.id, str)
             out.text.encode("utf-8")  # scoring encodes it: it must be valid
