@@ -48,7 +48,7 @@ def test_batch_summaries_merged_equal_the_definition(seed, one_table):
     docs = _docs(rng, rng.randrange(1, 400))
     if one_table:  # one source file: distinct positions, as in a key table
         docs = [d._replace(source="a.jsonl") for d in docs]
-    sample_size, examples = rng.choice([(5, 2), (50, 10), (1000, 3)])
+    sample_size, examples = rng.choice([(0, 1), (5, 2), (50, 10), (1000, 3)])
     cut = sorted(rng.sample(range(1, len(docs)), min(12, len(docs) - 1))) if len(docs) > 1 else []
     pieces = [docs[a:b] for a, b in zip([0] + cut, cut + [len(docs)])]
     batches = [KeyBatch.of_documents(p) for p in pieces]

@@ -107,7 +107,7 @@ def table_summaries(batches: Iterable[KeyBatch], sample_size: int, examples: int
     import numpy as np
     smallest = np.empty(0, dtype=np.uint64)  # the table's smallest sample keys so far
     for batch in batches:
-        below = smallest.max() if len(smallest) >= sample_size else None
+        below = smallest.max() if sample_size and len(smallest) >= sample_size else None
         summary, keys = _batch_summary(batch, sample_size, examples, below)
         smallest = np.concatenate([smallest, keys])
         if len(smallest) > sample_size:
