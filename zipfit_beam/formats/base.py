@@ -78,7 +78,8 @@ class Format(Protocol):
         estimate(f, path) -> int  about how many records ``read`` will yield, cheaply: exact
                                   where the file says (Parquet footers, Avro block headers)
                                   or is short; a long JSON Lines file is extrapolated from
-                                  its first stored bytes (``jsonl.ESTIMATE_BYTES``)
+                                  pieces spread over it, or from the head of a compressed
+                                  one (``jsonl.ESTIMATE_BYTES`` in all)
         HEADER                    whether files carry a schema ``schema(f)`` can read
         schema(f), field_names(schema)
     Writing (outputs):

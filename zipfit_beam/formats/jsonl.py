@@ -235,8 +235,6 @@ def take(f: BinaryIO, path: str, positions: Sequence[int],
 
 
 ESTIMATE_BYTES = 4 << 20  # stored bytes of a file that ``estimate`` reads at most
-
-
 ESTIMATE_PIECES = 8  # places an uncompressed file is sampled at, evenly spread
 
 

@@ -10,8 +10,9 @@ no timer thread to start or stop)::
 The total is the number of input records (JSONL lines, Parquet and Avro rows), counted by
 the launcher in a background thread for local files (``count_records_in_background``): from
 the footers and block headers of Parquet and Avro files, and for a JSON Lines file longer
-than ``jsonl.ESTIMATE_BYTES`` stored extrapolated from its first bytes (``Format.estimate``),
-so the corpus is not read or decompressed a second time;
+than ``jsonl.ESTIMATE_BYTES`` stored extrapolated from pieces spread over it, or from the
+head of a compressed one (``Format.estimate``), so the corpus is not read or decompressed a
+second time;
 until it is known, or when it cannot be (remote files), only the count and rate are logged.
 Rejected records are in the total but never scored, so the last line may stop short of
 100%; an estimated total can also be passed (then the line says so); the end-of-run summary
