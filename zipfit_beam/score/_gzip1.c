@@ -1345,6 +1345,22 @@ static int64_t resume_flat(scratch *s, size_t L, unsigned P, unsigned bstart0, c
 }
 
 /*
+ * Back to an all-zero s->head after the flat path's parse of x (L bytes): every head[] entry
+ * it set is the hash of a string wholly inside x (the pairs undo their own), so those are
+ * cleared, or the whole table when that is fewer stores.  A Targets scratch keeps s->head all
+ * zero between calls (calloc'd at first), so no per-document clearing of 64 KiB.
+ */
+static void clear_source(scratch *s, size_t L)
+{
+    size_t q;
+    if (L > HSIZE / 4) {
+        memset(s->head, 0, sizeof s->head);
+        return;
+    }
+    for (q = 0; q + 2 < L; q++) s->head[s->hv[q]] = 0;
+}
+
+/*
  * out[j] = raw deflate bytes of x||t_j for every target.  cx, when given: set to the raw
  * deflate bytes of x alone where the flat path runs (x shorter than SLIDE_AT; the resume
  * with an empty target, so x is parsed once for all of them), left as it is otherwise.
@@ -1371,8 +1387,7 @@ static int compute_all(TargetsObject *self, scratch *s, const uint8_t *x, size_t
         if (scratch_reserve(s, L + ymax + PAD, 2 * (ymax + MAXM + 16))) return -1;
         memcpy(s->buf, x, L);
         fill_hashes(s->buf, s->hv, 0, L, L + PAD);
-        memset(s->head, 0, sizeof s->head);
-        PROF_DECL;
+        PROF_DECL; /* s->head is all zero here (see clear_source) */
         bs_init(&b0);
         if (Lu > MAXM)
             flat_run(s->buf, s->hv, Lu, &P, Lu - MAXM + 1, &bstart0, s->head, s->prev, &b0, NULL);
@@ -1383,13 +1398,17 @@ static int compute_all(TargetsObject *self, scratch *s, const uint8_t *x, size_t
             size_t yl = self->len[j];
             if ((uint64_t)L + yl >= SLIDE_AT) {
                 int64_t r = long_pair(s, x, L, self->arena + self->off[j], yl);
-                if (r < 0) return -1;
+                if (r < 0) {
+                    clear_source(s, L);
+                    return -1;
+                }
                 out[j] = r;
                 continue;
             }
             out[j] = resume_flat(s, L, P, bstart0, &b0, self->arena + self->off[j],
                                  self->thash + self->off[j], yl);
         }
+        clear_source(s, L);
     }
     return 0;
 }
