@@ -11,14 +11,12 @@ taking the minimum keep the comparison fair on a shared, noisy machine. ``--alig
     python benchmarks/kernel_ab.py [--rounds 15] [--cflags "-DX"] [--alignment] A.c B.c ...
                                    [--docs-file F.jsonl] [--targets-file T.jsonl]
 
-``--docs-file``/``--targets-file`` take the first ``--docs``/``--targets`` "text" fields of
-JSON Lines files instead (e.g. small_targets.py's corpus and its 5 targets).
+``--docs-file``/``--targets-file``: JSON Lines texts instead (``kernel_bench.add_workload_args``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -34,28 +32,18 @@ from kernel_breakdown import load  # noqa: E402
 from zipfit_beam.score.ncd import alignment_from_lengths  # noqa: E402
 
 
-def jsonl_texts(path: str, n: int):
-    """The first n "text" fields of a JSON Lines file, as UTF-8 bytes."""
-    with open(path, "rb") as f:
-        return [json.loads(line)["text"].encode("utf-8") for line, _ in zip(f, range(n))]
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("sources", nargs="+")
     ap.add_argument("--rounds", type=int, default=15)
-    ap.add_argument("--docs", type=int, default=300)
-    ap.add_argument("--targets", type=int, default=82)
+    kb.add_workload_args(ap)
     ap.add_argument("--cflags", default="")
     ap.add_argument("--alignment", action="store_true", help="time alignment(x), not concat_lengths(x)")
-    ap.add_argument("--docs-file", help="JSON Lines file of documents (field text)")
-    ap.add_argument("--targets-file", help="JSON Lines file of targets (field text)")
     a = ap.parse_args(argv)
     cc = (sysconfig.get_config_var("CC") or "cc").split()
     inc = sysconfig.get_paths()["include"]
     score_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "zipfit_beam", "score")
-    targets = jsonl_texts(a.targets_file, a.targets) if a.targets_file else kb.humaneval(a.targets)
-    docs = jsonl_texts(a.docs_file, a.docs) if a.docs_file else kb.documents(a.docs)
+    docs, targets = kb.workload(a)
     def gz(data):
         return len(zlib.compress(data, 1, -15)) + 18
 

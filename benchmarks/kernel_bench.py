@@ -39,6 +39,29 @@ def humaneval(n: int):
     return [(r["prompt"] + r["canonical_solution"]).encode("utf-8") for r in rows[:n]]
 
 
+def jsonl_texts(path: str, n: int):
+    """The first n "text" fields of a JSON Lines file, as UTF-8 bytes."""
+    with open(path, "rb") as f:
+        return [json.loads(line)["text"].encode("utf-8") for line, _ in zip(f, range(n))]
+
+
+def add_workload_args(ap, docs: int = 300, targets: int = 82) -> None:
+    """--docs/--targets, and --docs-file/--targets-file: the first --docs/--targets "text"
+    fields of JSON Lines files (e.g. small_targets.py's corpus and targets) instead of this
+    benchmark's documents and HumanEval."""
+    ap.add_argument("--docs", type=int, default=docs)
+    ap.add_argument("--targets", type=int, default=targets)
+    ap.add_argument("--docs-file", help="JSON Lines file of documents (field text)")
+    ap.add_argument("--targets-file", help="JSON Lines file of targets (field text)")
+
+
+def workload(a):
+    """(documents, targets) as add_workload_args's arguments say."""
+    docs = jsonl_texts(a.docs_file, a.docs) if a.docs_file else documents(a.docs)
+    targets = jsonl_texts(a.targets_file, a.targets) if a.targets_file else humaneval(a.targets)
+    return docs, targets
+
+
 def python_docs(limit: int):
     stdlib = sysconfig.get_paths()["stdlib"]
     out = []

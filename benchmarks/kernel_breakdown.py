@@ -7,6 +7,7 @@ for each phase, from the fastest of --repeat runs.  The counters cost a little t
 the total is somewhat above kernel_bench's figure.
 
     python benchmarks/kernel_breakdown.py [--docs 300] [--targets 82] [--repeat 5]
+                                          [--docs-file F.jsonl] [--targets-file T.jsonl]
 """
 
 from __future__ import annotations
@@ -63,15 +64,13 @@ def load(path: str):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--docs", type=int, default=300)
-    ap.add_argument("--targets", type=int, default=82)
+    kb.add_workload_args(ap)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--src", default=SRC, help="C source to profile (default: the kernel's)")
     a = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         g = load(build(tmp, a.src))
-    targets = kb.humaneval(a.targets)
-    docs = kb.documents(a.docs)
+    docs, targets = kb.workload(a)
     k = g.Gzip1Targets(targets)
     pairs = len(docs) * len(targets)
     best = None
