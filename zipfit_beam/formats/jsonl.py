@@ -201,9 +201,9 @@ def read(f: BinaryIO, path: str, fields: Sequence[str] = (), batch_size: int = 1
 def take(f: BinaryIO, path: str, positions: Sequence[int],
          read_bytes: int = READ_BYTES) -> Iterator[RawRecord]:
     """The lines at these (1-based) positions, read again, in order; stops after the last
-    one. The lines between are skipped by counting their terminators in each read
-    (``bytes.count``, then ``bytes.index`` up to the next wanted line), never split out or
-    held, so the cost of a pass is about that of reading the stream."""
+    one. The lines between are passed over one ``bytes.find`` of their terminator each
+    (memchr: faster than ``bytes.count`` over the read), never split out or held, so the
+    cost of a pass is about that of reading the stream."""
     wanted = sorted(p for p in set(positions) if p >= 1)
     stream = decompressed(f, path)
     read = getattr(stream, "read1", stream.read)
@@ -212,23 +212,23 @@ def take(f: BinaryIO, path: str, positions: Sequence[int],
         chunk = read(read_bytes)
         if not chunk:
             break
-        start, ends = 0, chunk.count(b"\n")  # the terminators from start on
-        while k < len(wanted):
-            skip = wanted[k] - position
-            if skip > ends:  # the next wanted line starts in a later read
-                position += ends
+        start, find, want = 0, chunk.find, wanted[k]
+        while True:
+            nl = find(b"\n", start)
+            if position == want:
+                if nl < 0:  # the wanted line goes on into the next read (or is the last)
+                    if start < len(chunk):
+                        parts.append(chunk[start:])
+                    break
+                parts.append(chunk[start:nl])
+                yield RawRecord(path, position, b"".join(parts).rstrip(b"\r\n"))
+                parts, k = [], k + 1
+                if k == len(wanted):
+                    break
+                want = wanted[k]
+            elif nl < 0:  # the line passed over goes on into the next read
                 break
-            for _ in range(skip):  # lines to pass over first
-                start = chunk.index(b"\n", start) + 1
-            position, ends = position + skip, ends - skip
-            if not ends:  # the wanted line goes on into the next read (or is the last)
-                if start < len(chunk):
-                    parts.append(chunk[start:])
-                break
-            nl = chunk.index(b"\n", start)
-            parts.append(chunk[start:nl])
-            yield RawRecord(path, position, b"".join(parts).rstrip(b"\r\n"))
-            parts, position, k, start, ends = [], position + 1, k + 1, nl + 1, ends - 1
+            position, start = position + 1, nl + 1
     if parts:  # a final line without a terminator (an empty stream, or one that ends
         # with a terminator, has no line after it)
         yield RawRecord(path, position, b"".join(parts).rstrip(b"\r\n"))
