@@ -127,20 +127,21 @@ def scan_lines(f: BinaryIO, max_bytes: Optional[int] = None,
         chunk = read(read_bytes)
         if not chunk:
             break
-        start, n, last = 0, len(chunk), chunk.rfind(b"\n")
+        start, n, last, find = 0, len(chunk), chunk.rfind(b"\n"), chunk.find
         while start < n:
             if size == 0 and start <= last:
-                # whole lines from a line's start to the chunk's last terminator: one split
-                for line in chunk[start:last].split(b"\n"):
-                    if max_bytes is None or len(line) <= max_bytes:
-                        yield position, line, len(line), b""
+                # whole lines from a line's start to the chunk's last terminator, each found
+                # by one bytes.find (memchr: about half the CPU of bytes.split's byte loop)
+                while start <= last:
+                    nl = find(b"\n", start)
+                    if max_bytes is None or nl - start <= max_bytes:
+                        yield position, chunk[start:nl], nl - start, b""
                     else:
-                        yield position, None, len(line), line[:HEAD_BYTES]
-                    position += 1
-                start = last + 1
+                        yield position, None, nl - start, chunk[start:min(nl, start + HEAD_BYTES)]
+                    position, start = position + 1, nl + 1
                 continue
             # a line that started in an earlier chunk, or goes on into the next one
-            nl = chunk.find(b"\n", start)
+            nl = find(b"\n", start)
             end = n if nl < 0 else nl
             if len(head) < HEAD_BYTES:
                 head += chunk[start:min(end, start + HEAD_BYTES - len(head))]
