@@ -15,6 +15,7 @@ of planes 0-3 and the tags/variation selectors block in full, a sample of the re
 from __future__ import annotations
 
 import os
+import platform
 import random
 import subprocess
 import sys
@@ -79,10 +80,25 @@ def pieces(text):
     return [m.end() for m in tokens._PRETOKEN.finditer(text)]
 
 
+@pytest.fixture(params=["bitmaps", "loops"])
+def walk(request):
+    """The ASCII pre-tokenizer's two walks: class bitmaps (here for texts of any length) or
+    a loop per character (what builds without SSE2 run)."""
+    limit = (1 << 40) if request.param == "bitmaps" else 0
+    before = ext._class_bitmaps(limit)
+    if before is None and request.param == "bitmaps":
+        # x86-64 always has SSE2: None there means the load-time check of the bitmaps failed
+        assert platform.machine().lower() not in ("x86_64", "amd64"), "class bitmaps disabled"
+        pytest.skip("this build has no class bitmaps (no SSE2)")
+    yield request.param
+    if before is not None:
+        ext._class_bitmaps(before)
+
+
 # --- the guard's tokens and the counter's pieces ------------------------------------------
 
 @pytest.mark.parametrize("fused", [True, False])
-def test_guard_tokens_and_hashes_equal_python(corpus, fused):
+def test_guard_tokens_and_hashes_equal_python(corpus, fused, walk):
     mismatches = 0
     for text in all_texts(corpus):
         toks, hashes = ext._guard_tokens(text, fused)
@@ -92,7 +108,7 @@ def test_guard_tokens_and_hashes_equal_python(corpus, fused):
     assert mismatches == 0
 
 
-def test_counter_pieces_equal_the_regex(corpus):
+def test_counter_pieces_equal_the_regex(corpus, walk):
     texts = all_texts(corpus)
     assert sum(ext._pieces(t) != pieces(t) for t in texts) == 0
     assert docwork.count_tokens(texts) == [tokens.count_regex(t) for t in texts]
@@ -120,12 +136,12 @@ def code_point_chunks():
         yield points[i:i + 0x8000]
 
 
-def test_every_code_point_in_context():
+def test_every_code_point_in_context(walk):
     # each code point X after an apostrophe (contractions, folded case), before and after "l"
     # and "e", doubled after a space, next to digits and underscores, and at a line's end
     context = "'{0}l'l{0}'{0}e {0}{0}1_{0} {0}"
     bad = []
-    for chunk in code_point_chunks():
+    for chunk in [range(128), *code_point_chunks()]:  # ASCII alone first: an ASCII str's walk
         text = "\n".join(context.format(chr(c)) for c in chunk)
         if ext._pieces(text) != pieces(text):
             bad.append(("pieces", hex(chunk[0])))

@@ -18,6 +18,8 @@
  *   ASCII documents (the str's own ASCII flag, O(1)): one walk over the text's bytes does both:
  *     the pre-tokenizer's letter and digit pieces are exactly the alphanumeric characters, so the
  *     guard's tokens are the maximal unions of adjacent ones, lowercased A-Z -> a-z on the way.
+ *     With SSE2 (every x86-64), a text of up to 1 MiB first gets a bitmap per class (16 bytes
+ *     classified per step), and each run of a class ends at a count of trailing zeros.
  *   Other documents: the counter walks the str's code points (1, 2 or 4 bytes each); the guard
  *     walks text.lower(), computed by Python's str.lower() because full lowercasing is not per
  *     character (U+0130 -> "i" + U+0307, final sigma), then encodes each token to UTF-8 for its
@@ -173,6 +175,8 @@ typedef struct scratch {
     uint8_t *recb;
     size_t nrecb, recb_cap;
     int failed; /* out of memory inside a walk */
+    uint64_t *cbm; /* an ASCII text's class bitmaps (class_bitmaps) */
+    size_t cbm_cap;
 } scratch;
 
 enum { REC_NONE = 0, REC_PIECES = 1, REC_TOKENS = 2 };
@@ -191,6 +195,7 @@ static void scratch_free(scratch *s)
     free(s->touched);
     free(s->rec);
     free(s->recb);
+    free(s->cbm);
     free(s);
 }
 
@@ -452,6 +457,120 @@ static void push_ucs_token(scratch *s, int kind, const void *d, size_t a, size_t
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* class bitmaps: an ASCII text's runs found a word at a time                                  */
+
+/*
+ * For an ASCII text of at most bitmap_max bytes, one bitmap per class (C_LET, C_DIG, C_SPC,
+ * C_UND, C_PUN, in that order), a bit per byte, so the pre-tokenizer finds the end of a run
+ * of one class with a count of trailing zeros instead of a loop per character.  Built 16
+ * bytes at a time with SSE2's range compares; other machines keep the loops.  The compares
+ * are checked against ascii_cls for every ASCII byte when the module loads (bitmaps_ok), and
+ * the tests run the pre-tokenizer both ways (_class_bitmaps).
+ */
+#if defined(__SSE2__) && !defined(DOCWORK_NO_SIMD)
+#include <emmintrin.h>
+#define HAVE_CLASS_BITMAPS 1
+#endif
+
+#define BM_WORDS(n) (((n) >> 6) + 1) /* words per class: bit n (past the text) always clear */
+static size_t bitmap_max = (size_t)1 << 20; /* longer texts: the loops (bounded memory) */
+static int bitmaps_ok = 0;
+
+#ifdef HAVE_CLASS_BITMAPS
+/* class masks of 16 ASCII bytes: letters, digits, spaces ([\t-\r\x1c-\x1f ]), '_' */
+INLINE void classify16(__m128i x, unsigned *let, unsigned *dig, unsigned *spc, unsigned *und)
+{
+#define IN_RANGE(v, lo, hi) _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8((char)((lo) - 1))), \
+                                          _mm_cmplt_epi8(v, _mm_set1_epi8((char)((hi) + 1))))
+    __m128i low = _mm_or_si128(x, _mm_set1_epi8(0x20));
+    __m128i sp = _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8(' ')),
+                              _mm_or_si128(IN_RANGE(x, 0x09, 0x0d), IN_RANGE(x, 0x1c, 0x1f)));
+    *let = (unsigned)_mm_movemask_epi8(IN_RANGE(low, 'a', 'z'));
+    *dig = (unsigned)_mm_movemask_epi8(IN_RANGE(x, '0', '9'));
+    *spc = (unsigned)_mm_movemask_epi8(sp);
+    *und = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8('_')));
+#undef IN_RANGE
+}
+
+/* the bitmaps of t[0:n) (ASCII) in s->cbm, BM_WORDS(n) words per class; NULL: no memory */
+static const uint64_t *class_bitmaps(scratch *s, const uint8_t *t, size_t n)
+{
+    size_t nw = BM_WORDS(n), w;
+    uint64_t *bm;
+    if (grow((void **)&s->cbm, &s->cbm_cap, 5 * nw, sizeof(uint64_t))) return NULL;
+    bm = s->cbm;
+    for (w = 0; w < nw; w++) {
+        uint64_t m[4] = {0, 0, 0, 0}, valid;
+        size_t base = w << 6, j;
+        for (j = 0; j < 64 && base + j < n; j += 16) {
+            uint8_t tail[16];
+            const uint8_t *p = t + base + j;
+            unsigned l, d, sp, u;
+            if (base + j + 16 > n) { /* zeros past the end: in no class but C_PUN, masked below */
+                memset(tail, 0, sizeof tail);
+                memcpy(tail, p, n - base - j);
+                p = tail;
+            }
+            classify16(_mm_loadu_si128((const __m128i *)p), &l, &d, &sp, &u);
+            m[0] |= (uint64_t)l << j;
+            m[1] |= (uint64_t)d << j;
+            m[2] |= (uint64_t)sp << j;
+            m[3] |= (uint64_t)u << j;
+        }
+        valid = n - base >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << (n - base)) - 1u;
+        bm[w] = m[0];
+        bm[nw + w] = m[1];
+        bm[2 * nw + w] = m[2];
+        bm[3 * nw + w] = m[3];
+        bm[4 * nw + w] = ~(m[0] | m[1] | m[2] | m[3]) & valid;
+    }
+    return bm;
+}
+
+/* whether classify16 agrees with ascii_cls on every ASCII byte */
+static int check_bitmaps(void)
+{
+    uint8_t t[128];
+    scratch probe;
+    const uint64_t *bm;
+    unsigned c, z;
+    int ok = 1;
+    const unsigned order[5] = {C_LET, C_DIG, C_SPC, C_UND, C_PUN};
+    for (c = 0; c < 128; c++) t[c] = (uint8_t)c;
+    memset(&probe, 0, sizeof probe);
+    bm = class_bitmaps(&probe, t, 128);
+    if (!bm) return 0;
+    for (c = 0; c < 128; c++)
+        for (z = 0; z < 5; z++)
+            if (((bm[z * BM_WORDS(128) + (c >> 6)] >> (c & 63)) & 1u) != ((ascii_cls[c] & order[z]) != 0)) ok = 0;
+    free(probe.cbm);
+    return ok;
+}
+#endif
+
+/* the first position from `from` (<= the text's length) not in the class of bitmap bm */
+INLINE size_t bm_run_end(const uint64_t *bm, size_t from)
+{
+    size_t w = from >> 6;
+    uint64_t x = ~bm[w] & (~(uint64_t)0 << (from & 63));
+    while (!x) x = ~bm[++w];
+    return (w << 6) + (size_t)__builtin_ctzll(x);
+}
+
+/* the class bitmaps of an ASCII text to walk, or NULL for the per-character loops */
+static const uint64_t *ascii_bitmaps(scratch *s, const uint8_t *t, size_t n)
+{
+#ifdef HAVE_CLASS_BITMAPS
+    if (bitmaps_ok && n <= bitmap_max) return class_bitmaps(s, t, n);
+#else
+    (void)s;
+    (void)t;
+    (void)n;
+#endif
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* the walks                                                                                   */
 
 /*
@@ -461,8 +580,10 @@ static void push_ucs_token(scratch *s, int kind, const void *d, size_t a, size_t
  * With spans (ASCII text only), the alphanumeric part of every piece -- exactly the text's
  * alphanumeric characters -- is merged into maximal runs, which are the guard's tokens.
  */
-INLINE int64_t pretokenize(scratch *s, int kind, const void *d, size_t n, int spans)
+INLINE int64_t pretokenize(scratch *s, int kind, const void *d, size_t n, int spans,
+                           const uint64_t *bm)
 {
+    const size_t nw = BM_WORDS(n);
     size_t i = 0, run_a = 0, run_e = 0;
     int64_t count = 0;
     const uint8_t *t = (const uint8_t *)d;
@@ -477,10 +598,13 @@ INLINE int64_t pretokenize(scratch *s, int kind, const void *d, size_t n, int sp
             }                                                                                   \
         }                                                                                       \
     } while (0)
+#define BM_OF(mask_) ((mask_) == C_LET ? 0 : (mask_) == C_DIG ? 1 : (mask_) == C_SPC ? 2 : (mask_) == C_UND ? 3 : 4)
 #define RUN(from_, mask_, out_)                                                                \
     do {                                                                                        \
         size_t q_ = (from_);                                                                    \
-        while (q_ < n && (CLS_OF(kind, rd(kind, d, q_)) & (mask_))) q_++;                       \
+        if (bm) q_ = bm_run_end(bm + BM_OF(mask_) * nw, q_);                                    \
+        else                                                                                    \
+            while (q_ < n && (CLS_OF(kind, rd(kind, d, q_)) & (mask_))) q_++;                   \
         (out_) = q_;                                                                            \
     } while (0)
     while (i < n) {
@@ -539,6 +663,7 @@ INLINE int64_t pretokenize(scratch *s, int kind, const void *d, size_t n, int sp
     if (spans && run_e > run_a) push_ascii_token(s, t, run_a, run_e, n);
 #undef SPAN
 #undef RUN
+#undef BM_OF
     return count;
 }
 
@@ -891,10 +1016,12 @@ static int work_doc(scratch *s, const GuardIndexObject *g, int guard, int count,
         return 0;
     }
     if (d->ascii) {
-        if (count) d->tokens = pretokenize(s, PyUnicode_1BYTE_KIND, d->data, d->len, guard);
+        if (count)
+            d->tokens = pretokenize(s, PyUnicode_1BYTE_KIND, d->data, d->len, guard,
+                                    ascii_bitmaps(s, (const uint8_t *)d->data, d->len));
         else if (guard) guard_tokens_ascii(s, (const uint8_t *)d->data, d->len);
     } else {
-        if (count) d->tokens = pretokenize(s, d->kind, d->data, d->len, 0);
+        if (count) d->tokens = pretokenize(s, d->kind, d->data, d->len, 0, NULL);
         if (guard && lowered_walk(s, d, lower_chars, ts) < 0) {
             guard_end(s, &d->rank);
             return -1;
@@ -969,6 +1096,11 @@ static void scratch_done(scratch *s)
         free(s->tb);
         s->tb = NULL;
         s->tb_cap = 0;
+    }
+    if (s->cbm_cap > ((size_t)1 << 17)) { /* a text over 1.6 MB (bitmap_max raised) */
+        free(s->cbm);
+        s->cbm = NULL;
+        s->cbm_cap = 0;
     }
     s->record = REC_NONE;
     pool_put(s);
@@ -1205,11 +1337,30 @@ done:
     return out;
 }
 
+/* _class_bitmaps(max_bytes) -> the previous limit: ASCII texts of at most max_bytes are walked
+   with class bitmaps (0: never); None when this build has none */
+static PyObject *py_class_bitmaps(PyObject *self, PyObject *arg)
+{
+    Py_ssize_t v = PyLong_AsSsize_t(arg);
+    size_t old = bitmap_max;
+    (void)self;
+    if (v == -1 && PyErr_Occurred()) return NULL;
+    if (v < 0) {
+        PyErr_SetString(PyExc_ValueError, "max_bytes must be >= 0");
+        return NULL;
+    }
+    if (!bitmaps_ok) Py_RETURN_NONE;
+    bitmap_max = (size_t)v;
+    return PyLong_FromSize_t(old);
+}
+
 static PyMethodDef module_methods[] = {
     {"analyze", (PyCFunction)(void (*)(void))py_analyze, METH_VARARGS | METH_KEYWORDS,
      "analyze(texts, index=None, count_tokens=True, kernel=None, max_bytes=-1, chunk_bytes=0, "
      "chunk_mean=False, lower_chars=LOWER_CHARS) -> [(tokens, rank, windows)] per text, or with a kernel "
      "[(tokens, rank, windows, score or None, utf8 size)]"},
+    {"_class_bitmaps", (PyCFunction)py_class_bitmaps, METH_O,
+     "testing aid: _class_bitmaps(max_bytes) -> the previous limit of the bitmap walk, or None without one"},
     {"_pieces", (PyCFunction)py_pieces, METH_O,
      "testing aid: end offsets of the token counter's pieces of a str"},
     {"_guard_tokens", (PyCFunction)py_guard_tokens, METH_VARARGS,
@@ -1225,6 +1376,9 @@ PyMODINIT_FUNC PyInit__docwork(void)
 {
     PyObject *m;
     init_classes();
+#ifdef HAVE_CLASS_BITMAPS
+    bitmaps_ok = check_bitmaps();
+#endif
     if (!pool_lock) pool_lock = PyThread_allocate_lock();
     if (!pool_lock) return PyErr_NoMemory();
     if (PyType_Ready(&GuardIndexType) < 0) return NULL;
