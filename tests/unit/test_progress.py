@@ -101,4 +101,4 @@ def test_process_reporter_gets_the_expected_total():
         assert progress.process_reporter(3.0).total == 78
     finally:
         progress.reset()
-    assert progress.count_records_in_background([("gs://bucket/x.jsonl", "jsonl")]) is None
+    assert progress.estimate_total_in_background([("gs://bucket/x.jsonl", "jsonl")]) is None

@@ -179,7 +179,7 @@ def run_align(argv: Optional[List[str]] = None) -> dict:
     progress.reset()
     if config.progress_interval:
         if config.sample is None:
-            progress.count_records_in_background(files)
+            progress.estimate_total_in_background(files)
         else:
             progress.expect_total(config.sample)
     started = time.monotonic()

@@ -344,7 +344,7 @@ def run(argv: Optional[List[str]] = None, wait: bool = True):
               ncd.kernel_name(config.compressor, config.level))
     progress.reset()
     if config.progress_interval:
-        progress.count_records_in_background(files)
+        progress.estimate_total_in_background(files)
     started = time.monotonic()
     p = beam.Pipeline(options=pipeline_options)
     with out.claim_staging(config.output, out.launcher_runs_job(pipeline_options),

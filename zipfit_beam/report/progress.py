@@ -7,8 +7,8 @@ no timer thread to start or stop)::
 
     INFO zipfit_beam.progress: scored 4,096 of ~10,000 records (41.0%), 812 docs/s, ETA 7s
 
-The total is the number of input records (JSONL lines, Parquet and Avro rows), counted by
-the launcher in a background thread for local files (``count_records_in_background``): from
+The total is the number of input records (JSONL lines, Parquet and Avro rows), found by
+the launcher in a background thread for local files (``estimate_total_in_background``): from
 the footers and block headers of Parquet and Avro files, and for a JSON Lines file longer
 than ``jsonl.ESTIMATE_BYTES`` stored extrapolated from pieces spread over it, or from the
 head of a compressed one (``Format.estimate``), so the corpus is not read or decompressed a
@@ -28,7 +28,7 @@ import time
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
 __all__ = ["format_duration", "ProgressReporter", "process_reporter", "expect_total", "reset",
-           "estimate_records", "count_records_in_background"]
+           "estimate_records", "estimate_total_in_background"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -127,11 +127,11 @@ def estimate_records(files: Sequence[Tuple[str, str]]) -> int:
     return total
 
 
-def count_records_in_background(files: Sequence[Tuple[str, str]]) -> Optional[threading.Thread]:
-    """Count the records of local (path, format) files in a daemon thread and pass the
-    total to ``expect_total``; remote files (``scheme://``) are not counted (it would mean
-    reading the corpus twice over the network). Returns the thread, or None when not
-    counting."""
+def estimate_total_in_background(files: Sequence[Tuple[str, str]]) -> Optional[threading.Thread]:
+    """Estimate the records of local (path, format) files in a daemon thread
+    (``estimate_records``) and pass the total to ``expect_total``; remote files
+    (``scheme://``) are not estimated (it would mean reading parts of the corpus over the
+    network before the job). Returns the thread, or None when not estimating."""
     if not files or any("://" in path for path, _ in files):
         return None
 
@@ -139,8 +139,8 @@ def count_records_in_background(files: Sequence[Tuple[str, str]]) -> Optional[th
         try:
             expect_total(estimate_records(files))
         except Exception as e:  # progress is a convenience: never fail the job for it
-            _LOG.debug("progress: could not count input records: %s", e)
+            _LOG.debug("progress: could not estimate the input records: %s", e)
 
-    thread = threading.Thread(target=work, name="zipfit-count-records", daemon=True)
+    thread = threading.Thread(target=work, name="zipfit-estimate-records", daemon=True)
     thread.start()
     return thread
