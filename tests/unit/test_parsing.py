@@ -119,7 +119,11 @@ def _mutated_lines(n, seed):
     rng = random.Random(seed)
     seeds = ['{"id": "a/1", "text": "def f(x):\\n    return x", "g": "grp"}',
              '{"id": 17, "text": "x = 1", "g": 3}', '{"text": "no id", "n": 1.5}',
-             '{"id": "b", "text": "caf\\u00e9", "g": null, "m": [1]}']
+             '{"id": "b", "text": "caf\\u00e9", "g": null, "m": [1]}',
+             # plain lines for the C pass: every escape, duplicate keys, whitespace, long groups
+             '{"id": "q", "text": "a\\"b\\\\c\\/d\\b\\f\\r\\t\\u0041\\u007f\\u0000", "g": "' + "y" * 205 + '"}',
+             ' {\t"id" : 123456789012345678 ,\r\n"text":"x", "text": "last", "n": -1.5e-3, "b": true}  ',
+             '{"text": "\\u000b\\u001c x", "id": "\\u0061", "g": "' + "z" * 199 + '", "f": false, "z": null}']
     alphabet = '{}[]",:0123456789.eE+-\\u nulltruefalseNaN\t\n\x00\ud800\u00e9 /bfnrt'
     from zipfit_beam.formats.base import MAX_NESTING
     deep = b'{"a": ' * (MAX_NESTING + 2) + b"1" + b"}" * (MAX_NESTING + 2)
@@ -127,7 +131,14 @@ def _mutated_lines(n, seed):
         b'{"id": true, "text": "x"}', b'{"id": 2.5, "text": "x"}', b'{"id": null, "text": "x"}',
         b'{"text": "x", "n": ' + deep + b"}", b'{"text": "x", "n": {"k": 1}}', b'{"text": " \\t\\n "}',
         b'{"text": "x", "g": {"k": 1}}', b'{"text": "x", "g": ["y"]}', b'{"text": "x", "g": 1e400}',
-        b'{"text": "x", "g": 123456789012345678901234567890}', b'{"id": 123456789012345678901234567890, "text": "x"}']
+        b'{"text": "x", "g": 123456789012345678901234567890}', b'{"id": 123456789012345678901234567890, "text": "x"}',
+        b'{"id": -0, "text": "x"}', b'{"id": 0, "text": "x"}', b'{"id": -12, "text": "x"}',
+        b'{"id": 1234567890123456789, "text": "x"}', b'{"id": "a", "text": "\\u000b\\u001c\\u001f \\t"}',
+        b'{"id": "a", "text": "\\u0080"}', b'{"id": "a", "text": "x\\q"}', b'{"id": "a", "text": "x\\u00"}',
+        b'{"id": "a", "text": "x"} x', b'{"id": "a", "text": "x",}', b'{"id": "a" "text": "x"}',
+        b'{"te\\u0078t": "x", "id": "a"}', b'{"id": "a", "text": "x\tx"}', b'{"id": 01, "text": "x"}',
+        b'{"id": 1., "text": "x"}', b'{"id": "a", "text": "x", "g": "' + b"w" * 200 + b'"}',
+        b'{"id": "a", "text": "x", "g": "' + b"w" * 201 + b'"}', b'{"id": "a", "text": ""}', b"{}"]
     for _ in range(n):
         s = rng.choice(seeds)
         for _ in range(rng.randint(0, 2)):
@@ -137,24 +148,57 @@ def _mutated_lines(n, seed):
     return lines
 
 
-@pytest.mark.parametrize("with_orjson", [True, False])
-def test_parse_batch_equals_parse_any_record_by_record(with_orjson, monkeypatch):
-    """parse_batch's loop for common lines gives parse_any's Document or dead letter for
-    every line (mutated, bad, edge cases), with a field or a template as the text and
-    with or without a group; a reader's dead letter passes as it is."""
+@pytest.mark.parametrize("path", ["c", "orjson", "python"])
+def test_parse_batch_equals_parse_any_record_by_record(path, monkeypatch):
+    """parse_batch's paths for common lines (the C pass, orjson's, json's) give parse_any's
+    Document or dead letter for every line (mutated, bad, edge cases), with a field or a
+    template as the text and with or without a group; a reader's dead letter passes as it
+    is. The C pass makes most of the Documents itself."""
     from zipfit_beam.io.parse import parse_any, parse_batch
     from zipfit_beam.io.templates import TextTemplate
-    if not with_orjson:
+    if path == "c" and parse._jsonl is None:
+        pytest.skip("the _jsonl extension is not built")
+    if path != "c":
+        monkeypatch.setattr(parse, "_jsonl", None)
+    if path == "python":
         monkeypatch.setattr(parse, "_orjson", None)
+    left = []  # the records the C pass left to Python
+
+    def counted(*args):
+        left.append(args[-1])
+        return common_line(*args)
+    common_line = parse._common_line
+    monkeypatch.setattr(parse, "_common_line", counted)
     records = [raw(line, i + 1) for i, line in enumerate(_mutated_lines(6000, 21))]
     records.insert(5, DeadLetter("f.jsonl", 6, "record_too_large", "over the limit", b"{"))
     decoded = 0
     for text in ("text", TextTemplate("{text}!")):
         for group in (None, "g"):
+            left.clear()
             got = parse_batch(records, text, "id", group)
             assert got == [r if isinstance(r, DeadLetter) else parse_any(r, text, "id", group) for r in records]
+            assert all(type(d) in (Document, DeadLetter) for d in got)
             decoded += sum(isinstance(d, Document) for d in got)
+            if path == "c" and text == "text":
+                assert len(records) - len(left) > 1500, len(left)  # Documents the C pass made
     assert decoded > 4000  # both paths are exercised
+
+
+@pytest.mark.skipif(parse._jsonl is None, reason="the _jsonl extension is not built")
+def test_the_c_pass_matches_python_for_any_field_names():
+    """The text field as the id too, names that are prefixes of others, a non-ASCII name
+    (every line then goes to Python), and the Document made being a real Document."""
+    from zipfit_beam.io.parse import parse_any, parse_batch
+    lines = [b'{"t": "x = 1", "tt": "y", "id": 5}', b'{"tt": "y", "t": "x = 1"}',
+             '{"t\u00e9": "caf", "t": "x", "\u00e9": "e"}'.encode(), b'{"t": "a", "t": "b", "id": "i"}']
+    records = [raw(line, i + 1) for i, line in enumerate(lines)]
+    for text, id_field, group in [("t", "t", None), ("t", "id", "tt"), ("t\u00e9", "id", None),
+                                  ("t", "\u00e9", None), ("tt", "t", "t")]:
+        got = parse_batch(records, text, id_field, group)
+        assert got == [parse_any(r, text, id_field, group) for r in records]
+    doc = parse_batch(records[:1], "t", "id")[0]
+    assert type(doc) is Document and doc == Document("5", "x = 1", "f.jsonl", 1, b"", None)
+    assert doc._replace(id="6").id == "6" and hash(doc) == hash(tuple(doc))
 
 
 def with_score(line: bytes, score: float) -> bytes:

@@ -37,6 +37,11 @@ try:  # a JSON decoder in C about 3x faster than json's on text (json's string s
 except ImportError:  # optional at run time: json gives the same answers
     _orjson = None
 
+try:  # the common JSON line's Document in one C pass (optional, built by pip install)
+    from zipfit_beam.io import _jsonl  # type: ignore[attr-defined]
+except ImportError:  # the same answers from orjson and Python
+    _jsonl = None
+
 REASONS = ("blank_line", "invalid_utf8", "invalid_json", "not_an_object", "missing_text",
            "text_not_string", "empty_text", "invalid_id", "too_deeply_nested", "unparseable",
            "record_too_large", "corrupt_file", "corrupt_row_group", "corrupt_block")
@@ -263,35 +268,43 @@ def parse_batch(records: Sequence[Union[RawRecord, RowRecord, DeadLetter]], text
                 id_field: str, group_field: Optional[str] = None) -> List[Union[Document, DeadLetter]]:
     """``parse_any`` of each record, in order; a reader's DeadLetter passes as it is.
 
-    The common JSON line, an object that orjson decodes with no array or object among its
-    values, whose text field is a non-blank ASCII string, whose id is a string, an integer
-    or absent, and whose group (when asked) is a string or absent, becomes its Document in
-    this loop: ``parse_record``'s path for it without its calls per record (1.4 us less per
-    record of the benchmark corpus). Every other record goes through ``parse_any``, so the
-    answers are its answers (``tests/unit/test_parsing.py`` compares them)."""
+    The common JSON line (an object with no array or object among its values, whose text
+    field is a non-blank ASCII string, whose id is a string, an integer or absent, and whose
+    group, when asked, is a string or absent) becomes its Document without ``parse_any``'s
+    calls per record: in one C pass over its bytes where ``_jsonl`` is built (its narrower
+    "plain" line: no byte over 0x7f, see ``_jsonl.c``), else, and for every line the C pass
+    leaves, by ``orjson`` and the checks of ``_common_line``. Every other record goes
+    through ``parse_any``, so the answers are its answers (``tests/unit/test_parsing.py``
+    compares all three on mutated lines)."""
     spec = as_text_spec(text)
-    if _orjson is None or type(spec) is not FieldText:
+    if type(spec) is not FieldText:
         return [r if type(r) is DeadLetter else parse_any(r, spec, id_field, group_field) for r in records]
-    loads, field, out = _orjson.loads, spec.field, []
-    for r in records:
-        if type(r) is RawRecord:
-            try:
-                obj = loads(r.data)
-            except Exception:  # json decides, and words the dead letter
-                obj = None
-            if type(obj) is dict:
-                value, raw_id = obj.get(field), obj.get(id_field)
-                kind = type(raw_id)
-                if (type(value) is str and value.isascii() and value and not value.isspace()
-                        and (kind is str or kind is int or raw_id is None)
-                        and (group_field is None or type(obj.get(group_field, "")) is str)):
-                    for v in obj.values():
-                        if type(v) is list or type(v) is dict:
-                            break
-                    else:
-                        doc_id = raw_id if kind is str else content_id(value) if raw_id is None else str(raw_id)
-                        group = group_value(obj, group_field) if group_field else None
-                        out.append(Document(doc_id, value, r.source, r.position, b"", group))
-                        continue
-        out.append(r if type(r) is DeadLetter else parse_any(r, spec, id_field, group_field))
-    return out
+    one = functools.partial(_common_line, spec, id_field, group_field)
+    if _jsonl is not None:
+        return _jsonl.documents(records, spec.field, id_field, group_field, Document, RawRecord, one)
+    return list(map(one, records))
+
+
+def _common_line(spec: FieldText, id_field: str, group_field: Optional[str],
+                 r: Union[RawRecord, RowRecord, DeadLetter]) -> Union[Document, DeadLetter]:
+    """``parse_batch``'s answer for one record: a common JSON line's Document from orjson's
+    object, else what ``parse_any`` says (a DeadLetter passes as it is)."""
+    if type(r) is RawRecord and _orjson is not None:
+        try:
+            obj = _orjson.loads(r.data)
+        except Exception:  # json decides, and words the dead letter
+            obj = None
+        if type(obj) is dict:
+            value, raw_id = obj.get(spec.field), obj.get(id_field)
+            kind = type(raw_id)
+            if (type(value) is str and value.isascii() and value and not value.isspace()
+                    and (kind is str or kind is int or raw_id is None)
+                    and (group_field is None or type(obj.get(group_field, "")) is str)):
+                for v in obj.values():
+                    if type(v) is list or type(v) is dict:
+                        break
+                else:
+                    doc_id = raw_id if kind is str else content_id(value) if raw_id is None else str(raw_id)
+                    group = group_value(obj, group_field) if group_field else None
+                    return Document(doc_id, value, r.source, r.position, b"", group)
+    return r if type(r) is DeadLetter else parse_any(r, spec, id_field, group_field)
