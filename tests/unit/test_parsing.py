@@ -123,7 +123,9 @@ def _mutated_lines(n, seed):
              # plain lines for the C pass: every escape, duplicate keys, whitespace, long groups
              '{"id": "q", "text": "a\\"b\\\\c\\/d\\b\\f\\r\\t\\u0041\\u007f\\u0000", "g": "' + "y" * 205 + '"}',
              ' {\t"id" : 123456789012345678 ,\r\n"text":"x", "text": "last", "n": -1.5e-3, "b": true}  ',
-             '{"text": "\\u000b\\u001c x", "id": "\\u0061", "g": "' + "z" * 199 + '", "f": false, "z": null}']
+             '{"text": "\\u000b\\u001c x", "id": "\\u0061", "g": "' + "z" * 199 + '", "f": false, "z": null}',
+             '{"id": "\u00fc/1", "text": "na\u00efve \\u00e9\\ud83d\\ude00 \U0001F600 \u65e5\u672c \\u2028", "g": "'
+             + "\u00e9" * 205 + '"}']
     alphabet = '{}[]",:0123456789.eE+-\\u nulltruefalseNaN\t\n\x00\ud800\u00e9 /bfnrt'
     from zipfit_beam.formats.base import MAX_NESTING
     deep = b'{"a": ' * (MAX_NESTING + 2) + b"1" + b"}" * (MAX_NESTING + 2)
@@ -138,7 +140,13 @@ def _mutated_lines(n, seed):
         b'{"id": "a", "text": "x"} x', b'{"id": "a", "text": "x",}', b'{"id": "a" "text": "x"}',
         b'{"te\\u0078t": "x", "id": "a"}', b'{"id": "a", "text": "x\tx"}', b'{"id": 01, "text": "x"}',
         b'{"id": 1., "text": "x"}', b'{"id": "a", "text": "x", "g": "' + b"w" * 200 + b'"}',
-        b'{"id": "a", "text": "x", "g": "' + b"w" * 201 + b'"}', b'{"id": "a", "text": ""}', b"{}"]
+        b'{"id": "a", "text": "x", "g": "' + b"w" * 201 + b'"}', b'{"id": "a", "text": ""}', b"{}",
+        b'{"id": "a", "text": "\\u00a0\\u2003 \\u3000"}', b'{"id": "a", "text": "\xc2\xa0 "}',
+        b'{"id": "a", "text": "\\ud83d"}', b'{"id": "a", "text": "\\ude00"}', b'{"id": "a", "text": "\\ud83d\\u0041"}',
+        b'{"id": "a", "text": "\\ud83d\\ude00"}', b'{"id": "a", "text": "\xf0\x9f\x98\x80"}',
+        b'{"id": "a", "text": "\xf4\x8f\xbf\xbf"}', b'{"id": "a", "text": "\xe0\xa0\x80"}',
+        b'{"id": "a", "text": "\xe0\x9f\xbf"}', b'{"id": "a", "text": "\xef\xbf\xbf"}',
+        b'{"id": "a", "text": "x\xc3"}', b'{"id": "a", "text": "x", "g": "\xc3\xa9' + b"w" * 200 + b'"}']
     for _ in range(n):
         s = rng.choice(seeds)
         for _ in range(rng.randint(0, 2)):
@@ -186,8 +194,8 @@ def test_parse_batch_equals_parse_any_record_by_record(path, monkeypatch):
 
 @pytest.mark.skipif(parse._jsonl is None, reason="the _jsonl extension is not built")
 def test_the_c_pass_matches_python_for_any_field_names():
-    """The text field as the id too, names that are prefixes of others, a non-ASCII name
-    (every line then goes to Python), and the Document made being a real Document."""
+    """The text field as the id too, names that are prefixes of others, non-ASCII names,
+    and the Document made being a real Document."""
     from zipfit_beam.io.parse import parse_any, parse_batch
     lines = [b'{"t": "x = 1", "tt": "y", "id": 5}', b'{"tt": "y", "t": "x = 1"}',
              '{"t\u00e9": "caf", "t": "x", "\u00e9": "e"}'.encode(), b'{"t": "a", "t": "b", "id": "i"}']

@@ -7,18 +7,19 @@
  * anything else is passed to fallback(record), whose answer goes in its place.  "Plain" is
  * kept narrow, so that the answer here is surely the one Python's path gives (json.loads and
  * parse_any; tests/unit/test_parsing.py compares them on mutated lines):
- *   - the line is one object, with JSON whitespace around and between its tokens, no byte
- *     >= 0x80 and no control byte inside a string (either sends the line to Python);
+ *   - the line is one object, with JSON whitespace around and between its tokens, valid UTF-8
+ *     in its strings (as Python's strict decoder reads it) and no control byte inside one;
  *   - its keys have no escapes; its values are strings, numbers, true, false or null (an array
  *     or object sends the line to Python); a key given twice counts with its last value;
- *   - strings decode the escapes \" \\ \/ \b \f \n \r \t and \u0000-\u007f; any other escape
- *     sends the line to Python; numbers follow JSON's grammar;
+ *   - strings decode JSON's escapes, \u ones of a surrogate only as a high-low pair (a lone
+ *     surrogate sends the line to Python); numbers follow JSON's grammar;
  *   - the text field is a string that is not empty and not all whitespace (str.isspace);
  *   - the id is a string, or an integer of at most 18 digits other than -0 (the Document's id
  *     is then its digits, as str(int) writes them); absent or null ids (a digest of the text)
  *     go to Python;
- *   - the group, when asked for, is a string (cut to GROUP_MAX_CHARS as group_value cuts it),
- *     or absent or null ("(missing)").
+ *   - the group, when asked for, is a string (cut to GROUP_MAX_CHARS characters as
+ *     group_value cuts it), or absent or null ("(missing)");
+ *   - the line is at most MAX_LINE bytes.
  * Document(id, text, source, position, b"", group) is made as a tuple subclass instance.
  */
 #define PY_SSIZE_T_CLEAN
@@ -38,8 +39,9 @@ enum { V_ABSENT = 0, V_STR, V_INT, V_NULL, V_OTHER };
 
 typedef struct {
     int kind;
-    const uint8_t *s; /* V_STR: the decoded bytes (in a scratch slot); V_INT: the number's bytes */
+    const uint8_t *s; /* V_STR: the decoded UTF-8 (in a scratch slot); V_INT: the number's bytes */
     Py_ssize_t n;
+    int ascii; /* V_STR: no byte over 0x7f */
 } value;
 
 typedef struct {
@@ -69,17 +71,49 @@ static const uint8_t escaped[256] = {['"'] = '"', ['\\'] = '\\', ['/'] = '/', ['
 
 static inline int regular(uint8_t c) { return c != '"' && c != '\\' && c >= 0x20 && c < 0x80; }
 
+/* The length of the valid UTF-8 sequence at p (as Python's strict decoder takes it: no
+   overlong forms, no surrogates, nothing past U+10FFFF), or 0. */
+static inline int utf8_len(const uint8_t *p, const uint8_t *end)
+{
+    uint8_t c = p[0];
+    Py_ssize_t left = end - p;
+#define CONT(i) ((p[i] & 0xc0) == 0x80)
+    if (c >= 0xc2 && c <= 0xdf) return left >= 2 && CONT(1) ? 2 : 0;
+    if (c >= 0xe0 && c <= 0xef) {
+        if (left < 3 || !CONT(1) || !CONT(2)) return 0;
+        if (c == 0xe0 && p[1] < 0xa0) return 0; /* overlong */
+        if (c == 0xed && p[1] > 0x9f) return 0; /* a surrogate */
+        return 3;
+    }
+    if (c >= 0xf0 && c <= 0xf4) {
+        if (left < 4 || !CONT(1) || !CONT(2) || !CONT(3)) return 0;
+        if (c == 0xf0 && p[1] < 0x90) return 0; /* overlong */
+        if (c == 0xf4 && p[1] > 0x8f) return 0; /* past U+10FFFF */
+        return 4;
+    }
+#undef CONT
+    return 0;
+}
+
+static inline int hex4(const uint8_t *p)
+{
+    int a = hexval(p[0]), b = hexval(p[1]), c = hexval(p[2]), d = hexval(p[3]);
+    return (a | b | c | d) < 0 ? -1 : a << 12 | b << 8 | c << 4 | d;
+}
+
 /*
  * A string from just past its opening quote, decoded into dst (room for the rest of the line
- * plus SLACK): returns the position past its closing quote, with *n the decoded length and
- * *esc whether it had escapes, or NULL for anything sent to Python (a control byte, which json
- * refuses; a byte over 0x7f; an escape other than the simple ones and \u0000-\u007f).
+ * plus SLACK) as UTF-8: returns the position past its closing quote, with *n the decoded
+ * length, *esc whether it had escapes and *ascii whether it is all ASCII, or NULL for anything
+ * sent to Python (a control byte, which json refuses; invalid UTF-8; a lone surrogate escape;
+ * an unknown escape).
  */
 static const uint8_t *read_string(const uint8_t *p, const uint8_t *end, uint8_t *dst, Py_ssize_t *n,
-                                  int *esc)
+                                  int *esc, int *ascii)
 {
     uint8_t *d = dst;
     *esc = 0;
+    *ascii = 1;
     for (;;) {
 #if defined(__SSE2__)
         const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\');
@@ -110,15 +144,45 @@ static const uint8_t *read_string(const uint8_t *p, const uint8_t *end, uint8_t 
             *n = d - dst;
             return p + 1;
         }
+        if (*p >= 0x80) { /* one whole UTF-8 sequence, copied */
+            int k = utf8_len(p, end);
+            if (!k) return NULL;
+            memcpy(d, p, (size_t)k);
+            d += k;
+            p += k;
+            *ascii = 0;
+            continue;
+        }
         if (*p != '\\' || end - p < 2) return NULL;
         *esc = 1;
         if (p[1] == 'u') {
-            int a, b, c, e;
-            if (end - p < 6) return NULL;
-            a = hexval(p[2]); b = hexval(p[3]); c = hexval(p[4]); e = hexval(p[5]);
-            if ((a | b | c | e) < 0 || a || b || c > 7) return NULL; /* only \u0000-\u007f */
-            *d++ = (uint8_t)(c << 4 | e);
+            int cp;
+            if (end - p < 6 || (cp = hex4(p + 2)) < 0) return NULL;
             p += 6;
+            if (cp >= 0xd800 && cp <= 0xdfff) { /* only a high surrogate followed by a low one */
+                int lo;
+                if (cp > 0xdbff || end - p < 6 || p[0] != '\\' || p[1] != 'u' || (lo = hex4(p + 2)) < 0xdc00 ||
+                    lo > 0xdfff)
+                    return NULL;
+                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+                p += 6;
+            }
+            if (cp < 0x80) {
+                *d++ = (uint8_t)cp;
+            } else {
+                *ascii = 0;
+                if (cp < 0x800) {
+                    *d++ = (uint8_t)(0xc0 | cp >> 6);
+                } else if (cp < 0x10000) {
+                    *d++ = (uint8_t)(0xe0 | cp >> 12);
+                    *d++ = (uint8_t)(0x80 | (cp >> 6 & 0x3f));
+                } else {
+                    *d++ = (uint8_t)(0xf0 | cp >> 18);
+                    *d++ = (uint8_t)(0x80 | (cp >> 12 & 0x3f));
+                    *d++ = (uint8_t)(0x80 | (cp >> 6 & 0x3f));
+                }
+                *d++ = (uint8_t)(0x80 | (cp & 0x3f));
+            }
         } else {
             uint8_t c = escaped[p[1]];
             if (!c) return NULL;
@@ -179,9 +243,9 @@ static int scan_object(const uint8_t *p, const uint8_t *end, const fname *names,
     for (;;) {
         const uint8_t *q, *vs = NULL;
         Py_ssize_t klen, vn = 0;
-        int esc, which[3], nw = 0, kind, is_int;
+        int esc, ascii = 1, which[3], nw = 0, kind, is_int;
         if (p >= end || *p != '"') return 0;
-        q = read_string(p + 1, end, slot[0], &klen, &esc);
+        q = read_string(p + 1, end, slot[0], &klen, &esc, &ascii);
         if (q == NULL || esc) return 0; /* keys with escapes: Python compares them */
         for (i = 0; i < nnames; i++)
             if (names[i].len == klen && memcmp(names[i].name, slot[0], (size_t)klen) == 0) which[nw++] = i;
@@ -192,7 +256,7 @@ static int scan_object(const uint8_t *p, const uint8_t *end, const fname *names,
         if (*p == '"') {
             /* names equal to this key are equal to each other: they share one slot */
             uint8_t *dst = slot[nw ? 1 + which[0] : 0];
-            q = read_string(p + 1, end, dst, &vn, &esc);
+            q = read_string(p + 1, end, dst, &vn, &esc, &ascii);
             if (q == NULL) return 0;
             kind = V_STR;
             vs = dst;
@@ -219,6 +283,7 @@ static int scan_object(const uint8_t *p, const uint8_t *end, const fname *names,
             vals[which[i]].kind = kind;
             vals[which[i]].s = vs;
             vals[which[i]].n = vn;
+            vals[which[i]].ascii = ascii;
         }
         p = skip_ws(q, end);
         if (p >= end) return 0;
@@ -229,29 +294,38 @@ static int scan_object(const uint8_t *p, const uint8_t *end, const fname *names,
     return skip_ws(p + 1, end) == end;
 }
 
-/* An ASCII str of n bytes (the first keep of them, then "...", when keep < n). */
-static PyObject *ascii_str(const uint8_t *s, Py_ssize_t n, Py_ssize_t keep)
+/* A V_STR value's str (cut to GROUP_MAX_CHARS characters, "..." included, when cut), or an
+   integer's digits. */
+static PyObject *make_str(const value *v, int cut)
 {
-    PyObject *out = PyUnicode_New(keep < n ? keep + 3 : n, 127);
-    if (out == NULL) return NULL;
-    if (keep < n) {
-        memcpy(PyUnicode_1BYTE_DATA(out), s, (size_t)keep);
-        memcpy(PyUnicode_1BYTE_DATA(out) + keep, "...", 3);
-    } else {
-        memcpy(PyUnicode_1BYTE_DATA(out), s, (size_t)n);
+    PyObject *out, *head, *whole;
+    if (v->ascii || v->kind != V_STR) {
+        Py_ssize_t n = cut && v->n > GROUP_MAX_CHARS ? GROUP_MAX_CHARS : v->n;
+        out = PyUnicode_New(n, 127);
+        if (out == NULL) return NULL;
+        memcpy(PyUnicode_1BYTE_DATA(out), v->s, (size_t)n);
+        if (n < v->n) memcpy(PyUnicode_1BYTE_DATA(out) + n - 3, "...", 3);
+        return out;
     }
+    whole = PyUnicode_DecodeUTF8((const char *)v->s, v->n, NULL); /* valid: read_string checked */
+    if (whole == NULL || !cut || PyUnicode_GET_LENGTH(whole) <= GROUP_MAX_CHARS) return whole;
+    head = PyUnicode_Substring(whole, 0, GROUP_MAX_CHARS - 3);
+    Py_DECREF(whole);
+    if (head == NULL) return NULL;
+    out = PyUnicode_FromFormat("%U...", head);
+    Py_DECREF(head);
     return out;
 }
 
-/* str.isspace() of ASCII text, which is what blank text is */
-static int all_space(const uint8_t *d, Py_ssize_t n)
+/* str.isspace(): every character whitespace (blank text) */
+static int blank(PyObject *s)
 {
-    Py_ssize_t i;
-    for (i = 0; i < n; i++) {
-        uint8_t c = d[i];
-        if (!((c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x20))) return 0;
-    }
-    return 1;
+    Py_ssize_t i, n = PyUnicode_GET_LENGTH(s);
+    int kind = PyUnicode_KIND(s);
+    const void *data = PyUnicode_DATA(s);
+    for (i = 0; i < n; i++)
+        if (!Py_UNICODE_ISSPACE(PyUnicode_READ(kind, data, i))) return 0;
+    return n > 0;
 }
 
 /* The record's Document, or NULL with no error set when Python decides it (or with one set). */
@@ -264,19 +338,24 @@ static PyObject *document(PyObject *rec, const fname *names, int nnames, PyTypeO
     if (!PyBytes_Check(data) || PyBytes_GET_SIZE(data) > MAX_LINE) return NULL;
     b = (const uint8_t *)PyBytes_AS_STRING(data);
     if (!scan_object(b, b + PyBytes_GET_SIZE(data), names, nnames, vals, slot)) return NULL;
-    if (vals[0].kind != V_STR || vals[0].n == 0 || all_space(vals[0].s, vals[0].n)) return NULL;
+    if (vals[0].kind != V_STR || vals[0].n == 0) return NULL;
     if (vals[1].kind != V_STR && vals[1].kind != V_INT) return NULL;
     if (nnames > 2 && vals[2].kind != V_STR && vals[2].kind != V_ABSENT && vals[2].kind != V_NULL)
         return NULL;
-    text = ascii_str(vals[0].s, vals[0].n, vals[0].n);
-    id = ascii_str(vals[1].s, vals[1].n, vals[1].n); /* a string's bytes, or an integer's digits */
+    text = make_str(&vals[0], 0);
+    if (text == NULL) return NULL;
+    if (blank(text)) { /* Python words the dead letter */
+        Py_DECREF(text);
+        return NULL;
+    }
+    id = make_str(&vals[1], 0);
     if (nnames < 3)
         group = Py_NewRef(Py_None);
-    else if (vals[2].kind == V_STR) /* group_value: cut to GROUP_MAX_CHARS, "..." included */
-        group = ascii_str(vals[2].s, vals[2].n, vals[2].n > GROUP_MAX_CHARS ? GROUP_MAX_CHARS - 3 : vals[2].n);
+    else if (vals[2].kind == V_STR) /* as group_value cuts it */
+        group = make_str(&vals[2], 1);
     else
         group = Py_NewRef(missing);
-    if (text == NULL || id == NULL || group == NULL) goto fail;
+    if (id == NULL || group == NULL) goto fail;
     doc = doc_type->tp_alloc(doc_type, 6);
     if (doc == NULL) goto fail;
     PyTuple_SET_ITEM(doc, 0, id);
@@ -293,19 +372,14 @@ fail:
     return NULL;
 }
 
-static int ascii_name(PyObject *o, fname *f, const char *what)
+/* A field name as UTF-8 (NULL name: one with a lone surrogate, which no line's key can be). */
+static int field_name(PyObject *o, fname *f)
 {
-    if (!PyUnicode_Check(o) || !PyUnicode_IS_ASCII(o)) {
-        f->name = NULL; /* a non-ASCII field name: every line goes to Python */
+    f->name = PyUnicode_AsUTF8AndSize(o, &f->len);
+    if (f->name == NULL) {
+        PyErr_Clear();
         f->len = -1;
-        if (!PyUnicode_Check(o)) {
-            PyErr_Format(PyExc_TypeError, "%s must be a str", what);
-            return -1;
-        }
-        return 0;
     }
-    f->name = (const char *)PyUnicode_1BYTE_DATA(o);
-    f->len = PyUnicode_GET_LENGTH(o);
     return 0;
 }
 
@@ -325,9 +399,14 @@ static PyObject *py_documents(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_TypeError, "Document and RawRecord must be tuple types");
         return NULL;
     }
-    if (ascii_name(field, &names[0], "field") || ascii_name(id_field, &names[1], "id_field")) return NULL;
+    field_name(field, &names[0]);
+    field_name(id_field, &names[1]);
     if (group_field != Py_None) {
-        if (ascii_name(group_field, &names[2], "group_field")) return NULL;
+        if (!PyUnicode_Check(group_field)) {
+            PyErr_SetString(PyExc_TypeError, "group_field must be a str or None");
+            return NULL;
+        }
+        field_name(group_field, &names[2]);
         nnames = 3;
     }
     for (i = 0; i < nnames; i++) fast &= names[i].name != NULL;

@@ -271,9 +271,9 @@ def parse_batch(records: Sequence[Union[RawRecord, RowRecord, DeadLetter]], text
     The common JSON line (an object with no array or object among its values, whose text
     field is a non-blank ASCII string, whose id is a string, an integer or absent, and whose
     group, when asked, is a string or absent) becomes its Document without ``parse_any``'s
-    calls per record: in one C pass over its bytes where ``_jsonl`` is built (its narrower
-    "plain" line: no byte over 0x7f, see ``_jsonl.c``), else, and for every line the C pass
-    leaves, by ``orjson`` and the checks of ``_common_line``. Every other record goes
+    calls per record: in one C pass over its bytes where ``_jsonl`` is built (which also
+    takes non-ASCII text; its "plain" line is in ``_jsonl.c``), else, and for every line the
+    C pass leaves, by ``orjson`` and the checks of ``_common_line``. Every other record goes
     through ``parse_any``, so the answers are its answers (``tests/unit/test_parsing.py``
     compares all three on mutated lines)."""
     spec = as_text_spec(text)
