@@ -254,3 +254,18 @@ def test_parse_record_carries_the_group_only_when_asked():
     assert parse_record(raw, "text", "id").group is None
     assert parse_record(raw, "text", "id", "lang").group == "py"
     assert parse_record(raw, "text", "id", "nope").group == MISSING_GROUP
+
+
+@pytest.mark.skipif(parse._jsonl is None, reason="the _jsonl extension is not built")
+def test_the_c_pass_reads_utf8_as_python_does():
+    """Every lead byte with every second byte, and the 3- and 4-byte forms' boundaries, in a
+    text: the C pass's Document or Python's dead letter, as parse_any decides."""
+    from zipfit_beam.io.parse import parse_any, parse_batch
+    tails = [b"", b"\x80", b"\xbf", b"A", b'"']
+    seqs = [bytes([a, b]) + t for a in range(0x80, 0x100) for b in range(0x100) for t in tails[:1]]
+    seqs += [bytes([a, b, c]) + t for a in range(0xe0, 0xf5) for b in range(0x80, 0xc0, 7)
+             for c in (0x7f, 0x80, 0xbf, 0xc0) for t in tails]
+    records = [raw(b'{"id": "a", "text": "x' + s + b'"}', i + 1) for i, s in enumerate(seqs)]
+    got = parse_batch(records, "text", "id")
+    assert got == [parse_any(r, "text", "id") for r in records]
+    assert 1000 < sum(isinstance(d, Document) for d in got) < len(records) - 1000
