@@ -165,12 +165,16 @@ def test_dockerfile_installs_the_package_and_checks_the_kernel():
     assert re.search(r"^FROM apache/beam_python3\.11_sdk:", text, re.M)
     # the deploy extra: the exact Beam pin, gs:// and Hugging Face targets
     assert "pip install --no-cache-dir '.[deploy]'" in text and "pip check" in text
-    # the build fails when any C extension (each zipfit_beam/score/_*.c) did not compile
+    # the build fails when any C extension (each zipfit_beam/*/_*.c) did not compile
     check = re.search(r'python -c "(import zipfit_beam\.score\._[^"]*)"', text).group(1)
-    sources = glob.glob(os.path.join(REPO, "zipfit_beam", "score", "_*.c"))
-    assert len(sources) == 4
+    sources = glob.glob(os.path.join(REPO, "zipfit_beam", "*", "_*.c"))
+    assert len(sources) == 5
+    with open(os.path.join(REPO, "pyproject.toml")) as f:
+        pyproject = f.read()
     for src in sources:
-        assert f"zipfit_beam.score.{os.path.basename(src)[:-2]}," in check, src
+        module = os.path.relpath(src, REPO)[:-2].replace(os.sep, ".")
+        assert f"{module}," in check, src
+        assert f'name = "{module}"' in pyproject, src  # built by pip install
     entry = re.search(r"FLEX_TEMPLATE_PYTHON_PY_FILE=/opt/zipfit-beam/(\S+)", text).group(1)
     assert os.path.isfile(os.path.join(REPO, entry)), entry
     ignore = read("Dockerfile.dockerignore").split()
