@@ -14,9 +14,9 @@
  *   - strings decode JSON's escapes, \u ones of a surrogate only as a high-low pair (a lone
  *     surrogate sends the line to Python); numbers follow JSON's grammar;
  *   - the text field is a string that is not empty and not all whitespace (str.isspace);
- *   - the id is a string, or an integer of at most 18 digits other than -0 (the Document's id
- *     is then its digits, as str(int) writes them); absent or null ids (a digest of the text)
- *     go to Python;
+ *   - the id is a string, or an integer of at most 18 characters other than -0 (the id is
+ *     then its digits, as str(int) writes them); absent or null ids (a digest of the text) go
+ *     to Python;
  *   - the group, when asked for, is a string (cut to GROUP_MAX_CHARS characters as
  *     group_value cuts it), or absent or null ("(missing)");
  *   - the line is at most MAX_LINE bytes.
@@ -253,6 +253,7 @@ static int scan_object(const uint8_t *p, const uint8_t *end, const fname *names,
         if (p >= end || *p != ':') return 0;
         p = skip_ws(p + 1, end);
         if (p >= end) return 0;
+        ascii = 1;
         if (*p == '"') {
             /* names equal to this key are equal to each other: they share one slot */
             uint8_t *dst = slot[nw ? 1 + which[0] : 0];
